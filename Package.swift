@@ -1,0 +1,64 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "soak",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "soak", targets: ["soak"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        // C libraries from Debian, each behind a thin prefixed shim header.
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CFuse", path: "Sources/CFuse", pkgConfig: "fuse3",
+                       providers: [.apt(["libfuse3-dev"])]),
+        // Linux calls Swift's Glibc module leaves out (pipe2, prctl, xattrs).
+        .systemLibrary(name: "CSys", path: "Sources/CSys"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+
+        // Shared vocabulary: errors, logging, key filters, path safety, retry policy, clocks.
+        .target(name: "SoakCore", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+        // S3 client: SigV4, credentials, listing XML, libcurl transport.
+        .target(name: "S3", dependencies: [
+            "SoakCore", "CCurl",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The engine: lanes, scheduler, dynamic multi-process worker pool, optimizer, download plan.
+        .target(name: "Prefetcher", dependencies: [
+            "SoakCore", "S3", "CSys",
+            .product(name: "Collections", package: "swift-collections"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // On-disk block cache with a SQLite index (part 2).
+        .target(name: "Cache", dependencies: ["SoakCore", "CSQLite",
+            .product(name: "Logging", package: "swift-log")]),
+        // Read-only FUSE view over the cache (part 3).
+        .target(name: "Mount", dependencies: ["SoakCore", "Cache", "Prefetcher", "CFuse",
+            .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "soak", dependencies: [
+            "SoakCore", "S3", "Prefetcher", "Cache", "Mount",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "SoakCoreTests", dependencies: ["SoakCore"]),
+        .testTarget(name: "S3Tests", dependencies: ["S3", "SoakCore"]),
+        .testTarget(name: "PrefetcherTests", dependencies: ["Prefetcher", "S3", "SoakCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Prefetcher", "S3", "SoakCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,19 @@
+#ifndef CSYS_SHIM_H
+#define CSYS_SHIM_H
+/* Linux calls Swift's Glibc module does not expose (GNU extensions and headers outside it). */
+#include <sys/prctl.h>
+#include <sys/xattr.h>
+#include <sys/types.h>
+
+int pipe2(int pipefd[2], int flags);
+
+/* Deliver `sig` to this process when its parent dies. */
+static inline int csys_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0); }
+static inline int csys_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+static inline int csys_setxattr(const char *path, const char *name, const void *value, size_t size) {
+    return setxattr(path, name, value, size, 0);
+}
+static inline ssize_t csys_getxattr(const char *path, const char *name, void *value, size_t size) {
+    return getxattr(path, name, value, size);
+}
+#endif

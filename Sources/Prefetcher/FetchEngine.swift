@@ -1,0 +1,391 @@
+/// The engine: a scheduler over a dynamic pool of worker processes.
+///
+/// How it works. Callers `submit` byte-range fetches into lanes of a `WorkQueue`. One event
+/// thread owns everything else: it `poll`s the workers' report pipes and a wake pipe, hands
+/// ready work to the least-loaded worker with a free slot (highest lane first), turns reports
+/// into completions, and every `optimizationInterval` feeds a throughput sample to the
+/// `PoolOptimizer`, then spawns or retires workers to match its target.
+///
+/// Failures: a retryable error goes back to the queue after a full-jitter backoff (honouring
+/// Retry-After), resuming after the bytes already written; a worker that exits, crashes or
+/// stays silent for `hangTimeout` is killed and reaped, and its orders are requeued from their
+/// last reported offset. Nothing is reported complete unless its worker said every byte landed.
+import CSys
+import Foundation
+import Logging
+import S3
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Pool and retry settings (the `MIN_PROCESSES`… environment contract maps onto these).
+public struct EngineSettings: Sendable {
+    public var minWorkers = 1
+    public var maxWorkers = 8
+    /// Workers at start; the optimizer moves from here.
+    public var initialWorkers = 2
+    /// Concurrent transfers per worker: enough to hide request latency for small objects.
+    public var slotsPerWorker = 8
+    /// Orders a worker may hold beyond its slots, so it never idles waiting for the next one.
+    public var prefetchDepth = 4
+    public var maxBytesPerSecond: Double? = nil
+    public var optimizationInterval = 2.0
+    public var retry = RetryPolicy(maxAttempts: 5, baseDelay: 0.5, maxDelay: 20)
+    /// A busy worker silent for this long is considered hung (heartbeat is every 0.25 s).
+    public var hangTimeout = 30.0
+    public var transport = TransportOptions()
+    public var logLevel = "info"
+    public init() {}
+}
+
+/// What callers see of one finished fetch.
+public struct FetchCompletion: Sendable {
+    public var order: FetchOrder
+    public var tag: Int
+    /// nil on success: every byte of the range was written.
+    public var error: S3Error?
+}
+
+/// Live counters for progress bars, `soak status` and tests.
+public struct EngineStats: Sendable {
+    public var bytes: Int64 = 0
+    public var completed = 0
+    public var failed = 0
+    public var retries = 0
+    public var throttled = 0
+    public var workers = 0
+    public var targetWorkers = 0
+    public var queued = 0
+    public var inflight = 0
+    public var workerRestarts = 0
+    /// Bytes per second over the last optimization interval.
+    public var rate: Double = 0
+}
+
+public final class FetchEngine: @unchecked Sendable {
+    // @unchecked: all mutable state is guarded by `lock`; the event thread and callers share it.
+    private struct Job: Sendable {
+        var original: FetchOrder
+        var current: FetchOrder
+        var lane: Lane
+        var tag: Int
+        var attempts = 0
+    }
+
+    private let settings: EngineSettings
+    private let executable: String
+    private let workerConfig: WorkerConfig
+    private let logger: Logger
+    private let onComplete: @Sendable (FetchCompletion) -> Void
+
+    private let lock = NSLock()
+    private var queue = WorkQueue<Int>()
+    private var jobs: [Int: Job] = [:]
+    private var nextID = 1
+    private var workers: [WorkerProcess] = []
+    private var optimizer: PoolOptimizer
+    private var stats = EngineStats()
+    private var random = SystemRandomNumberGenerator()
+    private var wakeFDs: [Int32] = [-1, -1]
+    private var thread: Thread?
+    private var stopping = false
+    private var stopped = false
+    private let stoppedCond = NSCondition()
+    // Sampling window for the optimizer.
+    private var windowStart = MonotonicTime.now()
+    private var windowBytes: Int64 = 0
+    private var windowThrottled = 0
+    private var windowErrors = 0
+    private var windowLatencies: [Double] = []
+    private var spawnFailures = 0
+
+    public init(settings: EngineSettings, workerExecutable: String, builder: S3RequestBuilder, logger: Logger,
+                onComplete: @escaping @Sendable (FetchCompletion) -> Void) {
+        self.settings = settings
+        self.executable = workerExecutable
+        self.workerConfig = WorkerConfig(builder: builder, transport: settings.transport,
+                                         slots: settings.slotsPerWorker, logLevel: settings.logLevel)
+        self.logger = logger
+        self.onComplete = onComplete
+        let initial = min(max(settings.initialWorkers, settings.minWorkers), settings.maxWorkers)
+        self.optimizer = PoolOptimizer(config: OptimizerConfig(minWorkers: settings.minWorkers,
+                                                               maxWorkers: settings.maxWorkers,
+                                                               maxBytesPerSecond: settings.maxBytesPerSecond),
+                                       initialWorkers: initial)
+    }
+
+    /// Spawns the initial workers and starts the event thread.
+    public func start() throws {
+        guard csys_pipe2(&wakeFDs, O_CLOEXEC | O_NONBLOCK) == 0 else {
+            throw LocalIOError(errno: errno, operation: "pipe2", path: "engine wake pipe")
+        }
+        lock.lock()
+        do {
+            for _ in 0..<optimizer.target { try spawnWorker() }
+        } catch {
+            lock.unlock()
+            throw error
+        }
+        lock.unlock()
+        let t = Thread { [self] in self.loop() }
+        t.name = "soak-engine"
+        thread = t
+        t.start()
+    }
+
+    /// Queues a fetch. `tag` is returned in the completion (the caller's own reference).
+    @discardableResult
+    public func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, path: String,
+                       fileOffset: Int64, lane: Lane = .bulk, tag: Int = 0) -> Int {
+        lock.lock()
+        let id = nextID; nextID += 1
+        let o = FetchOrder(id: id, bucket: bucket, key: key, etag: etag, start: range.lowerBound,
+                           end: range.upperBound, path: path, fileOffset: fileOffset)
+        jobs[id] = Job(original: o, current: o, lane: lane, tag: tag)
+        queue.push(id, lane: lane)
+        lock.unlock()
+        wake()
+        return id
+    }
+
+    public func snapshot() -> EngineStats {
+        lock.lock(); defer { lock.unlock() }
+        var s = stats
+        s.workers = workers.filter { !$0.exited }.count
+        s.targetWorkers = optimizer.target
+        s.queued = queue.readyCount + queue.delayedCount
+        s.inflight = workers.reduce(0) { $0 + $1.inflight.count }
+        return s
+    }
+
+    /// PIDs of live workers (for tests and `soak status`).
+    public func workerPIDs() -> [pid_t] {
+        lock.lock(); defer { lock.unlock() }
+        return workers.filter { !$0.exited }.map(\.pid)
+    }
+
+    /// Stops now: workers are told to exit (in-flight transfers are abandoned, never reported
+    /// complete) and reaped; the event thread ends. Safe to call more than once.
+    public func stop() {
+        lock.lock()
+        if stopping { lock.unlock(); waitStopped(); return }
+        stopping = true
+        lock.unlock()
+        wake()
+        waitStopped()
+    }
+
+    private func waitStopped() {
+        stoppedCond.lock()
+        while !stopped && thread != nil { stoppedCond.wait() }
+        stoppedCond.unlock()
+    }
+
+    private func wake() {
+        var b: UInt8 = 1
+        _ = write(wakeFDs[1], &b, 1)
+    }
+
+    // MARK: - Event loop (engine thread)
+
+    private func loop() {
+        var completions: [FetchCompletion] = []
+        while true {
+            lock.lock()
+            if stopping { break }
+            var fds = [pollfd(fd: wakeFDs[0], events: Int16(POLLIN), revents: 0)]
+            let live = workers.filter { !$0.exited }
+            for w in live { fds.append(pollfd(fd: w.fromFD, events: Int16(POLLIN), revents: 0)) }
+            var timeout = 100.0  // ms: bounds the hang checks and optimizer ticks
+            if let due = queue.nextDue { timeout = max(0, min(timeout, (due - MonotonicTime.now()) * 1000)) }
+            lock.unlock()
+
+            _ = poll(&fds, nfds_t(fds.count), Int32(timeout.rounded(.up)))
+
+            lock.lock()
+            if fds[0].revents != 0 {
+                var sink = [UInt8](repeating: 0, count: 256)
+                while read(wakeFDs[0], &sink, sink.count) > 0 {}
+            }
+            for (i, w) in live.enumerated() where fds[i + 1].revents != 0 {
+                let open = w.readAvailable()
+                drainReports(w, into: &completions)
+                if !open { workerDied(w, reason: "exited") }
+            }
+            let now = MonotonicTime.now()
+            for w in workers where !w.exited && !w.inflight.isEmpty && now - w.lastHeard > settings.hangTimeout {
+                logger.warning("worker \(w.pid) silent for \(Int(settings.hangTimeout)) s; killing it")
+                w.terminate(force: true)
+                workerDied(w, reason: "hung")
+            }
+            optimizeIfDue(now)
+            balanceWorkers()
+            dispatch()
+            completions += onCompleteLater
+            onCompleteLater.removeAll()
+            lock.unlock()
+            for c in completions { onComplete(c) }
+            completions.removeAll()
+        }
+        // Stopping: abandon in-flight work; close every worker and reap it.
+        let all = workers
+        lock.unlock()
+        for w in all where !w.exited { w.closeInput() }
+        for w in all where !w.exited { w.terminate(force: false, grace: 2) }
+        stoppedCond.lock(); stopped = true; stoppedCond.broadcast(); stoppedCond.unlock()
+    }
+
+    private func drainReports(_ w: WorkerProcess, into completions: inout [FetchCompletion]) {
+        while let line = w.reader.nextLine() {
+            w.lastHeard = MonotonicTime.now()
+            guard let msg = try? LineCodec.decode(FromWorker.self, line) else {
+                logger.error("worker \(w.pid) sent an unreadable report; replacing it")
+                w.terminate(force: true)
+                return
+            }
+            switch msg {
+            case .ready: w.ready = true
+            case .progress(let p):
+                for (id, bytes) in p { account(w, id: id, bytes: bytes) }
+            case .done(let r):
+                account(w, id: r.id, bytes: r.bytes)
+                w.inflight[r.id] = nil
+                finish(report: r, into: &completions)
+            }
+        }
+    }
+
+    /// Adds newly written bytes of an order to the counters.
+    private func account(_ w: WorkerProcess, id: Int, bytes: Int64) {
+        guard let before = w.inflight[id] else { return }
+        if bytes > before {
+            stats.bytes += bytes - before
+            windowBytes += bytes - before
+            w.inflight[id] = bytes
+        }
+    }
+
+    private func finish(report r: FetchReport, into completions: inout [FetchCompletion]) {
+        guard var job = jobs[r.id] else { return }
+        if let lat = r.firstByteLatency { windowLatencies.append(lat) }
+        guard let err = r.error else {
+            jobs[r.id] = nil
+            stats.completed += 1
+            completions.append(FetchCompletion(order: job.original, tag: job.tag, error: nil))
+            return
+        }
+        if err.isThrottle { stats.throttled += 1; windowThrottled += 1 } else { windowErrors += 1 }
+        // Resume after the bytes that landed; If-Match keeps them the same version.
+        job.current.start += r.bytes
+        job.current.fileOffset += r.bytes
+        job.attempts += 1
+        if err.isRetryable, job.current.start <= job.current.end,
+           let delay = settings.retry.delay(afterAttempt: job.attempts, retryAfter: err.retryAfter, random: &random) {
+            stats.retries += 1
+            logger.debug("retrying \(job.original.key) in \(String(format: "%.2f", delay)) s: \(err)")
+            jobs[r.id] = job
+            queue.push(r.id, lane: job.lane, due: MonotonicTime.now() + delay)
+            return
+        }
+        jobs[r.id] = nil
+        stats.failed += 1
+        completions.append(FetchCompletion(order: job.original, tag: job.tag, error: err))
+    }
+
+    /// Requeues a dead worker's orders from their last reported offset.
+    private func workerDied(_ w: WorkerProcess, reason: String) {
+        if !w.exited { w.terminate(force: true, grace: 0.5) }
+        if !stopping { stats.workerRestarts += 1 }
+        for (id, bytes) in w.inflight {
+            guard var job = jobs[id] else { continue }
+            job.current.start = job.original.start + bytes
+            job.current.fileOffset = job.original.fileOffset + bytes
+            jobs[id] = job
+            if job.current.start > job.current.end {
+                // Every byte was reported written before it died: still wait for no one.
+                jobs[id] = nil
+                stats.completed += 1
+                onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: nil))
+            } else {
+                queue.pushFront(id, lane: job.lane)
+            }
+        }
+        w.inflight.removeAll()
+        workers.removeAll { $0 === w }
+        if reason != "retired" { logger.info("worker \(w.pid) \(reason); its work was requeued") }
+    }
+    private var onCompleteLater: [FetchCompletion] = []
+
+    private func spawnWorker() throws {
+        let w = try WorkerProcess.spawn(executable: executable, config: workerConfig)
+        if let rate = perTransferRate(workers: optimizer.target) { try? w.send(.rate(bytesPerSecond: rate)) }
+        workers.append(w)
+    }
+
+    private func perTransferRate(workers n: Int) -> Int64? {
+        RateSplit.perTransferBytesPerSecond(maxBytesPerSecond: settings.maxBytesPerSecond, workers: max(n, 1),
+                                            transfersPerWorker: settings.slotsPerWorker)
+    }
+
+    private func optimizeIfDue(_ now: Double) {
+        let elapsed = now - windowStart
+        guard elapsed >= settings.optimizationInterval else { return }
+        let lat = windowLatencies.sorted()
+        let sample = ThroughputSample(bytes: windowBytes, seconds: elapsed,
+                                      workers: workers.filter { !$0.retiring && !$0.exited }.count,
+                                      throttled: windowThrottled, errors: windowErrors,
+                                      latencyP50: lat.isEmpty ? nil : lat[lat.count / 2],
+                                      queuedWork: queue.readyCount > 0)
+        stats.rate = Double(windowBytes) / elapsed
+        let before = optimizer.target
+        let target = optimizer.decide(sample)
+        if target != before {
+            logger.debug("optimizer: \(before) → \(target) workers at \(Int(stats.rate / 1e6)) MB/s")
+            if let rate = perTransferRate(workers: target) {
+                for w in workers where !w.exited { try? w.send(.rate(bytesPerSecond: rate)) }
+            }
+        }
+        windowStart = now; windowBytes = 0; windowThrottled = 0; windowErrors = 0; windowLatencies.removeAll()
+    }
+
+    /// Spawns or retires workers to match the optimizer's target.
+    private func balanceWorkers() {
+        let target = optimizer.target
+        var active = workers.filter { !$0.retiring && !$0.exited }
+        while active.count < target && spawnFailures < 5 {
+            do { try spawnWorker(); active = workers.filter { !$0.retiring && !$0.exited } }
+            catch { spawnFailures += 1; logger.error("could not start a worker: \(error)"); break }
+        }
+        if active.count > target {
+            // Retire the least loaded: it stops getting work and exits when idle.
+            for w in active.sorted(by: { $0.inflight.count < $1.inflight.count }).prefix(active.count - target) {
+                w.retiring = true
+            }
+        }
+        for w in workers where w.retiring && w.inflight.isEmpty && !w.exited {
+            w.terminate(force: false, grace: 1)
+            workerDied(w, reason: "retired")
+        }
+    }
+
+    private func dispatch() {
+        let now = MonotonicTime.now()
+        let capacity = settings.slotsPerWorker + settings.prefetchDepth
+        while true {
+            let candidates = workers.filter { !$0.exited && !$0.retiring && $0.inflight.count < capacity }
+            guard let w = candidates.min(by: { $0.inflight.count < $1.inflight.count }) else { return }
+            guard let (id, _) = queue.pop(now: now) else { return }
+            guard let job = jobs[id] else { continue }
+            do {
+                try w.send(.fetch(job.current))
+                w.inflight[id] = job.current.start - job.original.start
+                if w.inflight.count == 1 { w.lastHeard = now }
+            } catch {
+                queue.pushFront(id, lane: job.lane)
+                w.terminate(force: true)
+                workerDied(w, reason: "stopped reading orders")
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+/// A download in progress: data under a temporary name plus a small state file saying which
+/// parts are complete, both in `DEST/.soak-partial/`.
+///
+/// Names are a hash of the relative path, so hostile keys never shape temporary paths. The
+/// state file is replaced atomically (write to a temp name, rename) after each part lands, and
+/// a part is only recorded after its worker reported every byte written; after a kill -9 the
+/// state therefore never claims bytes that are not in the data file. A state whose ETag or size
+/// differs from the current listing is discarded together with its data.
+import Crypto
+import Foundation
+import SoakCore
+
+public struct PartialState: Codable, Sendable, Equatable {
+    /// Bumped when the layout changes; a state of another version is discarded.
+    public static let formatVersion = 1
+    public var version = PartialState.formatVersion
+    public var key: String
+    public var etag: String
+    public var size: Int64
+    public var partSize: Int64
+    public var done: Set<Int>
+}
+
+public struct PartialFile: Sendable {
+    public static let directoryName = ".soak-partial"
+    public let dataPath: String
+    public let statePath: String
+
+    public init(destination: String, relativePath: String) {
+        let digest = SHA256.hash(data: Data(relativePath.utf8)).map { String(format: "%02x", $0) }.joined()
+        let base = "\(destination)/\(Self.directoryName)/\(digest.prefix(40))"
+        dataPath = base + ".part"
+        statePath = base + ".state"
+    }
+
+    public func loadState() -> PartialState? {
+        guard let d = FileManager.default.contents(atPath: statePath),
+              let s = try? JSONDecoder().decode(PartialState.self, from: d),
+              s.version == PartialState.formatVersion else { return nil }
+        // Data shorter than what the state claims means the state is not to be trusted.
+        var st = stat()
+        guard stat(dataPath, &st) == 0 else { return nil }
+        return s
+    }
+
+    public func saveState(_ s: PartialState) throws {
+        let tmp = statePath + ".tmp"
+        let data = try JSONEncoder().encode(s)
+        guard FileManager.default.createFile(atPath: tmp, contents: data) else {
+            throw LocalIOError(errno: errno, operation: "write state", path: tmp)
+        }
+        guard rename(tmp, statePath) == 0 else { throw LocalIOError(errno: errno, operation: "rename", path: tmp) }
+    }
+
+    public func discard() {
+        unlink(dataPath)
+        unlink(statePath)
+        unlink(statePath + ".tmp")
+    }
+}

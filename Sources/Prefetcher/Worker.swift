@@ -1,0 +1,222 @@
+/// The worker process: `soak __worker`, started by `WorkerPool`.
+///
+/// It reads one `configure` line, then loops: `curl_multi_poll` waits on its transfers and on
+/// stdin at once; new `fetch` orders become transfers (up to `slots` at a time, the rest wait
+/// in order); each body chunk is `pwrite`n straight into the destination file at its offset, so
+/// nothing is held in memory beyond libcurl's receive buffer. Finished transfers are reported
+/// with the contiguous byte count written, which is what makes a retry resumable. A heartbeat
+/// `progress` line goes out at least every `heartbeatInterval`.
+///
+/// The worker dies with its coordinator (PR_SET_PDEATHSIG, and EOF on stdin) and ignores
+/// SIGINT/SIGTERM from the terminal's process group: the coordinator decides when it stops.
+import CSys
+import Foundation
+import Logging
+import S3
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum Worker {
+    /// Heartbeat/progress period: the coordinator's hang detection and progress bar depend on it.
+    static let heartbeatInterval = 0.25
+
+    /// Runs the worker loop on this process's stdin/stdout. Returns the exit code.
+    public static func main() -> Int32 {
+        #if os(Linux)
+        _ = csys_set_parent_death_signal(SIGKILL)
+        if getppid() == 1 { return 1 }  // coordinator already gone
+        #endif
+        signal(SIGINT, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        CurlGlobal.initialize()
+        var reader = LineBuffer()
+        // First line: configuration (blocking read).
+        guard let cfgLine = readLineBlocking(&reader),
+              case .configure(let config) = try? LineCodec.decode(ToWorker.self, cfgLine) else {
+            FileHandle.standardError.write("soak worker: no configuration on stdin\n".data(using: .utf8)!)
+            return 2
+        }
+        SoakLogging.bootstrap(level: Logger.Level(rawValue: config.logLevel) ?? .info)
+        var logger = Logger(label: "soak.worker")
+        logger[metadataKey: "pid"] = "\(getpid())"
+        do {
+            let w = try WorkerLoop(config: config, logger: logger)
+            try w.send(.ready(pid: getpid()))
+            return w.run(reader: &reader)
+        } catch {
+            logger.error("worker failed to start: \(error)")
+            return 1
+        }
+    }
+
+    static func readLineBlocking(_ reader: inout LineBuffer) -> ArraySlice<UInt8>? {
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            if let line = reader.nextLine() { return line }
+            let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return nil }
+            chunk.withUnsafeBytes { reader.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+    }
+}
+
+/// State of the worker's event loop (single-threaded).
+final class WorkerLoop {
+    let config: WorkerConfig
+    let logger: Logger
+    let multi: CurlMulti
+    var transport: TransportOptions
+    var waiting: [FetchOrder] = []
+    var active: [Int: Active] = [:]
+    var idle: [CurlTransfer] = []
+    var lastHeartbeat = 0.0
+    var stopping = false
+
+    final class Active {
+        let order: FetchOrder
+        let transfer: CurlTransfer
+        let fd: Int32
+        let startedAt: Double
+        var written: Int64 = 0
+        init(order: FetchOrder, transfer: CurlTransfer, fd: Int32, startedAt: Double) {
+            self.order = order; self.transfer = transfer; self.fd = fd; self.startedAt = startedAt
+        }
+    }
+
+    init(config: WorkerConfig, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        self.transport = config.transport
+        self.multi = try CurlMulti(maxConnections: max(config.slots * 2, 4))
+    }
+
+    func send(_ m: FromWorker) throws { try writeAll(fd: 1, LineCodec.encode(m)) }
+
+    func run(reader: inout LineBuffer) -> Int32 {
+        _ = fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK)
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let stdinReady = multi.poll(timeoutMs: 100, extraFD: stopping ? nil : 0)
+            if stdinReady {
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+                    if n > 0 {
+                        chunk.withUnsafeBytes { reader.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                        continue
+                    }
+                    if n == 0 { return 0 }  // coordinator closed our stdin: stop now
+                    if errno == EINTR { continue }
+                    break  // EAGAIN
+                }
+            }
+            // Also drains lines that arrived together with the configuration.
+            while let line = reader.nextLine() {
+                guard let msg = try? LineCodec.decode(ToWorker.self, line) else {
+                    logger.error("unreadable order from coordinator; exiting")
+                    return 2
+                }
+                handle(msg)
+            }
+            startWaiting()
+            for (t, rc) in multi.perform() { finish(t, curlCode: rc) }
+            let now = MonotonicTime.now()
+            if now - lastHeartbeat >= Worker.heartbeatInterval {
+                lastHeartbeat = now
+                var p: [Int: Int64] = [:]
+                for (id, a) in active { p[id] = a.written }
+                do { try send(.progress(p)) } catch { return 1 }
+            }
+            if stopping && active.isEmpty && waiting.isEmpty { return 0 }
+        }
+    }
+
+    func handle(_ msg: ToWorker) {
+        switch msg {
+        case .configure: break
+        case .fetch(let o): waiting.append(o)
+        case .cancel(let id):
+            waiting.removeAll { $0.id == id }
+            if let a = active[id] { multi.remove(a.transfer); close(a.fd); active[id] = nil; idle.append(a.transfer) }
+        case .rate(let r): transport.maxRecvBytesPerSecond = r
+        case .shutdown: stopping = true
+        }
+    }
+
+    func startWaiting() {
+        while active.count < config.slots, !waiting.isEmpty {
+            let o = waiting.removeFirst()
+            let fd = open(o.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            if fd < 0 {
+                let e = LocalIOError(errno: errno, operation: "open", path: o.path)
+                report(FetchReport(id: o.id, bytes: 0, error: S3Error(
+                    kind: .localIO(errno: e.errno), operation: "GetObject", bucket: o.bucket, key: o.key,
+                    message: e.description), firstByteLatency: nil))
+                continue
+            }
+            do {
+                let t = try idle.popLast() ?? CurlTransfer()
+                let req = config.builder.getObject(bucket: o.bucket, key: o.key, range: o.start...o.end,
+                                                   ifMatch: o.etag)
+                try t.prepare(method: "GET", url: req.url, headers: req.headers, options: transport)
+                let a = Active(order: o, transfer: t, fd: fd, startedAt: MonotonicTime.now())
+                t.tag = o.id
+                t.sink = { [unowned a] buf in try WorkerLoop.write(a, buf) }
+                active[o.id] = a
+                try multi.add(t)
+            } catch {
+                close(fd)
+                active[o.id] = nil
+                report(FetchReport(id: o.id, bytes: 0, error: S3Error(
+                    kind: .transport(curlCode: -1), operation: "GetObject", bucket: o.bucket, key: o.key,
+                    message: "could not start transfer: \(error)"), firstByteLatency: nil))
+            }
+        }
+    }
+
+    /// pwrite a body chunk at its place; refuses bytes beyond the ordered range.
+    static func write(_ a: Active, _ buf: UnsafeRawBufferPointer) throws {
+        let room = a.order.length - a.written
+        guard Int64(buf.count) <= room else {
+            throw LocalIOError(errno: EOVERFLOW, operation: "body longer than the requested range", path: a.order.path)
+        }
+        var off = 0
+        while off < buf.count {
+            let n = pwrite(a.fd, buf.baseAddress! + off, buf.count - off, off_t(a.order.fileOffset + a.written))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw LocalIOError(errno: errno, operation: "pwrite", path: a.order.path)
+            }
+            off += n
+            a.written += Int64(n)
+        }
+    }
+
+    func finish(_ t: CurlTransfer, curlCode: Int32) {
+        guard let a = active.removeValue(forKey: t.tag) else { return }
+        let o = a.order
+        var err = ResponseCheck.error(for: t, curlCode: curlCode, operation: "GetObject", bucket: o.bucket, key: o.key)
+        if err == nil {
+            do {
+                try ResponseCheck.checkRange(t.head, requested: o.start...o.end, bodyBytes: a.written,
+                                             operation: "GetObject", bucket: o.bucket, key: o.key)
+                if a.written != o.length {
+                    throw S3Error(kind: .shortBody(expected: o.length, got: a.written), operation: "GetObject",
+                                  bucket: o.bucket, key: o.key, status: t.head.status,
+                                  message: "got \(a.written) of \(o.length) bytes")
+                }
+            } catch let e as S3Error { err = e } catch {}
+        }
+        close(a.fd)
+        let latency = t.firstByteAt.map { $0 - a.startedAt }
+        t.sink = { _ in }
+        idle.append(t)
+        report(FetchReport(id: o.id, bytes: a.written, error: err, firstByteLatency: latency))
+    }
+
+    func report(_ r: FetchReport) {
+        do { try send(.done(r)) } catch { exit(1) }
+    }
+}

@@ -1,0 +1,134 @@
+/// The real S3 client: signed requests over one reused libcurl easy handle.
+///
+/// One instance per thread (the handle keeps its connection alive between calls). Every
+/// response goes through `ResponseCheck`, the same classification the worker processes use,
+/// so an error reads the same whichever path hit it.
+import Foundation
+import SoakCore
+
+public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
+    // @unchecked: the transfer is guarded by `lock`; one request at a time per instance.
+    private let builder: S3RequestBuilder
+    private let options: TransportOptions
+    private let transfer: CurlTransfer
+    private let lock = NSLock()
+
+    public init(builder: S3RequestBuilder, options: TransportOptions) throws {
+        self.builder = builder
+        self.options = options
+        self.transfer = try CurlTransfer()
+    }
+
+    public func listPage(bucket: String, prefix: String, delimiter: String?, continuationToken: String?,
+                         maxKeys: Int) throws -> ListPage {
+        let req = builder.listObjectsV2(bucket: bucket, prefix: prefix, delimiter: delimiter,
+                                        continuationToken: continuationToken, maxKeys: maxKeys)
+        var body = Data()
+        try run("ListObjectsV2", bucket: bucket, key: nil, method: "GET", req) { body.append(contentsOf: $0) }
+        do {
+            return try ListObjectsParser.parse(body)
+        } catch {
+            throw S3Error(kind: .invalidResponse, operation: "ListObjectsV2", bucket: bucket,
+                          message: "unparseable listing: \(error)")
+        }
+    }
+
+    public func head(bucket: String, key: String) throws -> ObjectInfo {
+        let req = builder.headObject(bucket: bucket, key: key)
+        let head = try run("HeadObject", bucket: bucket, key: key, method: "HEAD", req) { _ in }
+        return ObjectInfo(key: key, size: head.contentLength ?? 0, etag: head.etag ?? "")
+    }
+
+    public func get(bucket: String, key: String, range: ClosedRange<Int64>?, ifMatch: String?,
+                    sink: (UnsafeRawBufferPointer) throws -> Void) throws -> GetResult {
+        let req = builder.getObject(bucket: bucket, key: key, range: range, ifMatch: ifMatch)
+        return try withoutActuallyEscaping(sink) { sink in
+            let head = try run("GetObject", bucket: bucket, key: key, method: "GET", req, sink: sink)
+            try ResponseCheck.checkRange(head, requested: range, bodyBytes: transferBytes,
+                                         operation: "GetObject", bucket: bucket, key: key)
+            return GetResult(status: head.status, etag: head.etag, bytes: transferBytes,
+                             objectSize: head.contentRange?.total ?? head.contentLength)
+        }
+    }
+
+    private var transferBytes: Int64 { transfer.bodyBytes }
+
+    @discardableResult
+    private func run(_ op: String, bucket: String, key: String?, method: String, _ req: SignedRequest,
+                     sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> ResponseHead {
+        lock.lock(); defer { lock.unlock() }
+        try transfer.prepare(method: method, url: req.url, headers: req.headers, options: options)
+        transfer.sink = sink
+        defer { transfer.sink = { _ in } }
+        let rc = transfer.perform()
+        if let e = ResponseCheck.error(for: transfer, curlCode: rc, operation: op, bucket: bucket, key: key) {
+            throw e
+        }
+        return transfer.head
+    }
+}
+
+/// Turns a finished transfer into success or a typed `S3Error`. Shared by the coordinator's
+/// easy requests and the workers' multi transfers.
+public enum ResponseCheck {
+    public static func error(for t: CurlTransfer, curlCode: Int32, operation: String, bucket: String,
+                             key: String?) -> S3Error? {
+        if let sinkError = t.sinkError {
+            let errno: Int32 = (sinkError as? LocalIOError)?.errno ?? 5
+            return S3Error(kind: .localIO(errno: errno), operation: operation, bucket: bucket, key: key,
+                           message: "writing the body failed: \(sinkError)")
+        }
+        let status = t.head.status
+        if curlCode != 0 {
+            // 28 = operation timed out: with a low-speed limit set this is a stall.
+            let kind: S3Error.Kind = curlCode == 28 && status != 0 ? .stalled : .transport(curlCode: curlCode)
+            return S3Error(kind: kind, operation: operation, bucket: bucket, key: key, status: 0,
+                           message: CurlTransfer.describe(code: curlCode))
+        }
+        if status >= 200 && status < 300 { return nil }
+        let body = S3ErrorBody.parse(Data(t.errorBody))
+        var message = body?.message ?? ""
+        if message.isEmpty {
+            switch status {
+            case 404: message = key == nil ? "bucket not found" : "no such key"
+            case 403: message = "access denied (check credentials)"
+            case 412: message = "object changed since it was listed (If-Match failed)"
+            case 304: message = "not modified"
+            default: message = "unexpected response"
+            }
+        }
+        return S3Error(kind: .http, operation: operation, bucket: bucket, key: key, status: status,
+                       code: body?.code, message: message, retryAfter: t.head.retryAfter)
+    }
+
+    /// A ranged GET must answer 206 with exactly the requested range, and deliver all of it.
+    public static func checkRange(_ head: ResponseHead, requested: ClosedRange<Int64>?, bodyBytes: Int64,
+                                  operation: String, bucket: String, key: String) throws {
+        if let r = requested {
+            let want = r.upperBound - r.lowerBound + 1
+            if head.status == 206 {
+                guard let cr = head.contentRange, cr.start == r.lowerBound else {
+                    throw S3Error(kind: .invalidResponse, operation: operation, bucket: bucket, key: key,
+                                  status: head.status, message: "Content-Range does not match the requested range")
+                }
+                let expect = min(want, cr.end - cr.start + 1)
+                if bodyBytes < expect {
+                    throw S3Error(kind: .shortBody(expected: expect, got: bodyBytes), operation: operation,
+                                  bucket: bucket, key: key, status: head.status,
+                                  message: "body ended after \(bodyBytes) of \(expect) bytes")
+                }
+            } else if head.status == 200 {
+                // A server may ignore Range only when it returns the whole object from byte 0.
+                guard r.lowerBound == 0 else {
+                    throw S3Error(kind: .invalidResponse, operation: operation, bucket: bucket, key: key,
+                                  status: 200, message: "server ignored the Range header")
+                }
+            }
+        }
+        if let len = head.contentLength, head.status == 200 || head.status == 206, bodyBytes < len {
+            throw S3Error(kind: .shortBody(expected: len, got: bodyBytes), operation: operation, bucket: bucket,
+                          key: key, status: head.status, message: "body ended after \(bodyBytes) of \(len) bytes")
+        }
+    }
+}
+

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+struct Soak: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "soak",
+        abstract: "Make an S3 bucket feel like a local disk: bulk download, cache, mount.",
+        version: "0.1.0",
+        subcommands: [Download.self])
+}

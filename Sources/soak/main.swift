@@ -1,0 +1,22 @@
+/// Entry point. `soak __worker` is the hidden worker-process mode the engine re-executes this
+/// binary in; everything else is the command line (swift-argument-parser).
+import ArgumentParser
+import Foundation
+import Prefetcher
+import SoakCore
+
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "__worker" {
+    exit(Worker.main())
+}
+
+do {
+    var command = try Soak.parseAsRoot()
+    try command.run()
+} catch let code as ExitCode {
+    exit(code.rawValue)
+} catch {
+    if Soak.exitCode(for: error) == .success { Soak.exit(withError: error) }  // --help, --version
+    let message = Soak.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+    FileHandle.standardError.write(Data("soak: error: \(message)\n".utf8))
+    exit(Soak.exitCode(for: error).rawValue)
+}
