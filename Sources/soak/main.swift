@@ -3,7 +3,13 @@
 import ArgumentParser
 import Foundation
 import Prefetcher
+import S3
 import SoakCore
+
+func fail(_ message: String, status: Int32) -> Never {
+    FileHandle.standardError.write(Data("soak: error: \(message)\n".utf8))
+    exit(status)
+}
 
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "__worker" {
     exit(Worker.main())
@@ -14,6 +20,12 @@ do {
     try command.run()
 } catch let code as ExitCode {
     exit(code.rawValue)
+} catch let e as UsageError {
+    fail(e.message, status: 2)
+} catch let e as S3EndpointError {
+    fail(e.message, status: 2)
+} catch let e as CredentialsError {
+    fail(e.message, status: 2)
 } catch {
     if Soak.exitCode(for: error) == .success { Soak.exit(withError: error) }  // --help, --version
     let message = Soak.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"

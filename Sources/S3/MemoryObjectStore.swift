@@ -1,0 +1,126 @@
+/// An in-memory `ObjectStore` for tests of everything above the S3 client, plus
+/// `FaultInjectingStore`, which wraps any store and fails calls on a script.
+import Crypto
+import Foundation
+
+public final class MemoryObjectStore: ObjectStore, @unchecked Sendable {
+    // @unchecked: `objects` is guarded by `lock`.
+    private let lock = NSLock()
+    private var objects: [String: [String: (data: [UInt8], etag: String, modified: Double)]] = [:]
+    /// Number of calls per operation, for tests that count requests.
+    public private(set) var calls: [String: Int] = [:]
+
+    public init() {}
+
+    public func createBucket(_ b: String) { lock.lock(); objects[b] = objects[b] ?? [:]; lock.unlock() }
+
+    /// Stores an object; its ETag is the MD5 of the bytes, as for a single-part upload.
+    @discardableResult
+    public func put(bucket: String, key: String, _ data: [UInt8], modified: Double = 1_700_000_000) -> String {
+        let etag = Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        lock.lock(); objects[bucket, default: [:]][key] = (data, etag, modified); lock.unlock()
+        return etag
+    }
+
+    public func delete(bucket: String, key: String) { lock.lock(); objects[bucket]?[key] = nil; lock.unlock() }
+
+    private func count(_ op: String) { calls[op, default: 0] += 1 }
+
+    private func noBucket(_ op: String, _ b: String) -> S3Error {
+        S3Error(kind: .http, operation: op, bucket: b, status: 404, code: "NoSuchBucket", message: "bucket not found")
+    }
+
+    public func listPage(bucket: String, prefix: String, delimiter: String?, continuationToken: String?,
+                         maxKeys: Int) throws -> ListPage {
+        lock.lock(); defer { lock.unlock() }
+        count("list")
+        guard let b = objects[bucket] else { throw noBucket("ListObjectsV2", bucket) }
+        var keys = b.keys.filter { $0.hasPrefix(prefix) }.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        if let t = continuationToken { keys = keys.filter { Array(t.utf8).lexicographicallyPrecedes(Array($0.utf8)) } }
+        var page = ListPage()
+        var prefixes = Set<String>()
+        for k in keys {
+            if page.objects.count + prefixes.count >= maxKeys {
+                page.isTruncated = true
+                page.nextContinuationToken = page.objects.last?.key
+                break
+            }
+            if let d = delimiter, let r = k.dropFirst(prefix.count).range(of: d) {
+                prefixes.insert(prefix + k.dropFirst(prefix.count)[..<r.upperBound])
+                continue
+            }
+            let o = b[k]!
+            page.objects.append(ObjectInfo(key: k, size: Int64(o.data.count), etag: o.etag, lastModified: o.modified))
+        }
+        page.commonPrefixes = prefixes.sorted()
+        return page
+    }
+
+    public func head(bucket: String, key: String) throws -> ObjectInfo {
+        lock.lock(); defer { lock.unlock() }
+        count("head")
+        guard let b = objects[bucket] else { throw noBucket("HeadObject", bucket) }
+        guard let o = b[key] else {
+            throw S3Error(kind: .http, operation: "HeadObject", bucket: bucket, key: key, status: 404, message: "no such key")
+        }
+        return ObjectInfo(key: key, size: Int64(o.data.count), etag: o.etag, lastModified: o.modified)
+    }
+
+    public func get(bucket: String, key: String, range: ClosedRange<Int64>?, ifMatch: String?,
+                    sink: (UnsafeRawBufferPointer) throws -> Void) throws -> GetResult {
+        lock.lock()
+        count("get")
+        guard let b = objects[bucket] else { lock.unlock(); throw noBucket("GetObject", bucket) }
+        guard let o = b[key] else {
+            lock.unlock()
+            throw S3Error(kind: .http, operation: "GetObject", bucket: bucket, key: key, status: 404, code: "NoSuchKey", message: "no such key")
+        }
+        lock.unlock()
+        if let m = ifMatch, m != o.etag {
+            throw S3Error(kind: .http, operation: "GetObject", bucket: bucket, key: key, status: 412,
+                          code: "PreconditionFailed", message: "If-Match failed")
+        }
+        let size = Int64(o.data.count)
+        let r = range ?? 0...max(size - 1, 0)
+        guard size == 0 || r.lowerBound < size else {
+            throw S3Error(kind: .http, operation: "GetObject", bucket: bucket, key: key, status: 416,
+                          code: "InvalidRange", message: "range not satisfiable")
+        }
+        let slice = size == 0 ? [] : Array(o.data[Int(r.lowerBound)...Int(min(r.upperBound, size - 1))])
+        try slice.withUnsafeBytes { try sink($0) }
+        return GetResult(status: range == nil ? 200 : 206, etag: o.etag, bytes: Int64(slice.count), objectSize: size)
+    }
+}
+
+/// Wraps a store and throws the scripted errors, in order, before letting calls through.
+public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
+    // @unchecked: `script` is guarded by `lock`.
+    private let inner: ObjectStore
+    private let lock = NSLock()
+    private var script: [S3Error]
+
+    public init(_ inner: ObjectStore, failures: [S3Error]) { self.inner = inner; self.script = failures }
+
+    private func next() throws {
+        lock.lock(); defer { lock.unlock() }
+        if !script.isEmpty { throw script.removeFirst() }
+    }
+
+    public func listPage(bucket: String, prefix: String, delimiter: String?, continuationToken: String?,
+                         maxKeys: Int) throws -> ListPage {
+        try next()
+        return try inner.listPage(bucket: bucket, prefix: prefix, delimiter: delimiter,
+                                  continuationToken: continuationToken, maxKeys: maxKeys)
+    }
+
+    public func head(bucket: String, key: String) throws -> ObjectInfo {
+        try next()
+        return try inner.head(bucket: bucket, key: key)
+    }
+
+    public func get(bucket: String, key: String, range: ClosedRange<Int64>?, ifMatch: String?,
+                    sink: (UnsafeRawBufferPointer) throws -> Void) throws -> GetResult {
+        try next()
+        return try inner.get(bucket: bucket, key: key, range: range, ifMatch: ifMatch, sink: sink)
+    }
+}
