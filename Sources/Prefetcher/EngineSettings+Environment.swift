@@ -22,7 +22,8 @@ extension EngineSettings {
         }
         if let v = try int("MIN_PROCESSES", 1...256) { s.minWorkers = v }
         if let v = try int("MAX_PROCESSES", 1...256) { s.maxWorkers = v }
-        if env["MAX_PROCESSES"] == nil, s.minWorkers > s.maxWorkers { s.maxWorkers = s.minWorkers }
+        // MAX_PROCESSES unset (or empty, which counts as unset): the default follows MIN_PROCESSES up.
+        if env["MAX_PROCESSES"]?.isEmpty ?? true, s.minWorkers > s.maxWorkers { s.maxWorkers = s.minWorkers }
         guard s.minWorkers <= s.maxWorkers else {
             throw UsageError("MIN_PROCESSES (\(s.minWorkers)) is larger than MAX_PROCESSES (\(s.maxWorkers))")
         }
@@ -32,7 +33,11 @@ extension EngineSettings {
         if let v = try double("OPTIMIZATION_INTERVAL", 0.1...3600) { s.optimizationInterval = v }
         // MAX_RETRIES bounds the attempts per request (0 behaves as 1: try once).
         if let v = try int("MAX_RETRIES", 0...100) { s.retry.maxAttempts = max(v, 1) }
-        if let v = try double("RETRY_DELAY", 0...600) { s.retry.baseDelay = v }
+        // Raise the cap with the base, keeping maxDelay ≥ baseDelay (else a base above the
+        // default 20 s cap would silently be cut to 20 s).
+        if let v = try double("RETRY_DELAY", 0...600) {
+            s.retry = RetryPolicy(maxAttempts: s.retry.maxAttempts, baseDelay: v, maxDelay: max(s.retry.maxDelay, v))
+        }
         if let raw = env["S3_VERIFY_SSL"], !raw.isEmpty {
             switch raw.lowercased() {
             case "1", "true", "yes", "on": s.transport.verifyTLS = true

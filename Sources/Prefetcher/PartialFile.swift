@@ -39,7 +39,16 @@ public struct PartialFile: Sendable {
               s.version == PartialState.formatVersion else { return nil }
         // Data shorter than what the state claims means the state is not to be trusted.
         var st = stat()
-        guard stat(dataPath, &st) == 0 else { return nil }
+        guard stat(dataPath, &st) == 0, s.size >= 0, s.partSize > 0 else { return nil }
+        var claimed: Int64 = 0
+        for part in s.done {
+            guard part >= 0 else { return nil }
+            let (start, overflow) = Int64(part).multipliedReportingOverflow(by: s.partSize)
+            // A part's end, clipped to the object (the last part may be short).
+            let end = overflow || start >= s.size ? s.size : start + min(s.partSize, s.size - start)
+            claimed = max(claimed, end)
+        }
+        guard Int64(st.st_size) >= claimed else { return nil }
         return s
     }
 

@@ -38,21 +38,27 @@ public final class MemoryObjectStore: ObjectStore, @unchecked Sendable {
         var keys = b.keys.filter { $0.hasPrefix(prefix) }.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         if let t = continuationToken { keys = keys.filter { Array(t.utf8).lexicographicallyPrecedes(Array($0.utf8)) } }
         var page = ListPage()
-        var prefixes = Set<String>()
+        // Keys sharing a common prefix are adjacent in byte order, so a prefix is complete once
+        // the next key does not roll up into it. A page ends only at a key that would add a new
+        // entry, and the token is the last key consumed (possibly one inside a common prefix),
+        // so the next page neither repeats nor skips an object or a prefix.
+        var lastConsumed: String? = nil
         for k in keys {
-            if page.objects.count + prefixes.count >= maxKeys {
+            var rolledUp: String? = nil
+            if let d = delimiter, !d.isEmpty, let r = k.dropFirst(prefix.count).range(of: d) {
+                rolledUp = prefix + k.dropFirst(prefix.count)[..<r.upperBound]
+            }
+            if let p = rolledUp, page.commonPrefixes.last == p { lastConsumed = k; continue }
+            if page.objects.count + page.commonPrefixes.count >= maxKeys {
                 page.isTruncated = true
-                page.nextContinuationToken = page.objects.last?.key
+                page.nextContinuationToken = lastConsumed
                 break
             }
-            if let d = delimiter, let r = k.dropFirst(prefix.count).range(of: d) {
-                prefixes.insert(prefix + k.dropFirst(prefix.count)[..<r.upperBound])
-                continue
-            }
+            lastConsumed = k
+            if let p = rolledUp { page.commonPrefixes.append(p); continue }
             let o = b[k]!
             page.objects.append(ObjectInfo(key: k, size: Int64(o.data.count), etag: o.etag, lastModified: o.modified))
         }
-        page.commonPrefixes = prefixes.sorted()
         return page
     }
 

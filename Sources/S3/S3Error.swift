@@ -52,7 +52,7 @@ public struct S3Error: Error, Sendable, Codable, Equatable, CustomStringConverti
         switch kind {
         case .http:
             if status >= 500 { return true }
-            if status == 408 || status == 429 { return true }
+            if status == 408 || isThrottle { return true }
             if code == "RequestTimeout" || code == "SlowDown" || code == "InternalError" { return true }
             return false
         case .transport(let c):

@@ -163,6 +163,29 @@ final class DownloadIntegrationTests: XCTestCase {
         for (k, s) in sums { XCTAssertEqual(try Harness.sha256(dest + "/" + k), s) }
     }
 
+    func testHungWorkerIsKilledAndReplaced() throws {
+        let sums = try upload(["h1.bin": 16 * 1024 * 1024, "h2.bin": 16 * 1024 * 1024], prefix: "h/")
+        let dest = work + "/dest"
+        var stopped: pid_t = 0
+        let r = try download("h/", dest, env: ["MAX_SPEED": "8", "SOAK_WORKER_HANG_TIMEOUT": "2"], timeout: 90) { p in
+            let deadline = Date().addingTimeInterval(15)
+            while Date() < deadline {
+                usleep(200_000)
+                if let w = Harness.children(of: p.processIdentifier).first {
+                    usleep(500_000)
+                    kill(w, SIGSTOP)  // alive but silent: only the hang detector can notice
+                    stopped = w
+                    return
+                }
+            }
+        }
+        XCTAssertNotEqual(stopped, 0, "no worker process found to stop")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("silent"), r.stderr)
+        XCTAssertFalse(Harness.processAlive(stopped), "the hung worker was not killed")
+        for (k, s) in sums { XCTAssertEqual(try Harness.sha256(dest + "/" + k), s) }
+    }
+
     func testSigintStopsCleanlyWithExit130() throws {
         _ = try upload(["slow.bin": 32 * 1024 * 1024], prefix: "s/")
         let dest = work + "/dest"
