@@ -324,8 +324,7 @@ public final class FetchEngine: @unchecked Sendable {
     }
 
     private func perTransferRate(workers n: Int) -> Int64? {
-        RateSplit.perTransferBytesPerSecond(maxBytesPerSecond: settings.maxBytesPerSecond, workers: max(n, 1),
-                                            transfersPerWorker: settings.slotsPerWorker)
+        RateSplit.perWorkerBytesPerSecond(maxBytesPerSecond: settings.maxBytesPerSecond, workers: max(n, 1))
     }
 
     private func optimizeIfDue(_ now: Double) {

@@ -12,7 +12,8 @@
 /// seconds) so it is deterministic in tests.
 import SoakCore
 
-/// Splits a total speed cap evenly over all transfers of all workers.
+/// Splits a total speed cap evenly over the workers (each paces its own transfers with a
+/// `TokenBucket`), or over every transfer slot.
 public enum RateSplit {
     /// Smallest per-transfer cap handed to libcurl: below this, transfers trip the low-speed
     /// stall limit and libcurl's pacing gets bursty.
@@ -20,6 +21,12 @@ public enum RateSplit {
 
     /// The per-transfer receive cap for libcurl, or nil for "no cap" (no total cap, or one that
     /// is not a finite positive number). Never 0, which libcurl would read as unlimited.
+    /// Each worker's share of the cap in bytes/s, or nil for no cap.
+    public static func perWorkerBytesPerSecond(maxBytesPerSecond: Double?, workers: Int) -> Int64? {
+        guard let total = maxBytesPerSecond, total.isFinite, total > 0 else { return nil }
+        return max(minimumPerTransferBytesPerSecond, Int64((total / Double(max(1, workers))).rounded(.down)))
+    }
+
     public static func perTransferBytesPerSecond(maxBytesPerSecond: Double?, workers: Int,
                                                  transfersPerWorker: Int) -> Int64? {
         guard let total = maxBytesPerSecond, total.isFinite, total > 0 else { return nil }

@@ -69,6 +69,9 @@ final class WorkerLoop {
     let logger: Logger
     let multi: CurlMulti
     var transport: TransportOptions
+    /// Paces body bytes when the coordinator set a rate (MAX_SPEED share); may run into debt
+    /// by one chunk, so the long-run rate is exact and bursts are bounded by a chunk.
+    var bucket: TokenBucket?
     var waiting: [FetchOrder] = []
     var active: [Int: Active] = [:]
     var idle: [CurlTransfer] = []
@@ -99,7 +102,8 @@ final class WorkerLoop {
         _ = fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK)
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let stdinReady = multi.poll(timeoutMs: 100, extraFD: stopping ? nil : 0)
+            let anyPaused = active.values.contains { $0.transfer.paused }
+            let stdinReady = multi.poll(timeoutMs: anyPaused ? 5 : 100, extraFD: stopping ? nil : 0)
             if stdinReady {
                 while true {
                     let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
@@ -121,6 +125,9 @@ final class WorkerLoop {
                 handle(msg)
             }
             startWaiting()
+            if anyPaused, hasBudget() {
+                for a in active.values where a.transfer.paused { a.transfer.resume() }
+            }
             for (t, rc) in multi.perform() { finish(t, curlCode: rc) }
             let now = MonotonicTime.now()
             if now - lastHeartbeat >= Worker.heartbeatInterval {
@@ -140,7 +147,14 @@ final class WorkerLoop {
         case .cancel(let id):
             waiting.removeAll { $0.id == id }
             if let a = active[id] { multi.remove(a.transfer); close(a.fd); active[id] = nil; idle.append(a.transfer) }
-        case .rate(let r): transport.maxRecvBytesPerSecond = r
+        case .rate(let r):
+            if let r, r > 0 {
+                // Burst of a tenth of a second (at least one receive buffer) keeps pacing smooth.
+                bucket = try? TokenBucket(rate: Double(r), burst: max(Double(r) / 10, 512 * 1024),
+                                          now: MonotonicTime.now())
+            } else {
+                bucket = nil
+            }
         case .shutdown: stopping = true
         }
     }
@@ -164,6 +178,7 @@ final class WorkerLoop {
                 let a = Active(order: o, transfer: t, fd: fd, startedAt: MonotonicTime.now())
                 t.tag = o.id
                 t.sink = { [unowned a] buf in try WorkerLoop.write(a, buf) }
+                t.admit = { [unowned self] n in self.admit(n) }
                 active[o.id] = a
                 try multi.add(t)
             } catch {
@@ -174,6 +189,20 @@ final class WorkerLoop {
                     message: "could not start transfer: \(error)"), firstByteLatency: nil))
             }
         }
+    }
+
+    func hasBudget() -> Bool {
+        guard bucket != nil else { return true }
+        return bucket!.available(now: MonotonicTime.now()) > 0
+    }
+
+    /// Takes `n` bytes from the rate budget; false (pause) while the budget is in debt.
+    func admit(_ n: Int) -> Bool {
+        guard bucket != nil else { return true }
+        let now = MonotonicTime.now()
+        guard bucket!.available(now: now) > 0 else { return false }
+        _ = bucket!.reserve(Double(n), now: now)
+        return true
     }
 
     /// pwrite a body chunk at its place; refuses bytes beyond the ordered range.

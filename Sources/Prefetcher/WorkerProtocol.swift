@@ -55,7 +55,7 @@ public enum ToWorker: Codable, Sendable, Equatable {
     case configure(WorkerConfig)
     case fetch(FetchOrder)
     case cancel(id: Int)
-    /// Per-transfer receive cap in bytes/s for transfers started from now on (nil = none).
+    /// This worker's share of MAX_SPEED in bytes/s, paced over all its transfers (nil = none).
     case rate(bytesPerSecond: Int64?)
     case shutdown
 

@@ -29,8 +29,6 @@ public struct TransportOptions: Sendable, Codable, Equatable {
     /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` seconds is a stall.
     public var lowSpeedLimit: Int = 1024
     public var lowSpeedTime: Int = 20
-    /// Per-transfer receive cap in bytes/s (enforces MAX_SPEED), nil = unlimited.
-    public var maxRecvBytesPerSecond: Int64? = nil
     public init() {}
 }
 
@@ -132,6 +130,11 @@ public final class CurlTransfer {
     public var tag: Int = 0
     /// Monotonic time the first body byte arrived (for latency sampling).
     public private(set) var firstByteAt: Double?
+    /// Asked before each body chunk is accepted; false pauses the transfer (libcurl keeps the
+    /// chunk and delivers it again after `resume()`). This is how a rate limit holds bytes back.
+    public var admit: ((Int) -> Bool)?
+    /// True while the transfer is paused by `admit`.
+    public private(set) var paused = false
 
     public init() throws {
         CurlGlobal.initialize()
@@ -149,7 +152,7 @@ public final class CurlTransfer {
                         options: TransportOptions) throws {
         curl_easy_reset(handle)
         head = ResponseHead(); errorBody.removeAll(keepingCapacity: true); bodyBytes = 0
-        sinkError = nil; firstByteAt = nil
+        sinkError = nil; firstByteAt = nil; paused = false; admit = nil
         if let headerList { curl_slist_free_all(headerList); self.headerList = nil }
         for h in headers {
             // Host is implied by the URL; passing it again would duplicate it.
@@ -172,9 +175,6 @@ public final class CurlTransfer {
         try set(CURLOPT_SSL_VERIFYPEER, options.verifyTLS ? 1 : 0)
         try set(CURLOPT_SSL_VERIFYHOST, options.verifyTLS ? 2 : 0)
         if let ca = options.caBundle { try set(CURLOPT_CAINFO, ca) }
-        if let cap = options.maxRecvBytesPerSecond, cap > 0 {
-            try check(ccurl_easy_setopt_off(handle, CURLOPT_MAX_RECV_SPEED_LARGE, curl_off_t(cap)), "MAX_RECV_SPEED")
-        }
         switch method {
         case "GET": break
         case "HEAD": try set(CURLOPT_NOBODY, 1)
@@ -205,15 +205,27 @@ public final class CurlTransfer {
 
     fileprivate func onHeader(_ line: String) { head.consume(headerLine: line) }
 
-    fileprivate func onBody(_ buf: UnsafeRawBufferPointer) -> Bool {
+    /// Continues a transfer paused by `admit`. libcurl may deliver the held chunk from inside
+    /// this call.
+    public func resume() {
+        guard paused else { return }
+        paused = false
+        _ = curl_easy_pause(handle, 0 /* CURLPAUSE_CONT */)
+    }
+
+    /// What the write callback returns: accepted, refused (abort) or paused.
+    fileprivate enum BodyVerdict { case accepted, refused, paused }
+
+    fileprivate func onBody(_ buf: UnsafeRawBufferPointer) -> BodyVerdict {
         if head.status >= 200 && head.status < 300 {
+            if let admit, !admit(buf.count) { paused = true; return .paused }
             if firstByteAt == nil { firstByteAt = MonotonicTime.now() }
-            do { try sink(buf) } catch { sinkError = error; return false }
+            do { try sink(buf) } catch { sinkError = error; return .refused }
             bodyBytes += Int64(buf.count)
         } else if errorBody.count < Self.errorBodyLimit {
             errorBody.append(contentsOf: buf.prefix(Self.errorBodyLimit - errorBody.count))
         }
-        return true
+        return .accepted
     }
 
     private func set(_ o: CURLoption, _ v: Int) throws {
@@ -236,7 +248,11 @@ private func curlWriteCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int,
     guard let ud, let ptr else { return 0 }
     let t = Unmanaged<CurlTransfer>.fromOpaque(ud).takeUnretainedValue()
     let count = size * n
-    return t.onBody(UnsafeRawBufferPointer(start: ptr, count: count)) ? count : 0
+    switch t.onBody(UnsafeRawBufferPointer(start: ptr, count: count)) {
+    case .accepted: return count
+    case .refused: return 0
+    case .paused: return ccurl_writefunc_pause()
+    }
 }
 
 private func curlHeaderCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ n: Int,

@@ -157,7 +157,7 @@ final class LineCodecTests: XCTestCase {
         var transport = TransportOptions()
         transport.verifyTLS = false
         transport.caBundle = "/etc/ssl/ca.pem"
-        transport.maxRecvBytesPerSecond = 1_000_000
+        transport.lowSpeedTime = 7
         let cfg = WorkerConfig(builder: S3RequestBuilder(endpoint: endpoint, credentials: creds), transport: transport,
                                slots: 12, logLevel: "debug")
         let back = try roundTrip(ToWorker.configure(cfg))
