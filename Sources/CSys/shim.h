@@ -16,4 +16,13 @@ static inline int csys_setxattr(const char *path, const char *name, const void *
 static inline ssize_t csys_getxattr(const char *path, const char *name, void *value, size_t size) {
     return getxattr(path, name, value, size);
 }
+/* An unnamed regular file in directory `dir` (O_TMPFILE): it vanishes if never linked. */
+#include <fcntl.h>
+#ifndef O_TMPFILE
+#define O_TMPFILE (020000000 | 0200000)
+#endif
+static inline int csys_open_tmpfile(const char *dir, int mode) { return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, mode); }
+static inline int csys_fsetxattr(int fd, const char *name, const void *value, size_t size) {
+    return fsetxattr(fd, name, value, size, 0);
+}
 #endif

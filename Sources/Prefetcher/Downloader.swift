@@ -155,7 +155,14 @@ public final class Downloader: @unchecked Sendable {
                 continue
             }
             let partial = PartialFile(destination: dest, relativePath: p.relativePath)
-            let partSize = o.size > options.singlePartLimit ? options.partSize : max(o.size, 1)
+            tag += 1
+            if o.size > 0 && o.size <= options.singlePartLimit {
+                // One request into an unnamed file the worker links in: no partial state at all.
+                let state = PartialState(key: o.key, etag: o.etag, size: o.size, partSize: o.size, done: [])
+                work.append((tag, o, p, partial, state, [0]))
+                continue
+            }
+            let partSize = o.size > options.singlePartLimit ? options.partSize : 1
             let nParts = o.size == 0 ? 0 : Int((o.size + partSize - 1) / partSize)
             var state = PartialState(key: o.key, etag: o.etag, size: o.size, partSize: partSize, done: [])
             if let old = partial.loadState(), old.etag == o.etag, old.size == o.size, old.partSize == partSize, old.key == o.key {
@@ -165,7 +172,6 @@ public final class Downloader: @unchecked Sendable {
             }
             let missing = (0..<nParts).filter { !state.done.contains($0) }
             bytesAlreadyDone += Int64(nParts - missing.count) * partSize
-            tag += 1
             work.append((tag, o, p, partial, state, missing))
         }
 
@@ -185,12 +191,26 @@ public final class Downloader: @unchecked Sendable {
                 finalize(tag)
                 continue
             }
+            var publish: PublishSpec?
+            if o.size <= options.singlePartLimit {
+                let finalPath = dest + "/" + p.relativePath
+                do {
+                    try makeDirectories((finalPath as NSString).deletingLastPathComponent)
+                } catch {
+                    lock.lock()
+                    summary.failures.append(DownloadFailure(key: o.key, reason: "\(error)"))
+                    tasks[tag] = nil; open -= 1
+                    lock.unlock()
+                    continue
+                }
+                publish = PublishSpec(finalPath: finalPath, etag: o.etag, mtime: o.lastModified)
+            }
             for part in missing {
                 let start = Int64(part) * state.partSize
                 let end = min(o.size, start + state.partSize) - 1
                 engine.submit(bucket: options.bucket, key: o.key, etag: o.etag.isEmpty ? nil : o.etag,
-                              range: start...end, path: partial.dataPath, fileOffset: start, lane: .bulk,
-                              tag: tag << 20 | part)
+                              range: start...end, path: partial.dataPath, fileOffset: start, publish: publish,
+                              lane: .bulk, tag: tag << 20 | part)
             }
         }
 
@@ -259,7 +279,14 @@ public final class Downloader: @unchecked Sendable {
         tasks[tag] = t
         let last = t.partsLeft == 0
         lock.unlock()
-        if last {
+        if last && !t.multiPart && t.info.size > 0 {
+            // The worker already linked the file in place.
+            lock.lock()
+            summary.downloaded += 1; objectsDone += 1
+            tasks[tag] = nil; open -= 1
+            lock.unlock()
+            signal()
+        } else if last {
             finalize(tag)
         } else if t.multiPart {
             do { try t.partial.saveState(t.state) } catch { logger.warning("could not save resume state: \(error)") }
@@ -317,8 +344,7 @@ public final class Downloader: @unchecked Sendable {
 
     // MARK: - Files
 
-    /// The xattr holding the ETag a finished file was downloaded at.
-    static let etagXattr = "user.soak.etag"
+    static let etagXattr = PublishSpec.etagXattr
 
     static func stamp(_ path: String, _ o: ObjectInfo) {
         _ = o.etag.withCString { csys_setxattr(path, etagXattr, $0, strlen($0)) }
@@ -351,14 +377,29 @@ public final class Downloader: @unchecked Sendable {
         try makeDirectories(dest + "/" + PartialFile.directoryName)
     }
 
+    /// Directories this run created or found, so each is checked once.
+    private var knownDirectories = Set<String>()
+    private let directoriesLock = NSLock()
+
     private func makeDirectories(_ path: String) throws {
+        directoriesLock.lock()
+        let known = knownDirectories.contains(path)
+        directoriesLock.unlock()
+        if known { return }
+        try createDirectories(path)
+        directoriesLock.lock()
+        knownDirectories.insert(path)
+        directoriesLock.unlock()
+    }
+
+    private func createDirectories(_ path: String) throws {
         var st = stat()
         if stat(path, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFDIR else { throw LocalIOError(errno: ENOTDIR, operation: "mkdir", path: path) }
             return
         }
         let parent = (path as NSString).deletingLastPathComponent
-        if !parent.isEmpty && parent != path { try makeDirectories(parent) }
+        if !parent.isEmpty && parent != path { try createDirectories(parent) }
         if mkdir(path, 0o755) != 0 && errno != EEXIST {
             throw LocalIOError(errno: errno, operation: "mkdir", path: path)
         }

@@ -46,6 +46,10 @@ extension EngineSettings {
             }
         }
         if let ca = env["AWS_CA_BUNDLE"], !ca.isEmpty { s.transport.caBundle = ca }
+        // Tuning knobs beyond the inherited contract (for benchmarks and unusual links).
+        if let v = try int("SOAK_TRANSFERS_PER_WORKER", 1...64) { s.slotsPerWorker = v }
+        if let v = try int("SOAK_INITIAL_PROCESSES", 1...256) { s.initialWorkers = v }
+        s.initialWorkers = min(max(s.initialWorkers, s.minWorkers), s.maxWorkers)
         if let raw = env["SOAK_WORKER_HANG_TIMEOUT"], let v = Double(raw), v > 0 { s.hangTimeout = v }
         return s
     }

@@ -137,11 +137,11 @@ public final class FetchEngine: @unchecked Sendable {
     /// Queues a fetch. `tag` is returned in the completion (the caller's own reference).
     @discardableResult
     public func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, path: String,
-                       fileOffset: Int64, lane: Lane = .bulk, tag: Int = 0) -> Int {
+                       fileOffset: Int64, publish: PublishSpec? = nil, lane: Lane = .bulk, tag: Int = 0) -> Int {
         lock.lock()
         let id = nextID; nextID += 1
         let o = FetchOrder(id: id, bucket: bucket, key: key, etag: etag, start: range.lowerBound,
-                           end: range.upperBound, path: path, fileOffset: fileOffset)
+                           end: range.upperBound, path: path, fileOffset: fileOffset, publish: publish)
         jobs[id] = Job(original: o, current: o, lane: lane, tag: tag)
         queue.push(id, lane: lane)
         lock.unlock()
@@ -277,8 +277,12 @@ public final class FetchEngine: @unchecked Sendable {
         }
         if err.isThrottle { stats.throttled += 1; windowThrottled += 1 } else { windowErrors += 1 }
         // Resume after the bytes that landed; If-Match keeps them the same version.
-        job.current.start += r.bytes
-        job.current.fileOffset += r.bytes
+        if job.current.isResumable {
+            job.current.start += r.bytes
+            job.current.fileOffset += r.bytes
+        } else {
+            stats.bytes -= r.bytes  // they will be fetched again
+        }
         job.attempts += 1
         if err.isRetryable, job.current.start <= job.current.end,
            let delay = settings.retry.delay(afterAttempt: job.attempts, retryAfter: err.retryAfter, random: &random) {
@@ -297,8 +301,11 @@ public final class FetchEngine: @unchecked Sendable {
     private func workerDied(_ w: WorkerProcess, reason: String) {
         if !w.exited { w.terminate(force: true, grace: 0.5) }
         if !stopping { stats.workerRestarts += 1 }
-        for (id, bytes) in w.inflight {
+        for (id, reported) in w.inflight {
             guard var job = jobs[id] else { continue }
+            // An unnamed file died with its worker: start over. A named one keeps its bytes.
+            let bytes = job.current.isResumable ? reported : 0
+            if !job.current.isResumable { stats.bytes -= reported }
             job.current.start = job.original.start + bytes
             job.current.fileOffset = job.original.fileOffset + bytes
             jobs[id] = job

@@ -27,7 +27,12 @@ public struct PartialFile: Sendable {
     public let statePath: String
 
     public init(destination: String, relativePath: String) {
-        let digest = SHA256.hash(data: Data(relativePath.utf8)).map { String(format: "%02x", $0) }.joined()
+        let hex = Array("0123456789abcdef".utf8)
+        var digest = ""
+        for b in SHA256.hash(data: Data(relativePath.utf8)) {
+            digest.unicodeScalars.append(Unicode.Scalar(hex[Int(b >> 4)]))
+            digest.unicodeScalars.append(Unicode.Scalar(hex[Int(b & 15)]))
+        }
         let base = "\(destination)/\(Self.directoryName)/\(digest.prefix(40))"
         dataPath = base + ".part"
         statePath = base + ".state"

@@ -162,9 +162,10 @@ final class WorkerLoop {
     func startWaiting() {
         while active.count < config.slots, !waiting.isEmpty {
             let o = waiting.removeFirst()
-            let fd = open(o.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            let fd = o.publish.map { csys_open_tmpfile(($0.finalPath as NSString).deletingLastPathComponent, 0o644) }
+                ?? open(o.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
             if fd < 0 {
-                let e = LocalIOError(errno: errno, operation: "open", path: o.path)
+                let e = LocalIOError(errno: errno, operation: "open", path: o.publish?.finalPath ?? o.path)
                 report(FetchReport(id: o.id, bytes: 0, error: S3Error(
                     kind: .localIO(errno: e.errno), operation: "GetObject", bucket: o.bucket, key: o.key,
                     message: e.description), firstByteLatency: nil))
@@ -238,11 +239,42 @@ final class WorkerLoop {
                 }
             } catch let e as S3Error { err = e } catch {}
         }
+        if err == nil, let p = o.publish {
+            do { try Self.publish(fd: a.fd, p) } catch {
+                let e = error as? LocalIOError
+                err = S3Error(kind: .localIO(errno: e?.errno ?? EIO), operation: "GetObject", bucket: o.bucket,
+                              key: o.key, message: "\(error)")
+            }
+        }
         close(a.fd)
         let latency = t.firstByteAt.map { $0 - a.startedAt }
         t.sink = { _ in }
         idle.append(t)
         report(FetchReport(id: o.id, bytes: a.written, error: err, firstByteLatency: latency))
+    }
+
+    /// Stamps the ETag and mtime on a complete unnamed file and links it in at its final path
+    /// (replacing an older file atomically via a temporary name and rename).
+    static func publish(fd: Int32, _ p: PublishSpec) throws {
+        _ = p.etag.withCString { csys_fsetxattr(fd, PublishSpec.etagXattr, $0, strlen($0)) }
+        if let m = p.mtime {
+            let ts = timespec(tv_sec: Int(m), tv_nsec: Int((m - m.rounded(.down)) * 1e9))
+            var times = [ts, ts]
+            _ = futimens(fd, &times)
+        }
+        let source = "/proc/self/fd/\(fd)"
+        if linkat(AT_FDCWD, source, AT_FDCWD, p.finalPath, AT_SYMLINK_FOLLOW) == 0 { return }
+        guard errno == EEXIST else { throw LocalIOError(errno: errno, operation: "link into place", path: p.finalPath) }
+        let tmp = p.finalPath + ".soak-tmp-\(getpid())"
+        unlink(tmp)
+        guard linkat(AT_FDCWD, source, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0 else {
+            throw LocalIOError(errno: errno, operation: "link", path: tmp)
+        }
+        guard rename(tmp, p.finalPath) == 0 else {
+            let e = errno
+            unlink(tmp)
+            throw LocalIOError(errno: e, operation: "rename into place", path: p.finalPath)
+        }
     }
 
     func report(_ r: FetchReport) {

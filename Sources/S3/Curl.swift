@@ -69,23 +69,48 @@ public struct ResponseHead: Sendable, Equatable {
     }
 
     mutating func consume(headerLine raw: String) {
-        let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        if line.hasPrefix("HTTP/") {
+        var bytes = Array(raw.utf8)
+        bytes.withUnsafeMutableBytes { consume(headerBytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Parses one raw header line. Runs for every header of every response, so it works on bytes
+    /// and only builds Strings for the few headers soak reads.
+    mutating func consume(headerBytes line: UnsafeRawBufferPointer) {
+        var lo = 0, hi = line.count
+        func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0D || c == 0x0A }
+        while lo < hi && isSpace(line[lo]) { lo += 1 }
+        while hi > lo && isSpace(line[hi - 1]) { hi -= 1 }
+        guard hi > lo else { return }
+        func hasPrefix(_ p: StaticString) -> Bool {
+            let n = p.utf8CodeUnitCount
+            guard hi - lo >= n else { return false }
+            for i in 0..<n where line[lo + i] | 0x20 != p.utf8Start[i] | 0x20 { return false }
+            return true
+        }
+        func value(after n: Int) -> String {
+            var a = lo + n
+            while a < hi && isSpace(line[a]) { a += 1 }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: line[a..<hi]), as: UTF8.self)
+        }
+        if hasPrefix("HTTP/") {
             // A new status line (after 100-continue or a redirect) starts a fresh head.
             self = ResponseHead()
-            let parts = line.split(separator: " ", maxSplits: 2)
-            if parts.count >= 2, let code = Int(parts[1]) { status = code }
-            return
-        }
-        guard let colon = line.firstIndex(of: ":") else { return }
-        let name = line[..<colon].lowercased()
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        switch name {
-        case "etag": etag = ETag.normalize(value)
-        case "content-length": contentLength = Int64(value)
-        case "content-range": contentRange = Self.parseContentRange(value)
-        case "retry-after": retryAfter = Self.parseRetryAfter(value)
-        default: break
+            var i = lo
+            while i < hi && line[i] != 0x20 { i += 1 }
+            while i < hi && line[i] == 0x20 { i += 1 }
+            var code = 0, digits = 0
+            while i < hi, line[i] >= 0x30, line[i] <= 0x39, digits < 3 {
+                code = code * 10 + Int(line[i] - 0x30); i += 1; digits += 1
+            }
+            if digits == 3 { status = code }
+        } else if hasPrefix("etag:") {
+            etag = ETag.normalize(value(after: 5))
+        } else if hasPrefix("content-length:") {
+            contentLength = Int64(value(after: 15))
+        } else if hasPrefix("content-range:") {
+            contentRange = Self.parseContentRange(value(after: 14))
+        } else if hasPrefix("retry-after:") {
+            retryAfter = Self.parseRetryAfter(value(after: 12))
         }
     }
 }
@@ -203,7 +228,7 @@ public final class CurlTransfer {
         String(cString: curl_easy_strerror(CURLcode(UInt32(bitPattern: code))))
     }
 
-    fileprivate func onHeader(_ line: String) { head.consume(headerLine: line) }
+    fileprivate func onHeader(_ line: UnsafeRawBufferPointer) { head.consume(headerBytes: line) }
 
     /// Continues a transfer paused by `admit`. libcurl may deliver the held chunk from inside
     /// this call.
@@ -260,8 +285,7 @@ private func curlHeaderCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int
     guard let ud, let ptr else { return 0 }
     let t = Unmanaged<CurlTransfer>.fromOpaque(ud).takeUnretainedValue()
     let count = size * n
-    let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: count), as: UTF8.self)
-    t.onHeader(line)
+    t.onHeader(UnsafeRawBufferPointer(start: ptr, count: count))
     return count
 }
 

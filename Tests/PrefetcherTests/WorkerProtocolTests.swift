@@ -132,6 +132,42 @@ final class LineCodecTests: XCTestCase {
         XCTAssertNotEqual(back, .fetch(sampleOrder(id: 43)))
     }
 
+    /// The compact wire form (what workers actually exchange), not the generic JSON path.
+    func testWireFormFetchWithTabsNewlinesPercentAndPublish() throws {
+        var o = FetchOrder(id: 7, bucket: "b", key: "a\tb\nc%25d%\r/ü 日本", etag: "abc-3", start: 5, end: 99,
+                           path: "/tmp/x\ty", fileOffset: 5)
+        o.publish = PublishSpec(finalPath: "/d/a\tb\nc%25d%", etag: "e%\t", mtime: 1_700_000_000.25)
+        let bytes = try LineCodec.encode(ToWorker.fetch(o))
+        XCTAssertEqual(bytes.first, UInt8(ascii: "F"))
+        XCTAssertEqual(bytes.filter { $0 == 0x0A }.count, 1)
+        let back = try LineCodec.decode(ToWorker.self, ArraySlice(bytes.dropLast()))
+        guard case .fetch(let got) = back else { return XCTFail("got \(back)") }
+        XCTAssertEqual(got, o)
+        var plain = o
+        plain.publish = nil; plain.etag = nil
+        let b2 = try LineCodec.encode(ToWorker.fetch(plain))
+        XCTAssertEqual(try LineCodec.decode(ToWorker.self, ArraySlice(b2.dropLast())), .fetch(plain))
+        guard case .fetch(let g2) = try LineCodec.decode(ToWorker.self, ArraySlice(b2.dropLast())) else { return XCTFail() }
+        XCTAssertNil(g2.etag); XCTAssertNil(g2.publish)
+    }
+
+    func testWireFormDoneAndProgress() throws {
+        let err = S3Error(kind: .shortBody(expected: 10, got: 3), operation: "GetObject", bucket: "b", key: "k\tx\n",
+                          status: 206, message: "short\nbody")
+        for r in [FetchReport(id: 1, bytes: 10, error: nil, firstByteLatency: 0.0025),
+                  FetchReport(id: 2, bytes: 3, error: err, firstByteLatency: nil)] {
+            let bytes = try LineCodec.encode(FromWorker.done(r))
+            XCTAssertEqual(bytes.first, UInt8(ascii: "D"))
+            XCTAssertEqual(bytes.filter { $0 == 0x0A }.count, 1)
+            XCTAssertEqual(try LineCodec.decode(FromWorker.self, ArraySlice(bytes.dropLast())), .done(r))
+        }
+        let p = FromWorker.progress([1: 5, 99: 1 << 40])
+        let pb = try LineCodec.encode(p)
+        XCTAssertEqual(try LineCodec.decode(FromWorker.self, ArraySlice(pb.dropLast())), p)
+        XCTAssertThrowsError(try LineCodec.decode(FromWorker.self, ArraySlice(Array("D\tx\t1".utf8))))
+        XCTAssertThrowsError(try LineCodec.decode(ToWorker.self, ArraySlice(Array("F\t1\t2".utf8))))
+    }
+
     func testFetchOrderWithoutETag() throws {
         var o = sampleOrder()
         o.etag = nil
