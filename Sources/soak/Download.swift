@@ -64,8 +64,16 @@ struct Download: ParsableCommand {
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
         let dest = destination.hasPrefix("/") ? destination
             : FileManager.default.currentDirectoryPath + "/" + destination
-        let options = DownloadOptions(bucket: uri.bucket, prefix: uri.prefix, destination: dest,
+        var options = DownloadOptions(bucket: uri.bucket, prefix: uri.prefix, destination: dest,
                                       filter: KeyFilter(rules))
+        // Tuning knob for measurements: part size in MiB for objects split into ranges.
+        if let raw = env["SOAK_PART_SIZE_MB"], !raw.isEmpty {
+            guard let mb = Int(raw), (1...1024).contains(mb) else {
+                throw UsageError("invalid SOAK_PART_SIZE_MB='\(raw)': expected a whole number in 1...1024")
+            }
+            options.partSize = Int64(mb) << 20
+            options.singlePartLimit = max(options.singlePartLimit, options.partSize)
+        }
         let downloader = Downloader(options: options, store: store, builder: builder, settings: settings,
                                     workerExecutable: try selfExecutable(), logger: logger)
         let signals = SignalWatcher()
