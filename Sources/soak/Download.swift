@@ -79,7 +79,7 @@ struct Download: ParsableCommand {
         let signals = SignalWatcher()
         let display = ProgressDisplay(logger: logger)
         let summary = try downloader.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
-        display.finish()
+        display.finish(downloader.progress())
         Self.printSummary(summary, source: uri)
         if let sig = signals.received { throw ExitCode(128 + sig) }
         if !summary.failures.isEmpty { throw ExitCode(1) }

@@ -44,8 +44,13 @@ final class ProgressDisplay {
         }
     }
 
-    func finish() {
-        if drewLine { FileHandle.standardError.write(Data("\n".utf8)) }
+    /// Draws the final state (so a TTY ends at 100%) and ends the line.
+    func finish(_ p: DownloadProgress) {
+        if drewLine {
+            lastDraw = .distantPast
+            update(p)
+            FileHandle.standardError.write(Data("\n".utf8))
+        }
     }
 
     func render(_ p: DownloadProgress, width: Int) -> String {
