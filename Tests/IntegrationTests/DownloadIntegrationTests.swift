@@ -147,16 +147,10 @@ final class DownloadIntegrationTests: XCTestCase {
         let dest = work + "/dest"
         var killedWorker = false
         let r = try download("k/", dest, env: ["MAX_SPEED": "10", "MIN_PROCESSES": "2"], timeout: 90) { p in
-            let deadline = Date().addingTimeInterval(15)
-            while Date() < deadline {
-                usleep(200_000)
-                if let w = Harness.children(of: p.processIdentifier).first {
-                    usleep(700_000)
-                    kill(w, SIGKILL)
-                    killedWorker = true
-                    return
-                }
-            }
+            guard let w = Harness.firstChild(of: p.processIdentifier, within: 15) else { return }
+            usleep(700_000)
+            kill(w, SIGKILL)
+            killedWorker = true
         }
         XCTAssertTrue(killedWorker, "no worker process found to kill")
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -168,16 +162,10 @@ final class DownloadIntegrationTests: XCTestCase {
         let dest = work + "/dest"
         var stopped: pid_t = 0
         let r = try download("h/", dest, env: ["MAX_SPEED": "8", "SOAK_WORKER_HANG_TIMEOUT": "2"], timeout: 90) { p in
-            let deadline = Date().addingTimeInterval(15)
-            while Date() < deadline {
-                usleep(200_000)
-                if let w = Harness.children(of: p.processIdentifier).first {
-                    usleep(500_000)
-                    kill(w, SIGSTOP)  // alive but silent: only the hang detector can notice
-                    stopped = w
-                    return
-                }
-            }
+            guard let w = Harness.firstChild(of: p.processIdentifier, within: 15) else { return }
+            usleep(500_000)
+            kill(w, SIGSTOP)  // alive but silent: only the hang detector can notice
+            stopped = w
         }
         XCTAssertNotEqual(stopped, 0, "no worker process found to stop")
         XCTAssertEqual(r.status, 0, r.stderr)

@@ -129,6 +129,16 @@ enum Harness {
         return out
     }
 
+    /// The first child process (a worker) of `pid` to appear within `seconds`.
+    static func firstChild(of pid: pid_t, within seconds: Double) -> pid_t? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            usleep(100_000)
+            if let w = children(of: pid).first { return w }
+        }
+        return nil
+    }
+
     static func processAlive(_ pid: pid_t) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return false }
