@@ -195,7 +195,7 @@ public final class Downloader: @unchecked Sendable {
             if o.size <= options.singlePartLimit {
                 let finalPath = dest + "/" + p.relativePath
                 do {
-                    try makeDirectories((finalPath as NSString).deletingLastPathComponent)
+                    try makeDirectories(parentDirectory(of: finalPath))
                 } catch {
                     lock.lock()
                     summary.failures.append(DownloadFailure(key: o.key, reason: "\(error)"))
@@ -314,7 +314,7 @@ public final class Downloader: @unchecked Sendable {
                 throw LocalIOError(errno: EIO, operation: "size check (\(st.st_size) != \(t.info.size))", path: t.partial.dataPath)
             }
             Self.stamp(t.partial.dataPath, t.info)
-            let parent = (finalPath as NSString).deletingLastPathComponent
+            let parent = parentDirectory(of: finalPath)
             try makeDirectories(parent)
             var fst = stat()
             if lstat(finalPath, &fst) == 0 && (fst.st_mode & S_IFMT) == S_IFDIR {
@@ -398,7 +398,7 @@ public final class Downloader: @unchecked Sendable {
             guard (st.st_mode & S_IFMT) == S_IFDIR else { throw LocalIOError(errno: ENOTDIR, operation: "mkdir", path: path) }
             return
         }
-        let parent = (path as NSString).deletingLastPathComponent
+        let parent = parentDirectory(of: path)
         if !parent.isEmpty && parent != path { try createDirectories(parent) }
         if mkdir(path, 0o755) != 0 && errno != EEXIST {
             throw LocalIOError(errno: errno, operation: "mkdir", path: path)

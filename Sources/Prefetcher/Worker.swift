@@ -162,7 +162,7 @@ final class WorkerLoop {
     func startWaiting() {
         while active.count < config.slots, !waiting.isEmpty {
             let o = waiting.removeFirst()
-            let fd = o.publish.map { csys_open_tmpfile(($0.finalPath as NSString).deletingLastPathComponent, 0o644) }
+            let fd = o.publish.map { csys_open_tmpfile(parentDirectory(of: $0.finalPath), 0o644) }
                 ?? open(o.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
             if fd < 0 {
                 let e = LocalIOError(errno: errno, operation: "open", path: o.publish?.finalPath ?? o.path)

@@ -50,7 +50,7 @@ public struct ResponseHead: Sendable, Equatable {
 
     /// Parses `bytes a-b/total` (total may be `*`). Returns nil for anything else.
     public static func parseContentRange(_ v: String) -> (start: Int64, end: Int64, total: Int64?)? {
-        let s = v.trimmingCharacters(in: .whitespaces)
+        let s = v.trimmingASCIIWhitespace()
         guard s.hasPrefix("bytes ") else { return nil }
         let rest = s.dropFirst(6)
         guard let slash = rest.firstIndex(of: "/"), let dash = rest[..<slash].firstIndex(of: "-") else { return nil }
@@ -64,7 +64,7 @@ public struct ResponseHead: Sendable, Equatable {
 
     /// Retry-After is seconds or an HTTP date; we honour the seconds form and cap dates at 0.
     static func parseRetryAfter(_ v: String) -> Double? {
-        if let n = Double(v.trimmingCharacters(in: .whitespaces)), n >= 0 { return n }
+        if let n = Double(v.trimmingASCIIWhitespace()), n >= 0 { return n }
         return nil
     }
 
@@ -118,7 +118,7 @@ public struct ResponseHead: Sendable, Equatable {
 /// ETags are compared without quotes and without a weak prefix.
 public enum ETag {
     public static func normalize(_ raw: String) -> String {
-        var s = Substring(raw.trimmingCharacters(in: .whitespaces))
+        var s = Substring(raw.trimmingASCIIWhitespace())
         if s.hasPrefix("W/") { s = s.dropFirst(2) }
         if s.hasPrefix("\""), s.hasSuffix("\""), s.count >= 2 { s = s.dropFirst().dropLast() }
         if s.hasPrefix("&#34;") , s.hasSuffix("&#34;"), s.count >= 10 { s = s.dropFirst(5).dropLast(5) }

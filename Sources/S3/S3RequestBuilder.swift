@@ -11,6 +11,7 @@
 /// worker processes over their private pipe, and cheap to use from any thread. Bodiless
 /// requests only: the payload hash is always that of the empty string.
 import Foundation
+import SoakCore
 
 /// A request ready for the transport. `headers` includes `Host` (equal to the URL's authority,
 /// which is what libcurl sends) and every signing header.
@@ -94,10 +95,12 @@ public struct S3RequestBuilder: Sendable, Codable {
 
     /// `abc` → `"abc"`; already quoted (or weak `W/"abc"`) values and `*` are kept as they are.
     public static func quotedETag(_ etag: String) -> String {
-        let e = etag.trimmingCharacters(in: .whitespaces)
+        let e = etag.trimmingASCIIWhitespace()
         if e == "*" || e.hasPrefix("W/\"") { return e }
         if e.count >= 2, e.hasPrefix("\""), e.hasSuffix("\"") { return e }
-        let inner = e.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        var inner = Substring(e)
+        while inner.hasPrefix("\"") { inner = inner.dropFirst() }
+        while inner.hasSuffix("\"") { inner = inner.dropLast() }
         return "\"\(inner)\""
     }
 }

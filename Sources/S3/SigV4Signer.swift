@@ -17,6 +17,7 @@
 /// `Authorization`). No URI normalisation is done: S3 object keys are signed exactly as sent.
 import Crypto
 import Foundation
+import SoakCore
 
 public struct SigV4Signer: Sendable {
     public let credentials: Credentials
@@ -103,8 +104,17 @@ public struct SigV4Signer: Sendable {
             .joined(separator: "\n")
     }
 
-    /// Step 3.
+    /// Step 3. The key depends only on the day, region, service and secret, so it is derived
+    /// once per day and cached (four HMACs per request were 3% of client CPU on small objects).
     public func signingKey(date: Date) -> SymmetricKey {
+        let cacheKey = "\(UTCTime.dateStamp(date))/\(region)/\(service)/\(credentials.secretAccessKey)"
+        if let k = SigningKeyCache.shared.get(cacheKey) { return k }
+        let k = deriveSigningKey(date: date)
+        SigningKeyCache.shared.put(cacheKey, k)
+        return k
+    }
+
+    func deriveSigningKey(date: Date) -> SymmetricKey {
         let kSecret = SymmetricKey(data: Data(("AWS4" + credentials.secretAccessKey).utf8))
         let kDate = Self.hmac(kSecret, UTCTime.dateStamp(date))
         let kRegion = Self.hmac(SymmetricKey(data: kDate), region)
@@ -137,7 +147,7 @@ public struct SigV4Signer: Sendable {
         var order: [String] = []
         var values: [String: [String]] = [:]
         for (name, value) in headers {
-            let n = name.trimmingCharacters(in: .whitespaces).lowercased()
+            let n = name.trimmingASCIIWhitespace().lowercased()
             if values[n] == nil { order.append(n) }
             values[n, default: []].append(canonicalHeaderValue(value))
         }
@@ -212,5 +222,23 @@ public struct SigV4Signer: Sendable {
             out.append(digits[Int(b & 0x0F)])
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Derived signing keys by day/region/service/secret (a handful of entries per process).
+final class SigningKeyCache: @unchecked Sendable {
+    // @unchecked: `keys` is guarded by `lock`.
+    static let shared = SigningKeyCache()
+    /// Entries kept at most: a process uses one or two at a time (a day boundary).
+    static let capacity = 8
+    private let lock = NSLock()
+    private var keys: [String: SymmetricKey] = [:]
+
+    func get(_ k: String) -> SymmetricKey? { lock.lock(); defer { lock.unlock() }; return keys[k] }
+
+    func put(_ k: String, _ v: SymmetricKey) {
+        lock.lock(); defer { lock.unlock() }
+        if keys.count >= Self.capacity { keys.removeAll() }
+        keys[k] = v
     }
 }

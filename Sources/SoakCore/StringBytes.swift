@@ -1,0 +1,24 @@
+/// Byte-level string helpers for hot paths (no NSString bridging).
+///
+/// Whitespace trimming on UTF-8 bytes. Foundation's `trimmingCharacters(in:)` goes through
+/// NSString and showed up at 5% of client CPU on small objects (it runs for every header and
+/// every signed request).
+extension StringProtocol {
+    /// `self` without leading/trailing ASCII spaces, tabs, CR and LF.
+    public func trimmingASCIIWhitespace() -> String {
+        let u = Array(utf8)
+        var lo = 0, hi = u.count
+        func ws(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D }
+        while lo < hi && ws(u[lo]) { lo += 1 }
+        while hi > lo && ws(u[hi - 1]) { hi -= 1 }
+        if lo == 0 && hi == u.count { return String(self) }
+        return String(decoding: u[lo..<hi], as: UTF8.self)
+    }
+}
+
+/// The directory part of a path (`/a/b/c` → `/a/b`, `c` → `.`), without NSString bridging.
+public func parentDirectory(of path: String) -> String {
+    guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
+    if slash == path.utf8.startIndex { return "/" }
+    return String(path[..<slash])
+}
