@@ -31,7 +31,8 @@ final class EngineSettingsTests: XCTestCase {
         let d = EngineSettings()
         XCTAssertEqual(s.minWorkers, 1)
         XCTAssertEqual(s.maxWorkers, 8)
-        XCTAssertEqual(s.initialWorkers, 2)
+        XCTAssertEqual(s.initialWorkers, 1)
+        XCTAssertEqual(s.slotsPerWorker, 16)
         XCTAssertNil(s.maxBytesPerSecond)
         XCTAssertEqual(s.optimizationInterval, 2)
         XCTAssertEqual(s.retry, RetryPolicy(maxAttempts: 5, baseDelay: 0.5, maxDelay: 20))
@@ -72,11 +73,18 @@ final class EngineSettingsTests: XCTestCase {
         XCTAssertEqual(t.initialWorkers, 4)
     }
 
-    func testMaxBelowTheDefaultStartClampsTheStart() throws {
-        let s = try XCTUnwrap(settings(["MAX_PROCESSES": "1"]))
+    func testMaxBelowTheRequestedStartClampsTheStart() throws {
+        let s = try XCTUnwrap(settings(["MAX_PROCESSES": "2", "SOAK_INITIAL_PROCESSES": "4"]))
         XCTAssertEqual(s.minWorkers, 1)
-        XCTAssertEqual(s.maxWorkers, 1)
-        XCTAssertEqual(s.initialWorkers, 1)
+        XCTAssertEqual(s.maxWorkers, 2)
+        XCTAssertEqual(s.initialWorkers, 2)
+    }
+
+    func testTuningKnobs() throws {
+        let s = try XCTUnwrap(settings(["SOAK_TRANSFERS_PER_WORKER": "4", "SOAK_INITIAL_PROCESSES": "3"]))
+        XCTAssertEqual(s.slotsPerWorker, 4)
+        XCTAssertEqual(s.initialWorkers, 3)
+        XCTAssertThrowsError(try EngineSettings.fromEnvironment(["SOAK_TRANSFERS_PER_WORKER": "0"]))
     }
 
     func testMinAboveTheDefaultMaxRaisesMax() throws {
