@@ -340,7 +340,12 @@ public final class Downloader: @unchecked Sendable {
         signal()
     }
 
-    private func signal() { cond.lock(); cond.broadcast(); cond.unlock() }
+    /// Wakes the waiting main thread, but only when the last object is done: it wakes on its
+    /// own every tick for progress, and a wake-up per object was thousands of futex round trips.
+    private func signal() {
+        lock.lock(); let done = open == 0; lock.unlock()
+        if done { cond.lock(); cond.broadcast(); cond.unlock() }
+    }
 
     // MARK: - Files
 

@@ -381,15 +381,21 @@ public final class FetchEngine: @unchecked Sendable {
         let capacity = settings.slotsPerWorker + settings.prefetchDepth
         while true {
             let candidates = workers.filter { !$0.exited && !$0.retiring && $0.inflight.count < capacity }
-            guard let w = candidates.min(by: { $0.inflight.count < $1.inflight.count }) else { return }
-            guard let (id, _) = queue.pop(now: now) else { return }
+            guard let w = candidates.min(by: { $0.inflight.count < $1.inflight.count }) else { break }
+            guard let (id, _) = queue.pop(now: now) else { break }
             guard let job = jobs[id] else { continue }
             do {
-                try w.send(.fetch(job.current))
+                try w.queue(.fetch(job.current))
                 w.inflight[id] = job.current.start - job.original.start
                 if w.inflight.count == 1 { w.lastHeard = now }
             } catch {
                 queue.pushFront(id, lane: job.lane)
+            }
+        }
+        // One write per worker per round; a worker that stopped reading is replaced and every
+        // order it held (sent or not) is requeued.
+        for w in workers where !w.exited {
+            do { try w.flush() } catch {
                 w.terminate(force: true)
                 workerDied(w, reason: "stopped reading orders")
             }

@@ -44,6 +44,7 @@ public enum Worker {
         do {
             let w = try WorkerLoop(config: config, logger: logger)
             try w.send(.ready(pid: getpid()))
+            try w.flush()
             return w.run(reader: &reader)
         } catch {
             logger.error("worker failed to start: \(error)")
@@ -96,7 +97,16 @@ final class WorkerLoop {
         self.multi = try CurlMulti(maxConnections: max(config.slots * 2, 4))
     }
 
-    func send(_ m: FromWorker) throws { try writeAll(fd: 1, LineCodec.encode(m)) }
+    /// Reports of one loop iteration, written with one syscall at its end (`flush`).
+    var outbox: [UInt8] = []
+
+    func send(_ m: FromWorker) throws { outbox += try LineCodec.encode(m) }
+
+    func flush() throws {
+        guard !outbox.isEmpty else { return }
+        try writeAll(fd: 1, outbox)
+        outbox.removeAll(keepingCapacity: true)
+    }
 
     func run(reader: inout LineBuffer) -> Int32 {
         _ = fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK)
@@ -136,6 +146,7 @@ final class WorkerLoop {
                 for (id, a) in active { p[id] = a.written }
                 do { try send(.progress(p)) } catch { return 1 }
             }
+            do { try flush() } catch { return 1 }
             if stopping && active.isEmpty && waiting.isEmpty { return 0 }
         }
     }

@@ -62,6 +62,18 @@ final class WorkerProcess {
         try writeAll(fd: toFD, LineCodec.encode(m))
     }
 
+    /// Orders queued by `dispatch`, sent together by `flush` (one write per worker per round).
+    var pending: [UInt8] = []
+
+    func queue(_ m: ToWorker) throws { pending += try LineCodec.encode(m) }
+
+    func flush() throws {
+        guard !pending.isEmpty else { return }
+        defer { pending.removeAll(keepingCapacity: true) }
+        guard toFD >= 0 else { throw LocalIOError(errno: EPIPE, operation: "send to worker", path: "pid \(pid)") }
+        try writeAll(fd: toFD, pending)
+    }
+
     /// Reads what is available. Returns false at EOF (the worker is gone).
     func readAvailable() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
