@@ -1,10 +1,12 @@
 /// `soak download`: list a prefix, plan byte-range parts, feed the engine, finalize files.
 ///
-/// Data flow: `ObjectStore.listAll` → filter (`KeyFilter`) → safe local paths (`SafePath`,
-/// `PathConflicts`) → skip files already complete (size + ETag xattr, or size + mtime) →
-/// resume partial files from their state → submit missing parts to `FetchEngine` (bulk lane)
-/// → on each completed part, record it in the state; when the last part lands, stamp the
-/// ETag and mtime and rename into place. A data tool never sees a half file under its name.
+/// Data flow: the worker pool starts, then `ObjectStore.listPage` page by page → filter
+/// (`KeyFilter`) → safe local paths (`SafePath`) → `ConflictGate` (a key that is also a
+/// directory prefix yields to the directory) → skip files already complete (size + ETag xattr,
+/// or size + mtime) → small objects: one GET the worker publishes into place when complete;
+/// large ones: resume from their partial state and submit the missing 8 MiB ranges (bulk lane)
+/// → record each landed range in the state; when the last lands, stamp the ETag and mtime and
+/// rename into place. A data tool never sees a half file under its name.
 import Crypto
 import CSys
 import Foundation
@@ -97,126 +99,62 @@ public final class Downloader: @unchecked Sendable {
 
     /// Runs the whole download. `tick` is called about every `tickInterval` seconds with progress;
     /// `shouldStop` is polled as often and ends the run early (interrupted).
+    ///
+    /// The worker pool starts before the listing, and objects are handed to it page by page, so
+    /// the first GETs overlap the rest of the listing.
     public func run(tickInterval: Double = 0.2, tick: (DownloadProgress) -> Void = { _ in },
                     shouldStop: () -> Bool = { false }) throws -> DownloadSummary {
         let t0 = MonotonicTime.now()
         let dest = options.destination
         try prepareDestination(dest)
-
-        // 1. List and select.
-        var selected: [(ObjectInfo, SafePath)] = []
-        var listed: [ObjectInfo] = []
-        try withRetries(policy: settings.retry, clock: SystemClock(), random: &randomSource,
-                        isRetryable: { ($0 as? S3Error)?.isRetryable ?? false },
-                        retryAfter: { ($0 as? S3Error)?.retryAfter },
-                        onRetry: { n, e, d in self.logger.warning("listing failed (attempt \(n)), retrying in \(String(format: "%.1f", d)) s: \(e)") }) {
-            listed.removeAll()
-            try store.listAll(bucket: options.bucket, prefix: options.prefix) { listed.append($0) }
-        }
-        summary.listed = listed.count
-        for o in listed {
-            let rel = String(o.key.dropFirst(options.prefix.count))
-            guard options.filter.includes(rel) else { continue }
-            switch Result(catching: { () throws(PathError) -> SafePath in try SafePath.fromKey(rel) }) {
-            case .success(let p):
-                if p.components.first == PartialFile.directoryName {
-                    summary.failures.append(DownloadFailure(key: o.key, reason: "name is reserved for soak's partial files"))
-                    continue
-                }
-                selected.append((o, p))
-            case .failure(.directoryMarker(_)):
-                // A `dir/` marker object: make the directory, nothing to fetch.
-                if let p = try? SafePath.fromKey(String(rel.dropLast())) { try? makeDirectories(dest + "/" + p.relativePath) }
-            case .failure(let e):
-                summary.failures.append(DownloadFailure(key: o.key, reason: "unsafe key: \(e)"))
-            }
-        }
-        let (keep, conflicts) = PathConflicts.find(selected.map(\.1))
-        let keepSet = Set(keep)
-        for c in conflicts {
-            summary.conflicts.append(c.relativePath)
-            summary.failures.append(DownloadFailure(
-                key: options.prefix + c.relativePath,
-                reason: "is both a file and a directory prefix; the directory's contents were downloaded instead"))
-        }
-        selected = selected.filter { keepSet.contains($0.1) }
-        summary.selected = selected.count + conflicts.count
-
-        // 2. Plan: skip complete files, resume partial ones.
-        var work: [(Int, ObjectInfo, SafePath, PartialFile, PartialState, [Int])] = []
-        var tag = 0
-        for (o, p) in selected {
-            summary.bytesTotal += o.size
-            let finalPath = dest + "/" + p.relativePath
-            if isUpToDate(finalPath, o) {
-                summary.skippedUpToDate += 1
-                bytesAlreadyDone += o.size
-                objectsDone += 1
-                continue
-            }
-            let partial = PartialFile(destination: dest, relativePath: p.relativePath)
-            tag += 1
-            if o.size > 0 && o.size <= options.singlePartLimit {
-                // One request into an unnamed file the worker links in: no partial state at all.
-                let state = PartialState(key: o.key, etag: o.etag, size: o.size, partSize: o.size, done: [])
-                work.append((tag, o, p, partial, state, [0]))
-                continue
-            }
-            let partSize = o.size > options.singlePartLimit ? options.partSize : 1
-            let nParts = o.size == 0 ? 0 : Int((o.size + partSize - 1) / partSize)
-            var state = PartialState(key: o.key, etag: o.etag, size: o.size, partSize: partSize, done: [])
-            if let old = partial.loadState(), old.etag == o.etag, old.size == o.size, old.partSize == partSize, old.key == o.key {
-                state = old
-            } else {
-                partial.discard()
-            }
-            let missing = (0..<nParts).filter { !state.done.contains($0) }
-            bytesAlreadyDone += Int64(nParts - missing.count) * partSize
-            work.append((tag, o, p, partial, state, missing))
-        }
-
-        // 3. Fetch.
         let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
                                  logger: logger) { [weak self] c in self?.completed(c) }
         self.engine = engine
-        if work.contains(where: { !$0.5.isEmpty }) { try engine.start() }
-        for (tag, o, p, partial, state, missing) in work {
-            let multi = o.size > options.singlePartLimit
-            lock.lock()
-            tasks[tag] = ObjectTask(info: o, path: p, partial: partial, state: state, partsLeft: missing.count,
-                                    multiPart: multi)
-            open += 1
-            lock.unlock()
-            if missing.isEmpty {
-                finalize(tag)
-                continue
-            }
-            var publish: PublishSpec?
-            if o.size <= options.singlePartLimit {
-                let finalPath = dest + "/" + p.relativePath
-                do {
-                    try makeDirectories(parentDirectory(of: finalPath))
-                } catch {
-                    lock.lock()
-                    summary.failures.append(DownloadFailure(key: o.key, reason: "\(error)"))
-                    tasks[tag] = nil; open -= 1
-                    lock.unlock()
-                    continue
+        try engine.start()
+
+        // 1. List page by page; select, hold back possible file/directory conflicts, start the rest.
+        var interrupted = false
+        do {
+            var gate = ConflictGate<(ObjectInfo, SafePath)>()
+            var token: String?
+            repeat {
+                if shouldStop() { interrupted = true; break }
+                let page = try withRetries(
+                    policy: settings.retry, clock: SystemClock(), random: &randomSource,
+                    isRetryable: { ($0 as? S3Error)?.isRetryable ?? false },
+                    retryAfter: { ($0 as? S3Error)?.retryAfter },
+                    onRetry: { n, e, d in
+                        self.logger.warning("listing failed (attempt \(n)), retrying in \(String(format: "%.1f", d)) s: \(e)")
+                    }) {
+                    try store.listPage(bucket: options.bucket, prefix: options.prefix, delimiter: nil,
+                                       continuationToken: token, maxKeys: 1000)
                 }
-                publish = PublishSpec(finalPath: finalPath, etag: o.etag, mtime: o.lastModified)
-            }
-            for part in missing {
-                let start = Int64(part) * state.partSize
-                let end = min(o.size, start + state.partSize) - 1
-                engine.submit(bucket: options.bucket, key: o.key, etag: o.etag.isEmpty ? nil : o.etag,
-                              range: start...end, path: partial.dataPath, fileOffset: start, publish: publish,
-                              lane: .bulk, tag: tag << 20 | part)
-            }
+                for o in page.objects {
+                    lock.lock(); summary.listed += 1; lock.unlock()
+                    guard let (rel, p) = select(o) else { continue }
+                    let released = gate.offer(path: rel, item: p.map { (o, $0) })
+                    for (c, _) in released.conflicts { reportConflict(c) }
+                    for (r, rp) in released.ready { startObject(r, rp, engine: engine) }
+                }
+                if page.isTruncated {
+                    guard let next = page.nextContinuationToken, next != token else {
+                        throw S3Error(kind: .invalidResponse, operation: "ListObjectsV2", bucket: options.bucket,
+                                      message: "truncated listing without a new continuation token")
+                    }
+                    token = next
+                } else {
+                    token = nil
+                }
+                tick(progress())
+            } while token != nil
+            if !interrupted { for (r, rp) in gate.finish() { startObject(r, rp, engine: engine) } }
+        } catch {
+            engine.stop()
+            throw error
         }
 
-        // 4. Wait, reporting progress.
-        var interrupted = false
-        while true {
+        // 2. Wait, reporting progress.
+        while !interrupted {
             lock.lock(); let remaining = open; lock.unlock()
             if remaining == 0 { break }
             if shouldStop() { interrupted = true; break }
@@ -239,6 +177,116 @@ public final class Downloader: @unchecked Sendable {
         rmdir(dest + "/" + PartialFile.directoryName)
         return result
     }
+
+    /// Filter and path safety for one listed object: nil when it is skipped or refused (the
+    /// refusal is recorded), else its relative key and safe path (nil path for a `dir/` marker,
+    /// whose directory is made here).
+    private func select(_ o: ObjectInfo) -> (String, SafePath?)? {
+        guard let rel = KeyFilter.relativeKey(o.key, prefix: options.prefix), options.filter.includes(rel) else {
+            return nil
+        }
+        switch Result(catching: { () throws(PathError) -> SafePath in try SafePath.fromKey(rel) }) {
+        case .success(let p):
+            if p.components.first == PartialFile.directoryName {
+                fail(o.key, "name is reserved for soak's partial files")
+                return nil
+            }
+            return (rel, p)
+        case .failure(.directoryMarker(_)):
+            // A `dir/` marker object: make the directory, nothing to fetch.
+            if let p = try? SafePath.fromKey(String(rel.dropLast())) {
+                try? makeDirectories(options.destination + "/" + p.relativePath)
+            }
+            return (rel, nil)
+        case .failure(let e):
+            fail(o.key, "unsafe key: \(e)")
+            return nil
+        }
+    }
+
+    private func fail(_ key: String, _ reason: String) {
+        lock.lock()
+        summary.failures.append(DownloadFailure(key: key, reason: reason))
+        lock.unlock()
+    }
+
+    private func reportConflict(_ o: ObjectInfo) {
+        lock.lock()
+        summary.selected += 1
+        summary.conflicts.append(o.key)
+        summary.failures.append(DownloadFailure(
+            key: o.key, reason: "is both a file and a directory prefix; the directory's contents were downloaded instead"))
+        lock.unlock()
+    }
+
+    /// Plans one selected object and submits what it still needs: nothing when the file is
+    /// complete and unchanged; one publish-on-completion GET up to `singlePartLimit`; else the
+    /// ranges its partial state does not have yet.
+    private func startObject(_ o: ObjectInfo, _ p: SafePath, engine: FetchEngine) {
+        let dest = options.destination
+        let finalPath = dest + "/" + p.relativePath
+        lock.lock()
+        summary.selected += 1
+        summary.bytesTotal += o.size
+        lock.unlock()
+        if isUpToDate(finalPath, o) {
+            lock.lock()
+            summary.skippedUpToDate += 1
+            bytesAlreadyDone += o.size
+            objectsDone += 1
+            lock.unlock()
+            return
+        }
+        let partial = PartialFile(destination: dest, relativePath: p.relativePath)
+        let multi = o.size > options.singlePartLimit
+        var state = PartialState(key: o.key, etag: o.etag, size: o.size, partSize: max(o.size, 1), done: [])
+        var missing: [Int] = o.size > 0 ? [0] : []
+        if multi {
+            state.partSize = options.partSize
+            let nParts = Int((o.size + options.partSize - 1) / options.partSize)
+            if let old = partial.loadState(), old.etag == o.etag, old.size == o.size,
+               old.partSize == options.partSize, old.key == o.key {
+                state = old
+            } else {
+                partial.discard()
+            }
+            missing = (0..<nParts).filter { !state.done.contains($0) }
+            lock.lock(); bytesAlreadyDone += Int64(nParts - missing.count) * options.partSize; lock.unlock()
+        }
+        lock.lock()
+        nextTag += 1
+        let tag = nextTag
+        tasks[tag] = ObjectTask(info: o, path: p, partial: partial, state: state, partsLeft: missing.count,
+                                multiPart: multi)
+        open += 1
+        lock.unlock()
+        if missing.isEmpty {
+            finalize(tag)
+            return
+        }
+        var publish: PublishSpec?
+        if !multi {
+            do {
+                try makeDirectories(parentDirectory(of: finalPath))
+            } catch {
+                lock.lock()
+                summary.failures.append(DownloadFailure(key: o.key, reason: "\(error)"))
+                tasks[tag] = nil; open -= 1
+                lock.unlock()
+                return
+            }
+            publish = PublishSpec(finalPath: finalPath, etag: o.etag, mtime: o.lastModified)
+        }
+        for part in missing {
+            let start = Int64(part) * state.partSize
+            let end = min(o.size, start + state.partSize) - 1
+            engine.submit(bucket: options.bucket, key: o.key, etag: o.etag.isEmpty ? nil : o.etag,
+                          range: start...end, path: partial.dataPath, fileOffset: start, publish: publish,
+                          lane: .bulk, tag: tag << 20 | part)
+        }
+    }
+
+    private var nextTag = 0
 
     public func progress() -> DownloadProgress {
         let e = engine?.snapshot() ?? EngineStats()
