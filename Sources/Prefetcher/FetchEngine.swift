@@ -212,7 +212,7 @@ public final class FetchEngine: @unchecked Sendable {
             for (i, w) in live.enumerated() where fds[i + 1].revents != 0 {
                 let open = w.readAvailable()
                 drainReports(w, into: &completions)
-                if !open { workerDied(w, reason: "exited") }
+                if !open || w.exited { workerDied(w, reason: open ? "misbehaved" : "exited") }
             }
             let now = MonotonicTime.now()
             for w in workers where !w.exited && !w.inflight.isEmpty && now - w.lastHeard > settings.hangTimeout {
@@ -238,6 +238,13 @@ public final class FetchEngine: @unchecked Sendable {
     }
 
     private func drainReports(_ w: WorkerProcess, into completions: inout [FetchCompletion]) {
+        defer {
+            // A worker writing without newlines would make us buffer without bound.
+            if w.reader.pending > LineBuffer.maxLine && !w.exited {
+                logger.error("worker \(w.pid) sent an over-long report; replacing it")
+                w.terminate(force: true)
+            }
+        }
         while let line = w.reader.nextLine() {
             w.lastHeard = MonotonicTime.now()
             guard let msg = try? LineCodec.decode(FromWorker.self, line) else {
@@ -315,6 +322,18 @@ public final class FetchEngine: @unchecked Sendable {
                 jobs[id] = nil
                 stats.completed += 1
                 onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: nil))
+                continue
+            }
+            // An order that keeps killing its workers must not be retried forever.
+            job.attempts += 1
+            jobs[id] = job
+            if job.attempts >= settings.retry.maxAttempts {
+                jobs[id] = nil
+                stats.failed += 1
+                onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: S3Error(
+                    kind: .transport(curlCode: -2), operation: "GetObject", bucket: job.original.bucket,
+                    key: job.original.key,
+                    message: "the worker process fetching it died \(job.attempts) times (last: \(reason))")))
             } else {
                 queue.pushFront(id, lane: job.lane)
             }
