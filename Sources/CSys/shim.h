@@ -21,7 +21,15 @@ static inline ssize_t csys_getxattr(const char *path, const char *name, void *va
 #ifndef O_TMPFILE
 #define O_TMPFILE (020000000 | 0200000)
 #endif
-static inline int csys_open_tmpfile(const char *dir, int mode) { return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, mode); }
+#ifndef O_DIRECT
+#if defined(__aarch64__) || defined(__arm__)
+#define O_DIRECT 0200000
+#else
+#define O_DIRECT 040000
+#endif
+#endif
+static inline int csys_o_direct(void) { return O_DIRECT; }
+static inline int csys_open_tmpfile(const char *dir, int flags, int mode) { return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC | flags, mode); }
 static inline int csys_fsetxattr(int fd, const char *name, const void *value, size_t size) {
     return fsetxattr(fd, name, value, size, 0);
 }

@@ -50,6 +50,13 @@ extension EngineSettings {
         if let v = try int("SOAK_TRANSFERS_PER_WORKER", 1...64) { s.slotsPerWorker = v }
         if let v = try int("SOAK_INITIAL_PROCESSES", 1...256) { s.initialWorkers = v }
         s.initialWorkers = min(max(s.initialWorkers, s.minWorkers), s.maxWorkers)
+        if let raw = env["SOAK_DIRECT_IO"], !raw.isEmpty {
+            switch raw.lowercased() {
+            case "1", "true", "yes", "on": s.directIO = true
+            case "0", "false", "no", "off": s.directIO = false
+            default: throw UsageError("invalid SOAK_DIRECT_IO='\(raw)': expected true or false")
+            }
+        }
         if let raw = env["SOAK_WORKER_HANG_TIMEOUT"], let v = Double(raw), v > 0 { s.hangTimeout = v }
         return s
     }

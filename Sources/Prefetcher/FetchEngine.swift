@@ -37,6 +37,8 @@ public struct EngineSettings: Sendable {
     public var hangTimeout = 30.0
     public var transport = TransportOptions()
     public var logLevel = "info"
+    /// Workers write with O_DIRECT (see `WorkerConfig.directIO`).
+    public var directIO = false
     public init() {}
 }
 
@@ -106,7 +108,8 @@ public final class FetchEngine: @unchecked Sendable {
         self.settings = settings
         self.executable = workerExecutable
         self.workerConfig = WorkerConfig(builder: builder, transport: settings.transport,
-                                         slots: settings.slotsPerWorker, logLevel: settings.logLevel)
+                                         slots: settings.slotsPerWorker, logLevel: settings.logLevel,
+                                         directIO: settings.directIO)
         self.logger = logger
         self.onComplete = onComplete
         let initial = min(max(settings.initialWorkers, settings.minWorkers), settings.maxWorkers)

@@ -84,11 +84,25 @@ final class WorkerLoop {
         let transfer: CurlTransfer
         let fd: Int32
         let startedAt: Double
+        /// Body bytes received (and, without staging, written).
         var written: Int64 = 0
+        /// O_DIRECT only: an aligned buffer that fills up before each write.
+        var staging: UnsafeMutableRawBufferPointer?
+        var staged = 0
+        /// Bytes on disk from `fileOffset`: what a retry may resume after.
+        var flushed: Int64 = 0
+        var durable: Int64 { staging == nil ? written : flushed }
         init(order: FetchOrder, transfer: CurlTransfer, fd: Int32, startedAt: Double) {
             self.order = order; self.transfer = transfer; self.fd = fd; self.startedAt = startedAt
         }
+        deinit { staging?.deallocate() }
     }
+
+    /// O_DIRECT staging buffer per transfer: 1 MiB writes are large enough to cost little per
+    /// byte; 16 transfers add 16 MiB to a worker.
+    static let stagingSize = 1 << 20
+    /// O_DIRECT needs offsets, lengths and buffers aligned to the logical block size.
+    static let directAlignment = 4096
 
     init(config: WorkerConfig, logger: Logger) throws {
         self.config = config
@@ -143,7 +157,7 @@ final class WorkerLoop {
             if now - lastHeartbeat >= Worker.heartbeatInterval {
                 lastHeartbeat = now
                 var p: [Int: Int64] = [:]
-                for (id, a) in active { p[id] = a.written }
+                for (id, a) in active { p[id] = a.durable }
                 do { try send(.progress(p)) } catch { return 1 }
             }
             do { try flush() } catch { return 1 }
@@ -173,8 +187,17 @@ final class WorkerLoop {
     func startWaiting() {
         while active.count < config.slots, !waiting.isEmpty {
             let o = waiting.removeFirst()
-            let fd = o.publish.map { csys_open_tmpfile(parentDirectory(of: $0.finalPath), 0o644) }
-                ?? open(o.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            let wantDirect = config.directIO && o.fileOffset % Int64(Self.directAlignment) == 0
+            func openTarget(_ extra: Int32) -> Int32 {
+                o.publish.map { csys_open_tmpfile(parentDirectory(of: $0.finalPath), extra, 0o644) }
+                    ?? open(o.path, O_WRONLY | O_CREAT | O_CLOEXEC | extra, 0o644)
+            }
+            var direct = wantDirect
+            var fd = openTarget(wantDirect ? csys_o_direct() : 0)
+            if fd < 0 && wantDirect && errno == EINVAL {  // filesystem without O_DIRECT (tmpfs)
+                direct = false
+                fd = openTarget(0)
+            }
             if fd < 0 {
                 let e = LocalIOError(errno: errno, operation: "open", path: o.publish?.finalPath ?? o.path)
                 report(FetchReport(id: o.id, bytes: 0, error: S3Error(
@@ -188,6 +211,9 @@ final class WorkerLoop {
                                                    ifMatch: o.etag)
                 try t.prepare(method: "GET", url: req.url, headers: req.headers, options: transport)
                 let a = Active(order: o, transfer: t, fd: fd, startedAt: MonotonicTime.now())
+                if direct {
+                    a.staging = .allocate(byteCount: Self.stagingSize, alignment: Self.directAlignment)
+                }
                 t.tag = o.id
                 t.sink = { [unowned a] buf in try WorkerLoop.write(a, buf) }
                 t.admit = { [unowned self] n in self.admit(n) }
@@ -223,15 +249,45 @@ final class WorkerLoop {
         guard Int64(buf.count) <= room else {
             throw LocalIOError(errno: EOVERFLOW, operation: "body longer than the requested range", path: a.order.path)
         }
+        guard let st = a.staging else {
+            try pwriteAll(a, buf.baseAddress!, buf.count, at: a.order.fileOffset + a.written)
+            a.written += Int64(buf.count)
+            return
+        }
         var off = 0
         while off < buf.count {
-            let n = pwrite(a.fd, buf.baseAddress! + off, buf.count - off, off_t(a.order.fileOffset + a.written))
+            let n = min(buf.count - off, st.count - a.staged)
+            (st.baseAddress! + a.staged).copyMemory(from: buf.baseAddress! + off, byteCount: n)
+            a.staged += n; off += n; a.written += Int64(n)
+            if a.staged == st.count { try flushStaging(a) }
+        }
+    }
+
+    /// Writes what is staged. Only the last write of a range may be unaligned; O_DIRECT is then
+    /// switched off for it.
+    static func flushStaging(_ a: Active) throws {
+        guard let st = a.staging, a.staged > 0 else { return }
+        if a.staged % directAlignment != 0 {
+            _ = fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) & ~csys_o_direct())
+        }
+        try pwriteAll(a, UnsafeRawPointer(st.baseAddress!), a.staged, at: a.order.fileOffset + a.flushed)
+        a.flushed += Int64(a.staged)
+        a.staged = 0
+    }
+
+    static func pwriteAll(_ a: Active, _ p: UnsafeRawPointer, _ count: Int, at offset: Int64) throws {
+        var off = 0
+        while off < count {
+            let n = pwrite(a.fd, p + off, count - off, off_t(offset + Int64(off)))
             if n < 0 {
                 if errno == EINTR { continue }
+                if errno == EINVAL && a.staging != nil {  // O_DIRECT refused this write: do it buffered
+                    _ = fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) & ~csys_o_direct())
+                    continue
+                }
                 throw LocalIOError(errno: errno, operation: "pwrite", path: a.order.path)
             }
             off += n
-            a.written += Int64(n)
         }
     }
 
@@ -239,6 +295,10 @@ final class WorkerLoop {
         guard let a = active.removeValue(forKey: t.tag) else { return }
         let o = a.order
         var err = ResponseCheck.error(for: t, curlCode: curlCode, operation: "GetObject", bucket: o.bucket, key: o.key)
+        do { try Self.flushStaging(a) } catch {
+            err = err ?? S3Error(kind: .localIO(errno: (error as? LocalIOError)?.errno ?? EIO), operation: "GetObject",
+                                 bucket: o.bucket, key: o.key, message: "\(error)")
+        }
         if err == nil {
             do {
                 try ResponseCheck.checkRange(t.head, requested: o.start...o.end, bodyBytes: a.written,
@@ -261,7 +321,7 @@ final class WorkerLoop {
         let latency = t.firstByteAt.map { $0 - a.startedAt }
         t.sink = { _ in }
         idle.append(t)
-        report(FetchReport(id: o.id, bytes: a.written, error: err, firstByteLatency: latency))
+        report(FetchReport(id: o.id, bytes: a.durable, error: err, firstByteLatency: latency))
     }
 
     /// Stamps the ETag and mtime on a complete unnamed file and links it in at its final path

@@ -14,8 +14,12 @@ public struct WorkerConfig: Codable, Sendable {
     /// Concurrent transfers on the worker's multi handle.
     public var slots: Int
     public var logLevel: String
-    public init(builder: S3RequestBuilder, transport: TransportOptions, slots: Int, logLevel: String) {
+    /// Write bodies with O_DIRECT through aligned staging buffers (bypasses the page cache).
+    public var directIO: Bool
+    public init(builder: S3RequestBuilder, transport: TransportOptions, slots: Int, logLevel: String,
+                directIO: Bool = false) {
         self.builder = builder; self.transport = transport; self.slots = slots; self.logLevel = logLevel
+        self.directIO = directIO
     }
 }
 
