@@ -47,48 +47,42 @@ final class FetchEngineTests: XCTestCase {
         while box.count < n && Date() < deadline { usleep(20_000) }
     }
 
+    /// Runs one order through an engine whose workers are `worker` (a shell script body) and
+    /// returns what completed, the engine's counters and the worker PIDs seen before stopping.
+    private func runOne(worker: String, attempts: Int, tag: Int = 0)
+        throws -> (completions: [FetchCompletion], stats: EngineStats, pids: [pid_t]) {
+        let box = Box()
+        let e = try engine(try script(worker), attempts: attempts) { box.add($0) }
+        try e.start()
+        e.submit(bucket: "b", key: "k", etag: nil, range: 0...9, path: dir + "/out", fileOffset: 0, tag: tag)
+        wait(box, for: 1, seconds: 20)
+        let stats = e.snapshot(), pids = e.workerPIDs()
+        e.stop()
+        return (box.completions, stats, pids)
+    }
+
     func testWorkerThatSpeaksGarbageIsReplacedAndThePoisonOrderFailsAfterMaxAttempts() throws {
         // Reads its configuration, answers nonsense, then lingers.
-        let exe = try script("read cfg\necho 'this is not a report'\nsleep 30")
-        let box = Box()
-        let e = try engine(exe, attempts: 3) { box.add($0) }
-        try e.start()
-        e.submit(bucket: "b", key: "k", etag: nil, range: 0...9, path: dir + "/out", fileOffset: 0, tag: 7)
-        wait(box, for: 1, seconds: 20)
-        let stats = e.snapshot()
-        e.stop()
-        XCTAssertEqual(box.count, 1, "the order must end, not loop forever")
-        let c = try XCTUnwrap(box.completions.first)
+        let r = try runOne(worker: "read cfg\necho 'this is not a report'\nsleep 30", attempts: 3, tag: 7)
+        XCTAssertEqual(r.completions.count, 1, "the order must end, not loop forever")
+        let c = try XCTUnwrap(r.completions.first)
         XCTAssertEqual(c.tag, 7)
         XCTAssertTrue(c.error?.message.contains("died 3 times") ?? false, "\(String(describing: c.error))")
-        XCTAssertGreaterThanOrEqual(stats.workerRestarts, 3)
+        XCTAssertGreaterThanOrEqual(r.stats.workerRestarts, 3)
     }
 
     func testWorkerThatExitsIsReplaced() throws {
-        let exe = try script("read cfg\nexit 3")
-        let box = Box()
-        let e = try engine(exe, attempts: 2) { box.add($0) }
-        try e.start()
-        e.submit(bucket: "b", key: "k", etag: nil, range: 0...9, path: dir + "/out", fileOffset: 0)
-        wait(box, for: 1, seconds: 20)
-        e.stop()
-        XCTAssertEqual(box.count, 1)
-        XCTAssertNotNil(box.completions.first?.error)
+        let r = try runOne(worker: "read cfg\nexit 3", attempts: 2)
+        XCTAssertEqual(r.completions.count, 1)
+        XCTAssertNotNil(r.completions.first?.error)
     }
 
     func testSilentWorkerIsDeclaredHungAndKilled() throws {
         // Accepts orders but never reports anything: only the hang detector can notice.
-        let exe = try script("read cfg\nsleep 60")
-        let box = Box()
-        let e = try engine(exe, attempts: 2) { box.add($0) }
-        try e.start()
-        e.submit(bucket: "b", key: "k", etag: nil, range: 0...9, path: dir + "/out", fileOffset: 0)
-        wait(box, for: 1, seconds: 20)
-        let pidsBefore = e.workerPIDs()
-        e.stop()
-        XCTAssertEqual(box.count, 1)
-        XCTAssertTrue(box.completions.first?.error?.message.contains("hung") ?? false,
-                      "\(String(describing: box.completions.first?.error))")
-        for p in pidsBefore { XCTAssertNotEqual(kill(p, 0), 0, "worker \(p) still alive after stop") }
+        let r = try runOne(worker: "read cfg\nsleep 60", attempts: 2)
+        XCTAssertEqual(r.completions.count, 1)
+        XCTAssertTrue(r.completions.first?.error?.message.contains("hung") ?? false,
+                      "\(String(describing: r.completions.first?.error))")
+        for p in r.pids { XCTAssertNotEqual(kill(p, 0), 0, "worker \(p) still alive after stop") }
     }
 }
