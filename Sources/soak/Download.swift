@@ -36,18 +36,16 @@ struct S3Options: ParsableArguments {
 struct Download: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Download every object under s3://BUCKET/PREFIX into DEST (resumable).",
-        discussion: """
-        Files land at DEST/<key relative to PREFIX>. Filters are fnmatch globs on that relative key,
-        applied in order, later ones winning (as in `aws s3 sync`). Environment: MIN_PROCESSES,
-        MAX_PROCESSES, MAX_SPEED (MB/s), OPTIMIZATION_INTERVAL (s), MAX_RETRIES, RETRY_DELAY (s),
-        S3_VERIFY_SSL, AWS_CA_BUNDLE, and the usual AWS credential variables and files.
-        """)
+        discussion: "Files land at DEST/<key relative to PREFIX>. Filters are fnmatch globs on that relative "
+            + "key (`*` crosses `/`), applied in the order given, later ones winning, as in `aws s3 sync`. "
+            + "Environment: MIN_PROCESSES, MAX_PROCESSES, MAX_SPEED (MB/s), OPTIMIZATION_INTERVAL (s), MAX_RETRIES, "
+            + "RETRY_DELAY (s), S3_VERIFY_SSL, AWS_CA_BUNDLE, and the usual AWS credential variables and files.")
 
     @Argument(help: "Source, s3://BUCKET/PREFIX.") var source: String
     @Argument(help: "Destination directory.") var destination: String
     @OptionGroup var s3: S3Options
-    @Option(help: "Only keys matching this glob (repeatable).") var include: [String] = []
-    @Option(help: "Skip keys matching this glob (repeatable).") var exclude: [String] = []
+    @Option(help: "Include keys matching this glob again after an --exclude (repeatable; order matters).") var include: [String] = []
+    @Option(help: "Skip keys matching this glob (repeatable; order matters).") var exclude: [String] = []
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
