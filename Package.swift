@@ -12,7 +12,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
-        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
         // C libraries from Debian, each behind a thin prefixed shim header.
@@ -28,7 +27,6 @@ let package = Package(
         // Shared vocabulary: errors, logging, key filters, path safety, retry policy, clocks.
         .target(name: "SoakCore", dependencies: [
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "SystemPackage", package: "swift-system"),
         ]),
         // S3 client: SigV4, credentials, listing XML, libcurl transport.
         .target(name: "S3", dependencies: [

@@ -7,7 +7,6 @@
 /// large ones: resume from their partial state and submit the missing 8 MiB ranges (bulk lane)
 /// → record each landed range in the state; when the last lands, stamp the ETag and mtime and
 /// rename into place. A data tool never sees a half file under its name.
-import Crypto
 import CSys
 import Foundation
 import Logging
