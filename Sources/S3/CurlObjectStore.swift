@@ -61,7 +61,9 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
         transfer.sink = sink
         defer { transfer.sink = { _ in } }
         let rc = transfer.perform()
-        if let e = ResponseCheck.error(for: transfer, curlCode: rc, operation: op, bucket: bucket, key: key) {
+        if var e = ResponseCheck.error(for: transfer, curlCode: rc, operation: op, bucket: bucket, key: key) {
+            // Say which server could not be reached.
+            if case .transport = e.kind { e.message += " (\(builder.endpoint.urlString))" }
             throw e
         }
         return transfer.head

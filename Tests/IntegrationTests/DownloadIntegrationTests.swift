@@ -218,6 +218,16 @@ final class DownloadIntegrationTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("NoSuchBucket") || r.stderr.contains("404"), r.stderr)
     }
 
+    func testUnreachableEndpointRetriesThenFailsWithOneLine() throws {
+        let started = Date()
+        let r = try Harness.soak(["download", "s3://\(bucket)/x/", work + "/dest", "--endpoint-url", "http://127.0.0.1:1",
+                                  "--log-level", "error"], env: ["MAX_RETRIES": "3", "RETRY_DELAY": "0.1"], timeout: 60)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("127.0.0.1:1"), r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30, "retries must be bounded")
+    }
+
     func testUnwritableDestinationFails() throws {
         _ = try upload(["f.bin": 10], prefix: "u/")
         let file = work + "/not-a-dir"
