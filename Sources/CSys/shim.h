@@ -10,9 +10,6 @@ int pipe2(int pipefd[2], int flags);
 /* Deliver `sig` to this process when its parent dies. */
 static inline int csys_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0); }
 static inline int csys_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
-static inline int csys_setxattr(const char *path, const char *name, const void *value, size_t size) {
-    return setxattr(path, name, value, size, 0);
-}
 static inline ssize_t csys_getxattr(const char *path, const char *name, void *value, size_t size) {
     return getxattr(path, name, value, size);
 }

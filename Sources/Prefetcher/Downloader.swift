@@ -348,19 +348,17 @@ public final class Downloader: @unchecked Sendable {
         let finalPath = options.destination + "/" + t.path.relativePath
         var failure: String?
         do {
-            if t.info.size == 0 {
-                let fd = Glibc.open(t.partial.dataPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-                guard fd >= 0 else { throw LocalIOError(errno: errno, operation: "create", path: t.partial.dataPath) }
-                close(fd)
-            }
+            // Empty objects have no range to fetch: the file is created here.
+            let flags = O_WRONLY | O_CLOEXEC | (t.info.size == 0 ? O_CREAT | O_TRUNC : 0)
+            let fd = Glibc.open(t.partial.dataPath, flags, 0o644)
+            guard fd >= 0 else { throw LocalIOError(errno: errno, operation: "open", path: t.partial.dataPath) }
+            defer { close(fd) }
             var st = stat()
-            guard stat(t.partial.dataPath, &st) == 0 else {
-                throw LocalIOError(errno: errno, operation: "stat", path: t.partial.dataPath)
-            }
+            guard fstat(fd, &st) == 0 else { throw LocalIOError(errno: errno, operation: "stat", path: t.partial.dataPath) }
             guard Int64(st.st_size) == t.info.size else {
                 throw LocalIOError(errno: EIO, operation: "size check (\(st.st_size) != \(t.info.size))", path: t.partial.dataPath)
             }
-            Self.stamp(t.partial.dataPath, t.info)
+            PublishSpec.stamp(fd: fd, etag: t.info.etag, mtime: t.info.lastModified)
             let parent = parentDirectory(of: finalPath)
             try makeDirectories(parent)
             var fst = stat()
@@ -396,16 +394,6 @@ public final class Downloader: @unchecked Sendable {
 
     // MARK: - Files
 
-    static let etagXattr = PublishSpec.etagXattr
-
-    static func stamp(_ path: String, _ o: ObjectInfo) {
-        _ = o.etag.withCString { csys_setxattr(path, etagXattr, $0, strlen($0)) }
-        if let lm = o.lastModified {
-            var times = [timespec(tv_sec: Int(lm), tv_nsec: Int((lm - lm.rounded(.down)) * 1e9)),
-                         timespec(tv_sec: Int(lm), tv_nsec: Int((lm - lm.rounded(.down)) * 1e9))]
-            _ = utimensat(AT_FDCWD, path, &times, 0)
-        }
-    }
 
     /// Complete and unchanged: same size and the ETag stamped at download (or, where xattrs are
     /// unsupported, the listing's mtime).
@@ -413,7 +401,7 @@ public final class Downloader: @unchecked Sendable {
         var st = stat()
         guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int64(st.st_size) == o.size else { return false }
         var buf = [CChar](repeating: 0, count: 256)
-        let n = csys_getxattr(path, Self.etagXattr, &buf, buf.count - 1)
+        let n = csys_getxattr(path, PublishSpec.etagXattr, &buf, buf.count - 1)
         if n >= 0 {
             return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == o.etag
         }

@@ -349,11 +349,11 @@ public final class FetchEngine: @unchecked Sendable {
 
     private func spawnWorker() throws {
         let w = try WorkerProcess.spawn(executable: executable, config: workerConfig)
-        if let rate = perTransferRate(workers: optimizer.target) { try? w.send(.rate(bytesPerSecond: rate)) }
+        if let rate = perWorkerRate(workers: optimizer.target) { try? w.send(.rate(bytesPerSecond: rate)) }
         workers.append(w)
     }
 
-    private func perTransferRate(workers n: Int) -> Int64? {
+    private func perWorkerRate(workers n: Int) -> Int64? {
         RateSplit.perWorkerBytesPerSecond(maxBytesPerSecond: settings.maxBytesPerSecond, workers: max(n, 1))
     }
 
@@ -371,7 +371,7 @@ public final class FetchEngine: @unchecked Sendable {
         let target = optimizer.decide(sample)
         if target != before {
             logger.debug("optimizer: \(before) → \(target) workers at \(Int(stats.rate / 1e6)) MB/s")
-            if let rate = perTransferRate(workers: target) {
+            if let rate = perWorkerRate(workers: target) {
                 for w in workers where !w.exited { try? w.send(.rate(bytesPerSecond: rate)) }
             }
         }

@@ -1,15 +1,14 @@
-/// Enforcing the total speed cap (MAX_SPEED) across worker processes and transfers.
+/// Enforcing the total speed cap (MAX_SPEED) across worker processes.
 ///
 /// How it works. Workers are separate processes, so there is no shared counter to throttle on.
-/// Instead the cap is split evenly over every transfer slot in the pool and each slot is capped
-/// with libcurl's per-transfer receive limit (CURLOPT_MAX_RECV_SPEED_LARGE): `RateSplit` does
-/// that arithmetic and is re-run whenever the pool is resized. The share has a floor, because a
-/// transfer throttled to a trickle trips the stall detector (low-speed limit) and libcurl paces
-/// coarsely at tiny rates; with very many slots the floor can therefore let the total exceed the
-/// cap (documented trade-off: progress over precision). `TokenBucket` is the classic
-/// rate/burst limiter for pacing inside one process: tokens refill at `rate` per second up to
-/// `burst`; a caller takes tokens or learns how long to wait. Time is passed in (monotonic
-/// seconds) so it is deterministic in tests.
+/// `RateSplit.perWorkerBytesPerSecond` gives each worker an even share of the cap (re-sent when
+/// the pool is resized), and each worker paces all its transfers with a `TokenBucket`, pausing a
+/// transfer while the bucket is in debt. `perTransferBytesPerSecond` is the older split for
+/// libcurl's per-transfer limit, which leaked far past the cap on loopback and is no longer used
+/// by the engine. The share has a floor, because a trickle trips the stall detector (low-speed
+/// limit). `TokenBucket`: tokens refill at `rate` per second up to `burst`; a caller takes
+/// tokens or learns how long to wait. Time is passed in (monotonic seconds) so it is
+/// deterministic in tests.
 import SoakCore
 
 /// Splits a total speed cap evenly over the workers (each paces its own transfers with a

@@ -327,12 +327,7 @@ final class WorkerLoop {
     /// Stamps the ETag and mtime on a complete unnamed file and links it in at its final path
     /// (replacing an older file atomically via a temporary name and rename).
     static func publish(fd: Int32, _ p: PublishSpec) throws {
-        _ = p.etag.withCString { csys_fsetxattr(fd, PublishSpec.etagXattr, $0, strlen($0)) }
-        if let m = p.mtime {
-            let ts = timespec(tv_sec: Int(m), tv_nsec: Int((m - m.rounded(.down)) * 1e9))
-            var times = [ts, ts]
-            _ = futimens(fd, &times)
-        }
+        PublishSpec.stamp(fd: fd, etag: p.etag, mtime: p.mtime)
         let source = "/proc/self/fd/\(fd)"
         if linkat(AT_FDCWD, source, AT_FDCWD, p.finalPath, AT_SYMLINK_FOLLOW) == 0 { return }
         guard errno == EEXIST else { throw LocalIOError(errno: errno, operation: "link into place", path: p.finalPath) }

@@ -3,6 +3,7 @@
 ///
 /// Credentials travel only in the `configure` message over the pipe, never in argv or the
 /// environment of the child, so `ps` does not show them.
+import CSys
 import Foundation
 import S3
 import SoakCore
@@ -35,6 +36,17 @@ public struct PublishSpec: Codable, Sendable, Equatable {
     public var mtime: Double?
     public init(finalPath: String, etag: String, mtime: Double?) {
         self.finalPath = finalPath; self.etag = etag; self.mtime = mtime
+    }
+
+    /// Marks a complete file: the ETag xattr that later runs compare, and the object's mtime.
+    /// The one place both completion paths (worker publish, split-object finalize) stamp files.
+    public static func stamp(fd: Int32, etag: String, mtime: Double?) {
+        _ = etag.withCString { csys_fsetxattr(fd, etagXattr, $0, strlen($0)) }
+        if let m = mtime {
+            let ts = timespec(tv_sec: Int(m), tv_nsec: Int((m - m.rounded(.down)) * 1e9))
+            var times = [ts, ts]
+            _ = futimens(fd, &times)
+        }
     }
 }
 
