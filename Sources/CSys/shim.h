@@ -30,4 +30,58 @@ static inline int csys_open_tmpfile(const char *dir, int flags, int mode) { retu
 static inline int csys_fsetxattr(int fd, const char *name, const void *value, size_t size) {
     return fsetxattr(fd, name, value, size, 0);
 }
+
+/* CRC32C (Castagnoli), the per-block checksum of the cache. Hardware instructions where the CPU
+   has them (SSE4.2 on x86-64, the CRC extension on arm64), else a bitwise loop. */
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+static inline uint32_t csys_crc32c_sw(uint32_t crc, const uint8_t *p, size_t n) {
+    crc = ~crc;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static inline uint32_t csys_crc32c_hw(uint32_t crc, const uint8_t *p, size_t n) {
+    uint64_t c = ~crc;
+    while (n >= 8) { uint64_t v; memcpy(&v, p, 8); c = __builtin_ia32_crc32di(c, v); p += 8; n -= 8; }
+    uint32_t c32 = (uint32_t)c;
+    while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+static inline int csys_crc32c_has_hw(void) { return __builtin_cpu_supports("sse4.2"); }
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_CRC32)
+static inline uint32_t csys_crc32c_hw(uint32_t crc, const uint8_t *p, size_t n) {
+    uint32_t c = ~crc;
+    while (n >= 8) { uint64_t v; memcpy(&v, p, 8); c = __builtin_arm_crc32cd(c, v); p += 8; n -= 8; }
+    while (n--) c = __builtin_arm_crc32cb(c, *p++);
+    return ~c;
+}
+static inline int csys_crc32c_has_hw(void) { return 1; }
+#else
+static inline uint32_t csys_crc32c_hw(uint32_t crc, const uint8_t *p, size_t n) { return csys_crc32c_sw(crc, p, n); }
+static inline int csys_crc32c_has_hw(void) { return 0; }
+#endif
+/* Continues `crc` (0 to start) over n bytes. */
+static inline uint32_t csys_crc32c(uint32_t crc, const void *buf, size_t n, int hw) {
+    return hw ? csys_crc32c_hw(crc, (const uint8_t *)buf, n) : csys_crc32c_sw(crc, (const uint8_t *)buf, n);
+}
+
+/* Whole-filesystem flush of the filesystem holding fd (one call for many files). */
+int syncfs(int fd);
+static inline int csys_syncfs(int fd) { return syncfs(fd); }
+/* Frees the blocks of a byte range, keeping the file size (evicting part of a cached file). */
+#ifndef FALLOC_FL_KEEP_SIZE
+#define FALLOC_FL_KEEP_SIZE 0x01
+#endif
+#ifndef FALLOC_FL_PUNCH_HOLE
+#define FALLOC_FL_PUNCH_HOLE 0x02
+#endif
+int fallocate(int fd, int mode, off_t offset, off_t len);
+static inline int csys_punch_hole(int fd, off_t offset, off_t len) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
+}
 #endif
