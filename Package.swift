@@ -25,7 +25,7 @@ let package = Package(
                        providers: [.apt(["libsqlite3-dev"])]),
 
         // Shared vocabulary: errors, logging, key filters, path safety, retry policy, clocks.
-        .target(name: "SoakCore", dependencies: [
+        .target(name: "SoakCore", dependencies: ["CSys",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // S3 client: SigV4, credentials, listing XML, libcurl transport.
@@ -36,13 +36,13 @@ let package = Package(
         ]),
         // The engine: lanes, scheduler, dynamic multi-process worker pool, optimizer, download plan.
         .target(name: "Prefetcher", dependencies: [
-            "SoakCore", "S3", "CSys",
+            "SoakCore", "S3", "CSys", "Cache",
             .product(name: "Collections", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // On-disk block cache with a SQLite index (part 2).
-        .target(name: "Cache", dependencies: ["SoakCore", "CSQLite",
+        .target(name: "Cache", dependencies: ["SoakCore", "S3", "CSQLite", "CSys",
             .product(name: "Logging", package: "swift-log")]),
         // Read-only FUSE view over the cache (part 3).
         .target(name: "Mount", dependencies: ["SoakCore", "Cache", "Prefetcher", "CFuse",
@@ -55,8 +55,9 @@ let package = Package(
 
         .testTarget(name: "SoakCoreTests", dependencies: ["SoakCore"]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "SoakCore"]),
-        .testTarget(name: "PrefetcherTests", dependencies: ["Prefetcher", "S3", "SoakCore"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Prefetcher", "S3", "SoakCore"]),
+        .testTarget(name: "PrefetcherTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache"]),
+        .testTarget(name: "CacheTests", dependencies: ["Cache", "S3", "SoakCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache"]),
     ],
     swiftLanguageModes: [.v6]
 )

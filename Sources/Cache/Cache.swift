@@ -1,26 +1,23 @@
-/// The on-disk block cache (data files plus a SQLite index) that the mount serves from.
+/// The on-disk block cache that `soak prewarm` fills and the mount serves from.
 ///
-/// Part 2 of the plan fills this in. Part 1 only fixes the boundary: callers see the
-/// `BlockCache` protocol, never SQLite, so the mount and the prefetcher can be tested
-/// against an in-memory implementation.
-import CSQLite
+/// How it works: a cache directory holds one sparse data file per object version and a SQLite
+/// index (`CacheIndex`) of objects (from listings), present 1 MiB blocks with their CRC32C, LRU
+/// times and counters (`CacheFormat` documents the layout and its version). `DiskCache` owns the
+/// directory: it records a block only after its bytes are durable, checks a block's CRC before
+/// first serving it, evicts least-recently-used objects to stay under `--cache-size`, and
+/// implements `soak cache verify/evict/clear/stats`. Several processes may share a directory:
+/// SQLite (WAL, `BEGIN IMMEDIATE`) serializes their index changes, and data-file generations
+/// keep a late write from one process out of data another process dropped.
+///
+/// Callers that only read (the mount's hit path) see the `BlockCache` protocol.
 
-/// Identity of one version of one object: a cache entry is only valid for this exact tuple.
-public struct ObjectVersion: Hashable, Sendable {
-    public var bucket: String
-    public var key: String
-    public var etag: String
-    public var size: Int64
-    public init(bucket: String, key: String, etag: String, size: Int64) {
-        self.bucket = bucket; self.key = key; self.etag = etag; self.size = size
-    }
-}
-
-/// What the mount and prefetcher need from a cache.
+/// What the mount needs from a cache.
 public protocol BlockCache: Sendable {
-    /// Bytes `[offset, offset+count)` of `object` if every byte is present, else nil.
-    func read(_ object: ObjectVersion, offset: Int64, count: Int) throws -> [UInt8]?
+    /// Bytes `[offset, offset+count)` of `object` if every byte is present and sound, else nil.
+    func read(_ object: CachedObject, offset: Int64, count: Int) throws -> [UInt8]?
 }
 
-/// The SQLite library version this build links against (proves the C target links).
-public func sqliteVersion() -> String { String(cString: sqlite3_libversion()) }
+extension DiskCache: BlockCache {}
+
+/// The SQLite library version this build links against.
+public func sqliteVersion() -> String { SQLiteDatabase.libraryVersion }

@@ -1,0 +1,81 @@
+/// The on-disk format of a cache directory, and its version.
+///
+///     CACHE/                 0700
+///       index.db             SQLite (WAL): the schema below; PRAGMA user_version = format version
+///       data/XX/ID.GEN       one sparse file per cached object version (XX = ID mod 256, hex)
+///
+/// A data file is named by the object's row id and its generation, never by its key, so no key
+/// can name a path outside the cache. A row id belongs to one (bucket, key, ETag, size): a new
+/// ETag gets a new row and a new file, so two versions never share bytes. The generation is
+/// bumped when an object's data is dropped (eviction, corruption, a 412), so a fetch that was in
+/// flight then lands in a file nobody references and its commit is refused.
+import CSQLite
+
+public enum CacheFormat {
+    /// Bump on any incompatible change to the schema or the data layout.
+    public static let version: Int32 = 1
+    /// PRAGMA application_id: tells a soak index from any other SQLite file ("soak").
+    public static let applicationID: Int32 = 0x736F_616B
+    /// 1 MiB blocks: the unit of presence, checksum and on-demand fetch. Large enough that the
+    /// index stays small (one row per MiB), small enough that a random 4 KiB read fetches little.
+    public static let blockSize: Int64 = 1 << 20
+
+    static let schema = """
+        CREATE TABLE buckets(
+          id INTEGER PRIMARY KEY,
+          endpoint TEXT NOT NULL,
+          name TEXT NOT NULL,
+          UNIQUE(endpoint, name));
+        CREATE TABLE objects(
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          bucket INTEGER NOT NULL REFERENCES buckets(id),
+          key TEXT NOT NULL,
+          etag TEXT NOT NULL,
+          size INTEGER NOT NULL,
+          mtime REAL,
+          listed INTEGER NOT NULL DEFAULT 0,
+          gen INTEGER NOT NULL DEFAULT 0,
+          cached INTEGER NOT NULL DEFAULT 0,
+          atime INTEGER NOT NULL DEFAULT 0,
+          verified INTEGER NOT NULL DEFAULT 0);
+        CREATE UNIQUE INDEX objects_key ON objects(bucket, key);
+        CREATE INDEX objects_lru ON objects(atime) WHERE cached > 0;
+        CREATE TABLE blocks(
+          obj INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
+          idx INTEGER NOT NULL,
+          crc INTEGER NOT NULL,
+          PRIMARY KEY(obj, idx)) WITHOUT ROWID;
+        CREATE TABLE listings(
+          bucket INTEGER NOT NULL,
+          prefix TEXT NOT NULL,
+          listed INTEGER NOT NULL,
+          PRIMARY KEY(bucket, prefix)) WITHOUT ROWID;
+        CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO counters VALUES('bytes', 0), ('hits', 0), ('misses', 0), ('evicted', 0);
+        """
+
+    /// Opens (creating if new) and checks the format: a newer version is refused, an older one
+    /// (none exists yet) would be rebuilt by the caller.
+    static func prepare(_ db: SQLiteDatabase) throws -> Status {
+        try db.exec("PRAGMA journal_mode=WAL")
+        try db.exec("PRAGMA synchronous=NORMAL")
+        try db.exec("PRAGMA foreign_keys=ON")
+        return try db.transaction {
+            let app = try db.prepare("PRAGMA application_id").scalarInt() ?? 0
+            let ver = Int32(try db.prepare("PRAGMA user_version").scalarInt() ?? 0)
+            let tables = try db.prepare("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").scalarInt() ?? 0
+            if ver == 0 && app == 0 && tables == 0 {
+                try db.exec(schema)
+                try db.exec("PRAGMA application_id=\(applicationID)")
+                try db.exec("PRAGMA user_version=\(version)")
+                return .created
+            }
+            guard app == Int64(applicationID) else { return .foreign }
+            if ver > version { return .newer(ver) }
+            if ver < version { return .older(ver) }
+            return .current
+        }
+    }
+
+    enum Status: Equatable { case created, current, older(Int32), newer(Int32), foreign }
+}

@@ -1,0 +1,373 @@
+/// The SQLite index of a cache directory: objects from listings, present blocks with their
+/// checksums, LRU times and counters. Only SQL lives here; files are `DiskCache`'s.
+///
+/// One connection per process, guarded by a lock; other processes share the file through WAL
+/// and `BEGIN IMMEDIATE`. Every multi-row change is one transaction, so the index is always
+/// in a state some sequence of whole operations produced.
+import Foundation
+import S3
+import SoakCore
+
+public final class CacheIndex: @unchecked Sendable {
+    // @unchecked: the connection and statements are used only under `lock`.
+    private let db: SQLiteDatabase
+    private let lock = NSLock()
+    private var statements: [String: SQLiteStatement] = [:]
+    let path: String
+
+    /// A data file that lost its row or generation and must be unlinked by the caller.
+    public struct DroppedData: Sendable, Hashable {
+        public var id: Int64
+        public var gen: Int64
+        public var bytes: Int64
+    }
+
+    /// A block that landed on disk, to be recorded present.
+    public struct LandedBlock: Sendable, Hashable {
+        public var objectID: Int64
+        public var gen: Int64
+        public var index: Int
+        public var crc: UInt32
+        public var bytes: Int64
+        public init(objectID: Int64, gen: Int64, index: Int, crc: UInt32, bytes: Int64) {
+            self.objectID = objectID; self.gen = gen; self.index = index; self.crc = crc; self.bytes = bytes
+        }
+    }
+
+    init(path: String) throws {
+        self.path = path
+        do {
+            db = try SQLiteDatabase(path: path)
+        } catch let e as SQLiteError {
+            throw CacheError.index(e)
+        }
+    }
+
+    func prepareFormat() throws -> CacheFormat.Status {
+        try locked { try CacheFormat.prepare(db) }
+    }
+
+    /// Drops every table (an older format is rebuilt empty; `soak cache clear`).
+    func reset() throws {
+        try locked {
+            statements.removeAll()
+            try db.exec("PRAGMA foreign_keys=OFF")
+            try db.transaction {
+                var names: [String] = []
+                try db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")
+                    .query { names.append($0.text(0)) }
+                for n in names { try db.exec("DROP TABLE IF EXISTS \"\(n)\"") }
+                try db.exec("PRAGMA user_version=0")
+                try db.exec("PRAGMA application_id=0")
+            }
+            try db.exec("PRAGMA foreign_keys=ON")
+        }
+        _ = try prepareFormat()
+    }
+
+    private func locked<T>(_ body: () throws -> T) throws -> T {
+        lock.lock(); defer { lock.unlock() }
+        do { return try body() } catch let e as SQLiteError { throw CacheError.index(e) }
+    }
+
+    private func stmt(_ sql: String) throws -> SQLiteStatement {
+        if let s = statements[sql] { return s }
+        let s = try db.prepare(sql)
+        statements[sql] = s
+        return s
+    }
+
+    private static let objectColumns = "id, bucket, key, etag, size, mtime, gen, cached, verified"
+    private func object(from s: SQLiteStatement) -> CachedObject {
+        CachedObject(id: s.int(0), bucketID: s.int(1), key: s.text(2), etag: s.text(3), size: s.int(4),
+                     mtime: s.optionalDouble(5), gen: s.int(6), cachedBytes: s.int(7),
+                     verified: CachedObject.Verification(rawValue: Int(s.int(8))) ?? .unchecked)
+    }
+
+    // MARK: - Buckets and listings
+
+    public func bucketID(endpoint: String, name: String) throws -> Int64 {
+        try locked {
+            try stmt("INSERT OR IGNORE INTO buckets(endpoint, name) VALUES(?1, ?2)").run([.text(endpoint), .text(name)])
+            guard let id = try stmt("SELECT id FROM buckets WHERE endpoint=?1 AND name=?2")
+                .scalarInt([.text(endpoint), .text(name)]) else {
+                throw SQLiteError(code: 0, operation: "bucket id", message: "bucket row vanished")
+            }
+            return id
+        }
+    }
+
+    public func bucketName(_ id: Int64) throws -> String? {
+        try locked {
+            var name: String?
+            try stmt("SELECT name FROM buckets WHERE id=?1").query([.int(id)]) { name = $0.text(0) }
+            return name
+        }
+    }
+
+    /// Records one page of a listing: new objects are added, unchanged ones stamped `listed`,
+    /// and an object whose ETag or size changed is replaced by a new row (its old data is
+    /// returned for unlinking). Returns the rows in listing order.
+    public func recordListing(bucketID: Int64, objects: [ObjectInfo], stamp: Int64)
+        throws -> (objects: [CachedObject], dropped: [DroppedData]) {
+        try locked {
+            try db.transaction {
+                var out: [CachedObject] = []
+                var dropped: [DroppedData] = []
+                out.reserveCapacity(objects.count)
+                let find = try stmt("SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND key=?2")
+                let insert = try stmt("INSERT INTO objects(bucket, key, etag, size, mtime, listed) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
+                let touch = try stmt("UPDATE objects SET listed=?2, mtime=?3 WHERE id=?1")
+                for o in objects {
+                    var existing: CachedObject?
+                    try find.query([.int(bucketID), .text(o.key)]) { existing = object(from: $0) }
+                    let mtime: SQLValue = o.lastModified.map { .real($0) } ?? .null
+                    if var e = existing {
+                        if e.etag == o.etag && e.size == o.size {
+                            try touch.run([.int(e.id), .int(stamp), mtime])
+                            e.mtime = o.lastModified
+                            out.append(e)
+                            continue
+                        }
+                        dropped.append(try deleteObjectRow(e))
+                    }
+                    try insert.run([.int(bucketID), .text(o.key), .text(o.etag), .int(o.size), mtime, .int(stamp)])
+                    out.append(CachedObject(id: db.lastInsertRowID, bucketID: bucketID, key: o.key, etag: o.etag,
+                                            size: o.size, mtime: o.lastModified, gen: 0, cachedBytes: 0,
+                                            verified: .unchecked))
+                }
+                return (out, dropped)
+            }
+        }
+    }
+
+    /// After a complete listing of `prefix`: objects under it that the listing did not stamp
+    /// were deleted remotely; their rows go and their data is returned for unlinking.
+    public func finishListing(bucketID: Int64, prefix: String, stamp: Int64) throws -> [DroppedData] {
+        try locked {
+            try db.transaction {
+                var gone: [CachedObject] = []
+                try stmt("SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND listed<?3 AND substr(key, 1, length(?2))=?2")
+                    .query([.int(bucketID), .text(prefix), .int(stamp)]) { gone.append(object(from: $0)) }
+                var dropped: [DroppedData] = []
+                for o in gone { dropped.append(try deleteObjectRow(o)) }
+                try stmt("INSERT OR REPLACE INTO listings(bucket, prefix, listed) VALUES(?1, ?2, ?3)")
+                    .run([.int(bucketID), .text(prefix), .int(stamp)])
+                return dropped
+            }
+        }
+    }
+
+    /// Inside a transaction: removes an object row (its blocks cascade) and its byte count.
+    private func deleteObjectRow(_ o: CachedObject) throws -> DroppedData {
+        try stmt("DELETE FROM objects WHERE id=?1").run([.int(o.id)])
+        if o.cachedBytes > 0 { try addCounter("bytes", -o.cachedBytes) }
+        return DroppedData(id: o.id, gen: o.gen, bytes: o.cachedBytes)
+    }
+
+    private func addCounter(_ name: String, _ delta: Int64) throws {
+        try stmt("UPDATE counters SET value=value+?2 WHERE name=?1").run([.text(name), .int(delta)])
+    }
+
+    // MARK: - Objects and blocks
+
+    public func lookup(bucketID: Int64, key: String) throws -> CachedObject? {
+        try locked {
+            var o: CachedObject?
+            try stmt("SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND key=?2")
+                .query([.int(bucketID), .text(key)]) { o = object(from: $0) }
+            return o
+        }
+    }
+
+    public func object(id: Int64) throws -> CachedObject? {
+        try locked {
+            var o: CachedObject?
+            try stmt("SELECT \(Self.objectColumns) FROM objects WHERE id=?1").query([.int(id)]) { o = object(from: $0) }
+            return o
+        }
+    }
+
+    /// Present blocks of an object: index → CRC32C.
+    public func presentBlocks(objectID: Int64) throws -> [Int: UInt32] {
+        try locked {
+            var out: [Int: UInt32] = [:]
+            try stmt("SELECT idx, crc FROM blocks WHERE obj=?1").query([.int(objectID)]) {
+                out[Int($0.int(0))] = UInt32(truncatingIfNeeded: $0.int(1))
+            }
+            return out
+        }
+    }
+
+    /// Records landed blocks (whose bytes the caller already made durable). A block whose object
+    /// row is gone or whose generation moved on is refused: its bytes went to a dead file.
+    /// Returns the accepted blocks.
+    public func commit(_ blocks: [LandedBlock], now: Int64) throws -> [LandedBlock] {
+        guard !blocks.isEmpty else { return [] }
+        return try locked {
+            try db.transaction {
+                var accepted: [LandedBlock] = []
+                let insert = try stmt("""
+                    INSERT OR IGNORE INTO blocks(obj, idx, crc)
+                    SELECT ?1, ?2, ?3 FROM objects WHERE id=?1 AND gen=?4
+                    """)
+                let grow = try stmt("UPDATE objects SET cached=cached+?2, atime=?3 WHERE id=?1")
+                var total: Int64 = 0
+                for b in blocks {
+                    try insert.run([.int(b.objectID), .int(Int64(b.index)), .int(Int64(b.crc)), .int(b.gen)])
+                    guard db.changes == 1 else { continue }
+                    try grow.run([.int(b.objectID), .int(b.bytes), .int(now)])
+                    total += b.bytes
+                    accepted.append(b)
+                }
+                if total != 0 { try addCounter("bytes", total) }
+                return accepted
+            }
+        }
+    }
+
+    /// Drops some blocks of an object (corrupt ones). Returns the bytes dropped.
+    public func dropBlocks(objectID: Int64, indices: [Int], blockBytes: (Int) -> Int64) throws -> Int64 {
+        try locked {
+            try db.transaction {
+                var bytes: Int64 = 0
+                let del = try stmt("DELETE FROM blocks WHERE obj=?1 AND idx=?2")
+                for i in indices {
+                    try del.run([.int(objectID), .int(Int64(i))])
+                    if db.changes == 1 { bytes += blockBytes(i) }
+                }
+                if bytes > 0 {
+                    try stmt("UPDATE objects SET cached=max(0, cached-?2), verified=0 WHERE id=?1")
+                        .run([.int(objectID), .int(bytes)])
+                    try addCounter("bytes", -bytes)
+                }
+                return bytes
+            }
+        }
+    }
+
+    /// Drops all data of an object and moves it to a new generation (eviction, a 412, a failed
+    /// MD5). Returns the old data file to unlink, or nil if the row is gone or `expectedGen`
+    /// no longer matches.
+    public func dropData(objectID: Int64, expectedGen: Int64? = nil, evicted: Bool = false) throws -> DroppedData? {
+        try locked {
+            try db.transaction {
+                var o: CachedObject?
+                try stmt("SELECT \(Self.objectColumns) FROM objects WHERE id=?1").query([.int(objectID)]) { o = object(from: $0) }
+                guard let o, expectedGen == nil || o.gen == expectedGen else { return nil }
+                try stmt("DELETE FROM blocks WHERE obj=?1").run([.int(o.id)])
+                try stmt("UPDATE objects SET cached=0, gen=gen+1, verified=0 WHERE id=?1").run([.int(o.id)])
+                if o.cachedBytes > 0 {
+                    try addCounter("bytes", -o.cachedBytes)
+                    if evicted { try addCounter("evicted", o.cachedBytes) }
+                }
+                return DroppedData(id: o.id, gen: o.gen, bytes: o.cachedBytes)
+            }
+        }
+    }
+
+    /// Objects holding data, least recently used first.
+    public func lruObjects(limit: Int) throws -> [CachedObject] {
+        try locked {
+            var out: [CachedObject] = []
+            try stmt("SELECT \(Self.objectColumns) FROM objects WHERE cached>0 ORDER BY atime, id LIMIT ?1")
+                .query([.int(Int64(limit))]) { out.append(object(from: $0)) }
+            return out
+        }
+    }
+
+    /// Objects holding data, in id order after `afterID` (for verify).
+    public func objectsWithData(afterID: Int64, limit: Int) throws -> [CachedObject] {
+        try locked {
+            var out: [CachedObject] = []
+            try stmt("SELECT \(Self.objectColumns) FROM objects WHERE cached>0 AND id>?1 ORDER BY id LIMIT ?2")
+                .query([.int(afterID), .int(Int64(limit))]) { out.append(object(from: $0)) }
+            return out
+        }
+    }
+
+    /// Every (id, gen) that owns a data file, for finding orphans.
+    public func liveDataFiles() throws -> Set<String> {
+        try locked {
+            var out = Set<String>()
+            try stmt("SELECT id, gen FROM objects").query { out.insert("\($0.int(0)).\($0.int(1))") }
+            return out
+        }
+    }
+
+    public func setVerified(objectID: Int64, _ v: CachedObject.Verification) throws {
+        try locked { try stmt("UPDATE objects SET verified=?2 WHERE id=?1").run([.int(objectID), .int(Int64(v.rawValue))]) }
+    }
+
+    public func touch(objectID: Int64, now: Int64) throws {
+        try locked { try stmt("UPDATE objects SET atime=?2 WHERE id=?1 AND cached>0").run([.int(objectID), .int(now)]) }
+    }
+
+    public func count(_ name: String, _ delta: Int64) throws {
+        try locked { try addCounter(name, delta) }
+    }
+
+    public func counter(_ name: String) throws -> Int64 {
+        try locked { try stmt("SELECT value FROM counters WHERE name=?1").scalarInt([.text(name)]) ?? 0 }
+    }
+
+    // MARK: - Reports
+
+    struct Totals {
+        var objects: Int64 = 0, withData: Int64 = 0, complete: Int64 = 0, blocks: Int64 = 0
+    }
+
+    func totals() throws -> Totals {
+        try locked {
+            var t = Totals()
+            try stmt("SELECT count(*), count(CASE WHEN cached>0 THEN 1 END), count(CASE WHEN cached>=size AND cached>0 THEN 1 END) FROM objects")
+                .query { t.objects = $0.int(0); t.withData = $0.int(1); t.complete = $0.int(2) }
+            t.blocks = try stmt("SELECT count(*) FROM blocks").scalarInt() ?? 0
+            return t
+        }
+    }
+
+    /// Objects under `bucket`/`prefix` (nil bucket: all), key order.
+    public func list(bucket: String?, prefix: String, onlyCached: Bool) throws -> [CacheEntry] {
+        try locked {
+            var out: [CacheEntry] = []
+            let sql = """
+                SELECT b.name, o.key, o.size, o.cached, o.etag FROM objects o JOIN buckets b ON b.id=o.bucket
+                WHERE (?1 IS NULL OR b.name=?1) AND substr(o.key, 1, length(?2))=?2 AND (?3=0 OR o.cached>0)
+                ORDER BY b.name, o.key
+                """
+            try stmt(sql).query([bucket.map { .text($0) } ?? .null, .text(prefix), .int(onlyCached ? 1 : 0)]) {
+                out.append(CacheEntry(bucket: $0.text(0), key: $0.text(1), size: $0.int(2), cachedBytes: $0.int(3),
+                                      etag: $0.text(4)))
+            }
+            return out
+        }
+    }
+
+    /// Ids of objects with data under `bucket`/`prefix`.
+    func objectIDs(bucket: String?, prefix: String) throws -> [Int64] {
+        try locked {
+            var out: [Int64] = []
+            try stmt("""
+                SELECT o.id FROM objects o JOIN buckets b ON b.id=o.bucket
+                WHERE (?1 IS NULL OR b.name=?1) AND substr(o.key, 1, length(?2))=?2 AND o.cached>0
+                """).query([bucket.map { .text($0) } ?? .null, .text(prefix)]) { out.append($0.int(0)) }
+            return out
+        }
+    }
+
+    /// Bytes the index file (and its WAL) take on disk.
+    public func fileBytes() -> Int64 {
+        var total: Int64 = 0
+        for suffix in ["", "-wal", "-shm"] {
+            var st = stat()
+            if stat(path + suffix, &st) == 0 { total += Int64(st.st_blocks) * 512 }
+        }
+        return total
+    }
+
+    /// Folds the WAL back into the main file (for measuring and after big deletions).
+    public func checkpoint() throws {
+        try locked { try db.exec("PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
+}

@@ -1,0 +1,358 @@
+/// A cache directory: sparse data files plus the SQLite index (`CacheIndex`), see `CacheFormat`.
+///
+/// How a block becomes present: a worker `pwrite`s it into the object's data file and reports
+/// its CRC32C; `commit` makes the file system durable (`syncfs`, one call for any number of
+/// files) and only then records the block in the index. A crash at any point leaves the index
+/// claiming only bytes that are on disk. A block is checked against its CRC the first time this
+/// process serves it (unless this process wrote it), and by `verify`; a bad block is dropped and
+/// fetched again, never served.
+///
+/// Capacity: after each commit, whole objects are evicted least-recently-used first until the
+/// cached bytes fit the cap (and the file system keeps `minFreeFraction` free); pinned objects
+/// are skipped. Bytes still in flight are the only overshoot.
+import CSys
+import Foundation
+import Logging
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class DiskCache: @unchecked Sendable {
+    // @unchecked: mutable state (pins, verified set) is guarded by `lock`; the index locks itself.
+    public let directory: String
+    public let index: CacheIndex
+    public let blockSize = CacheFormat.blockSize
+    public let capacity: CacheCapacity
+    /// Eviction also starts when the cache's file system has less than this fraction free.
+    public static let minFreeFraction = 0.05
+    private let dirFD: Int32
+    private let logger: Logger
+    private let lock = NSLock()
+    private var pins: [Int64: Int] = [:]
+    /// Blocks this process wrote or checked: served without re-checking their CRC.
+    private var trusted = Set<BlockRef>()
+
+    struct BlockRef: Hashable { var object: Int64; var gen: Int64; var index: Int }
+
+    /// `$XDG_CACHE_HOME/soak`, else `~/.cache/soak`.
+    public static func defaultDirectory(environment env: [String: String]) -> String {
+        if let x = env["XDG_CACHE_HOME"], x.hasPrefix("/") { return x + "/soak" }
+        let home = env["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        return home + "/.cache/soak"
+    }
+
+    /// Opens (creating, mode 0700) a cache directory and checks its format version.
+    public init(directory: String, capacity: CacheCapacity = .unlimited, logger: Logger = Logger(label: "soak.cache")) throws {
+        self.directory = directory
+        self.capacity = capacity
+        self.logger = logger
+        try Self.makeDirectory(directory, mode: 0o700)
+        try Self.makeDirectory(directory + "/data", mode: 0o700)
+        for i in 0..<256 { try Self.makeDirectory(directory + "/data/" + Self.hex2(i), mode: 0o700) }
+        index = try CacheIndex(path: directory + "/index.db")
+        switch try index.prepareFormat() {
+        case .created, .current: break
+        case .newer(let v):
+            throw CacheError.newerFormat(directory: directory, found: v, supported: CacheFormat.version)
+        case .foreign:
+            throw CacheError.notACache(directory: directory)
+        case .older(let v):
+            logger.warning("cache \(directory) has old format version \(v); rebuilding it empty")
+            try index.reset()
+            try Self.removeDataFiles(directory + "/data")
+        }
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw CacheError.unusableDirectory(LocalIOError(errno: errno, operation: "open", path: directory)) }
+        dirFD = fd
+    }
+
+    deinit { close(dirFD) }
+
+    private static func hex2(_ i: Int) -> String {
+        let h = String(i, radix: 16)
+        return h.count == 1 ? "0" + h : h
+    }
+
+    private static func makeDirectory(_ path: String, mode: mode_t) throws {
+        if mkdir(path, mode) == 0 { return }
+        let e = errno
+        var st = stat()
+        guard e == EEXIST, stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw CacheError.unusableDirectory(LocalIOError(errno: e == EEXIST ? ENOTDIR : e, operation: "mkdir", path: path))
+        }
+        guard access(path, W_OK | X_OK) == 0 else {
+            throw CacheError.unusableDirectory(LocalIOError(errno: errno, operation: "not writable:", path: path))
+        }
+    }
+
+    // MARK: - Data files
+
+    /// The data file of an object version (it may not exist yet: workers create it).
+    public func dataPath(_ o: CachedObject) -> String { dataPath(id: o.id, gen: o.gen) }
+
+    public func dataPath(id: Int64, gen: Int64) -> String {
+        "\(directory)/data/\(Self.hex2(Int(id & 0xFF)))/\(id).\(gen)"
+    }
+
+    private func unlinkData(_ d: CacheIndex.DroppedData) {
+        unlink(dataPath(id: d.id, gen: d.gen))
+        lock.lock()
+        trusted = trusted.filter { $0.object != d.id }
+        lock.unlock()
+    }
+
+    /// Unlinks the files of dropped rows (from listings that replaced or removed objects).
+    public func discard(_ dropped: [CacheIndex.DroppedData]) { for d in dropped { unlinkData(d) } }
+
+    // MARK: - Filling
+
+    /// Makes landed blocks durable and records them; then keeps the cache under its cap.
+    /// Returns the blocks the index accepted (a block of an evicted or replaced version is not).
+    @discardableResult
+    public func commit(_ blocks: [CacheIndex.LandedBlock]) throws -> [CacheIndex.LandedBlock] {
+        guard !blocks.isEmpty else { return [] }
+        if csys_syncfs(dirFD) != 0 {
+            throw CacheError.unusableDirectory(LocalIOError(errno: errno, operation: "syncfs", path: directory))
+        }
+        let accepted = try index.commit(blocks, now: Self.now())
+        lock.lock()
+        for b in accepted { trusted.insert(BlockRef(object: b.objectID, gen: b.gen, index: b.index)) }
+        lock.unlock()
+        if accepted.count < blocks.count {
+            // Their bytes went to a file of a generation that is gone: remove it if still named.
+            let live = Set(accepted.map { BlockRef(object: $0.objectID, gen: $0.gen, index: $0.index) })
+            var stale = Set<String>()
+            for b in blocks where !live.contains(BlockRef(object: b.objectID, gen: b.gen, index: b.index)) {
+                if let cur = try index.object(id: b.objectID), cur.gen == b.gen { continue }  // duplicate, fine
+                stale.insert(dataPath(id: b.objectID, gen: b.gen))
+            }
+            for p in stale { unlink(p) }
+        }
+        _ = try enforceCapacity()
+        return accepted
+    }
+
+    /// Drops every block of an object version (a 412, a failed MD5, corruption): the next read
+    /// fetches it again into a new generation's file.
+    public func dropData(_ o: CachedObject, evicted: Bool = false) throws {
+        if let d = try index.dropData(objectID: o.id, expectedGen: o.gen, evicted: evicted) { unlinkData(d) }
+    }
+
+    // MARK: - Capacity
+
+    public func pin(_ id: Int64) { lock.lock(); pins[id, default: 0] += 1; lock.unlock() }
+    public func unpin(_ id: Int64) {
+        lock.lock()
+        if let n = pins[id] { pins[id] = n > 1 ? n - 1 : nil }
+        lock.unlock()
+    }
+
+    /// The cap in bytes now: the configured cap, lowered so the file system keeps
+    /// `minFreeFraction` free. nil when neither limits.
+    public func effectiveCap(cachedBytes: Int64) -> Int64? {
+        var vfs = statvfs()
+        guard fstatvfs(dirFD, &vfs) == 0 else { return capacity.bytes(filesystemBytes: 0) }
+        let total = Int64(vfs.f_blocks) * Int64(vfs.f_frsize)
+        let free = Int64(vfs.f_bavail) * Int64(vfs.f_frsize)
+        var cap = capacity.bytes(filesystemBytes: total)
+        let reserve = Int64(Double(total) * Self.minFreeFraction)
+        if free < reserve { cap = min(cap ?? .max, max(0, cachedBytes - (reserve - free))) }
+        return cap
+    }
+
+    /// Evicts least-recently-used unpinned objects until the cache fits. Returns bytes evicted.
+    @discardableResult
+    public func enforceCapacity() throws -> Int64 {
+        var total = try index.counter("bytes")
+        guard let cap = effectiveCap(cachedBytes: total), total > cap else { return 0 }
+        var evicted: Int64 = 0
+        var skip = Set<Int64>()
+        while total > cap {
+            let batch = try index.lruObjects(limit: 64 + skip.count)
+            lock.lock(); let pinned = Set(pins.keys); lock.unlock()
+            let candidates = batch.filter { !pinned.contains($0.id) && !skip.contains($0.id) }
+            if candidates.isEmpty { break }
+            for o in candidates where total > cap {
+                if let d = try index.dropData(objectID: o.id, expectedGen: o.gen, evicted: true) {
+                    unlinkData(d)
+                    total -= d.bytes
+                    evicted += d.bytes
+                } else {
+                    skip.insert(o.id)
+                }
+            }
+        }
+        if evicted > 0 { logger.debug("evicted \(evicted) bytes to stay under the cache cap") }
+        return evicted
+    }
+
+    // MARK: - Reading
+
+    /// Bytes `[offset, offset+count)` of an object version if every block is present (checking
+    /// blocks this process has not seen yet against their CRC), else nil: a miss, or a corrupt
+    /// block that was just dropped.
+    public func read(_ o: CachedObject, offset: Int64, count: Int) throws -> [UInt8]? {
+        guard count > 0, offset < o.size else { return [] }
+        let end = min(o.size, offset + Int64(count)) - 1
+        let first = Int(offset / blockSize), last = Int(end / blockSize)
+        let present = try index.presentBlocks(objectID: o.id)
+        guard (first...last).allSatisfy({ present[$0] != nil }) else { return nil }
+        let path = dataPath(o)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            // The index claims blocks of a file that is gone: the blocks are not there.
+            try dropData(o)
+            return nil
+        }
+        defer { close(fd) }
+        var bad: [Int] = []
+        for i in first...last where !isTrusted(o, i) {
+            if try checkBlock(fd: fd, o, i, crc: present[i]!) { trust(o, i) } else { bad.append(i) }
+        }
+        if !bad.isEmpty {
+            logger.warning("cache block(s) \(bad) of \(o.key) failed their checksum; dropped, will fetch again")
+            _ = try index.dropBlocks(objectID: o.id, indices: bad) { o.blockRange($0, blockSize: blockSize).count64 }
+            return nil
+        }
+        var out = [UInt8](repeating: 0, count: Int(end - offset + 1))
+        let n = try preadFull(fd: fd, &out, at: offset, path: path)
+        guard n == out.count else { return nil }
+        return out
+    }
+
+    private func isTrusted(_ o: CachedObject, _ i: Int) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return trusted.contains(BlockRef(object: o.id, gen: o.gen, index: i))
+    }
+    private func trust(_ o: CachedObject, _ i: Int) {
+        lock.lock(); trusted.insert(BlockRef(object: o.id, gen: o.gen, index: i)); lock.unlock()
+    }
+
+    /// Reads block `i` and compares its CRC32C.
+    func checkBlock(fd: Int32, _ o: CachedObject, _ i: Int, crc: UInt32) throws -> Bool {
+        let r = o.blockRange(i, blockSize: blockSize)
+        var buf = [UInt8](repeating: 0, count: Int(r.count64))
+        let n = try preadFull(fd: fd, &buf, at: r.lowerBound, path: dataPath(o))
+        return n == buf.count && CRC32C.checksum(buf) == crc
+    }
+
+    private func preadFull(fd: Int32, _ buf: inout [UInt8], at offset: Int64, path: String) throws -> Int {
+        var done = 0
+        let total = buf.count
+        while done < total {
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, total - done, off_t(offset) + off_t(done)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw LocalIOError(errno: errno, operation: "pread", path: path)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    // MARK: - Administration
+
+    /// Checks every present block against its CRC; drops the bad ones (they are fetched again
+    /// on next use) and removes data files no row owns.
+    public func verify(progress: (VerifyReport) -> Void = { _ in }) throws -> VerifyReport {
+        var report = VerifyReport()
+        var after: Int64 = 0
+        while true {
+            let batch = try index.objectsWithData(afterID: after, limit: 256)
+            if batch.isEmpty { break }
+            for o in batch {
+                after = o.id
+                report.objects += 1
+                let present = try index.presentBlocks(objectID: o.id)
+                let path = dataPath(o)
+                let fd = open(path, O_RDONLY | O_CLOEXEC)
+                if fd < 0 {
+                    report.missingFiles += 1
+                    report.corruptBlocks += present.count
+                    do { try dropData(o) } catch { report.unrepaired.append("\(o.key): \(error)") }
+                    continue
+                }
+                var bad: [Int] = []
+                for (i, crc) in present.sorted(by: { $0.key < $1.key }) {
+                    report.blocksChecked += 1
+                    report.bytesChecked += o.blockRange(i, blockSize: blockSize).count64
+                    if try checkBlock(fd: fd, o, i, crc: crc) { trust(o, i) } else { bad.append(i) }
+                }
+                close(fd)
+                if !bad.isEmpty {
+                    report.corruptBlocks += bad.count
+                    logger.warning("\(o.key): block(s) \(bad) failed their checksum; dropped")
+                    do {
+                        _ = try index.dropBlocks(objectID: o.id, indices: bad) { o.blockRange($0, blockSize: blockSize).count64 }
+                    } catch { report.unrepaired.append("\(o.key): \(error)") }
+                }
+            }
+            progress(report)
+        }
+        report.orphanFiles = try removeOrphans()
+        return report
+    }
+
+    /// Data files whose (id, gen) no row owns: left by a crash between an index change and the
+    /// unlink, or by a fetch that landed after its object was evicted.
+    func removeOrphans() throws -> Int {
+        let live = try index.liveDataFiles()
+        var removed = 0
+        for i in 0..<256 {
+            let dir = directory + "/data/" + Self.hex2(i)
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
+            for n in names where !live.contains(n) {
+                if unlink(dir + "/" + n) == 0 { removed += 1 }
+            }
+        }
+        return removed
+    }
+
+    /// Drops the data of every object under `bucket`/`prefix` (their listing rows stay).
+    public func evict(bucket: String?, prefix: String) throws -> (objects: Int, bytes: Int64) {
+        var n = 0
+        var bytes: Int64 = 0
+        for id in try index.objectIDs(bucket: bucket, prefix: prefix) {
+            guard let o = try index.object(id: id), let d = try index.dropData(objectID: id, expectedGen: o.gen, evicted: true)
+            else { continue }
+            unlinkData(d)
+            n += 1
+            bytes += d.bytes
+        }
+        return (n, bytes)
+    }
+
+    /// Empties the cache: every row and every data file.
+    public func clear() throws {
+        try index.reset()
+        try Self.removeDataFiles(directory + "/data")
+        lock.lock(); trusted.removeAll(); lock.unlock()
+    }
+
+    private static func removeDataFiles(_ data: String) throws {
+        for i in 0..<256 {
+            let dir = data + "/" + hex2(i)
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
+            for n in names { unlink(dir + "/" + n) }
+        }
+    }
+
+    public func stats() throws -> CacheStats {
+        let t = try index.totals()
+        let bytes = try index.counter("bytes")
+        return CacheStats(directory: directory, formatVersion: CacheFormat.version, blockSize: blockSize,
+                          objects: t.objects, objectsWithData: t.withData, completeObjects: t.complete,
+                          blocks: t.blocks, bytes: bytes, capBytes: effectiveCap(cachedBytes: bytes),
+                          hits: try index.counter("hits"), misses: try index.counter("misses"),
+                          evictedBytes: try index.counter("evicted"), indexBytes: index.fileBytes())
+    }
+
+    /// Milliseconds since 1970: LRU and listing times.
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+extension ClosedRange where Bound == Int64 {
+    public var count64: Int64 { upperBound - lowerBound + 1 }
+}

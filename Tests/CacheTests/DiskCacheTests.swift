@@ -1,0 +1,264 @@
+import Cache
+import Foundation
+import S3
+import SoakCore
+import XCTest
+
+/// The cache directory and its index: format versions, listings, commits, reads with checksum
+/// checks, verify, eviction under a cap, several connections at once.
+final class DiskCacheTests: XCTestCase {
+    private var dir = ""
+    private let bs = CacheFormat.blockSize
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "soak-cache-\(UUID().uuidString.prefix(8))"
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+
+    private func object(_ key: String, size: Int64, etag: String = "e1") -> ObjectInfo {
+        ObjectInfo(key: key, size: size, etag: etag, lastModified: 1_700_000_000)
+    }
+
+    /// Writes `bytes` into the object's data file as a worker would and commits its blocks.
+    @discardableResult
+    private func fill(_ c: DiskCache, _ o: CachedObject, _ bytes: [UInt8], blocks: [Int]? = nil) throws -> [CacheIndex.LandedBlock] {
+        let fd = open(c.dataPath(o), O_WRONLY | O_CREAT, 0o644)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        var landed: [CacheIndex.LandedBlock] = []
+        for i in blocks ?? Array(0..<o.blockCount(blockSize: bs)) {
+            let r = o.blockRange(i, blockSize: bs)
+            let slice = Array(bytes[Int(r.lowerBound)...Int(r.upperBound)])
+            _ = slice.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(r.lowerBound)) }
+            landed.append(.init(objectID: o.id, gen: o.gen, index: i, crc: CRC32C.checksum(slice), bytes: Int64(slice.count)))
+        }
+        close(fd)
+        return try c.commit(landed)
+    }
+
+    /// One whole object written and committed (callable from any thread).
+    static func write(_ c: DiskCache, _ o: CachedObject, _ bytes: [UInt8]) throws {
+        let fd = open(c.dataPath(o), O_WRONLY | O_CREAT, 0o644)
+        _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        close(fd)
+        try c.commit([.init(objectID: o.id, gen: o.gen, index: 0, crc: CRC32C.checksum(bytes), bytes: Int64(bytes.count))])
+    }
+
+    private func bytes(_ n: Int, seed: UInt64 = 1) -> [UInt8] {
+        var rng = SeededRandom(seed: seed)
+        return (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    }
+
+    func testNewCacheIsPrivateAndVersioned() throws {
+        _ = try DiskCache(directory: dir)
+        var st = stat()
+        XCTAssertEqual(stat(dir, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o700)
+        let db = try SQLiteDatabase(path: dir + "/index.db")
+        XCTAssertEqual(try db.prepare("PRAGMA user_version").scalarInt(), Int64(CacheFormat.version))
+        var mode = ""
+        try db.prepare("PRAGMA journal_mode").query { mode = $0.text(0) }
+        XCTAssertEqual(mode, "wal", "several processes share the index through WAL")
+        _ = try DiskCache(directory: dir)  // reopening the current version is fine
+    }
+
+    func testNewerFormatIsRefusedWithAClearError() throws {
+        _ = try DiskCache(directory: dir)
+        try SQLiteDatabase(path: dir + "/index.db").exec("PRAGMA user_version=\(CacheFormat.version + 1)")
+        XCTAssertThrowsError(try DiskCache(directory: dir)) { e in
+            let text = "\(e)"
+            XCTAssertTrue(text.contains("format version \(CacheFormat.version + 1)") && text.contains("newer"), text)
+        }
+    }
+
+    func testForeignDatabaseIsRefused() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try SQLiteDatabase(path: dir + "/index.db").exec("CREATE TABLE t(x)")
+        XCTAssertThrowsError(try DiskCache(directory: dir)) { XCTAssertTrue("\($0)".contains("not a soak cache"), "\($0)") }
+    }
+
+    func testOlderFormatIsRebuiltEmpty() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let o = try c.index.recordListing(bucketID: b, objects: [object("k", size: 10)], stamp: 1).objects[0]
+        try fill(c, o, bytes(10))
+        try SQLiteDatabase(path: dir + "/index.db").exec("PRAGMA user_version=0")
+        let again = try DiskCache(directory: dir)
+        XCTAssertEqual(try again.stats().objects, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: again.dataPath(o)), "old data files go too")
+    }
+
+    func testListingAddsKeepsReplacesAndRemoves() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        XCTAssertEqual(try c.index.bucketID(endpoint: "e", name: "b"), b)
+        let first = try c.index.recordListing(bucketID: b, objects: [object("p/a", size: 5), object("p/b", size: 6)], stamp: 1).objects
+        try fill(c, first[0], bytes(5))
+        // Same ETag: same row, data kept. New ETag: new row, old data dropped.
+        let second = try c.index.recordListing(bucketID: b, objects: [object("p/a", size: 5), object("p/b", size: 6, etag: "e2")], stamp: 2)
+        XCTAssertEqual(second.objects[0].id, first[0].id)
+        XCTAssertEqual(second.objects[0].cachedBytes, 5)
+        XCTAssertNotEqual(second.objects[1].id, first[1].id, "a changed object must get a new identity")
+        XCTAssertEqual(second.dropped.map(\.id), [first[1].id])
+        // p/b was not in a later complete listing of p/: removed.
+        _ = try c.index.recordListing(bucketID: b, objects: [object("p/a", size: 5)], stamp: 3)
+        let gone = try c.index.finishListing(bucketID: b, prefix: "p/", stamp: 3)
+        XCTAssertEqual(gone.map(\.id), [second.objects[1].id])
+        XCTAssertNil(try c.index.lookup(bucketID: b, key: "p/b"))
+        XCTAssertNotNil(try c.index.lookup(bucketID: b, key: "p/a"))
+    }
+
+    func testCommitRecordsBlocksOnceAndRefusesAStaleGeneration() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let size = Int(bs) * 2 + 100
+        let o = try c.index.recordListing(bucketID: b, objects: [object("k", size: Int64(size))], stamp: 1).objects[0]
+        let data = bytes(size)
+        XCTAssertEqual(try fill(c, o, data, blocks: [0, 2]).count, 2)
+        XCTAssertEqual(try fill(c, o, data, blocks: [0]).count, 0, "a block already present is not counted twice")
+        XCTAssertEqual(try c.index.object(id: o.id)?.cachedBytes, bs + 100)
+        XCTAssertEqual(try c.stats().bytes, bs + 100)
+        XCTAssertNil(try c.read(o, offset: 0, count: size), "block 1 is missing: a miss")
+        XCTAssertEqual(try c.read(o, offset: 10, count: 20), Array(data[10..<30]))
+        XCTAssertEqual(try c.read(o, offset: 2 * bs, count: 1000), Array(data[Int(2 * bs)...]))
+
+        // Dropped (a 412, say): the generation moves on and late blocks of the old one are refused.
+        try c.dropData(o)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c.dataPath(o)))
+        XCTAssertEqual(try fill(c, o, data, blocks: [1]).count, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c.dataPath(o)), "the stale file is removed")
+        let now = try XCTUnwrap(try c.index.object(id: o.id))
+        XCTAssertEqual(now.gen, o.gen + 1)
+        XCTAssertEqual(now.cachedBytes, 0)
+        XCTAssertEqual(try c.stats().bytes, 0)
+    }
+
+    func testCorruptBlockIsNeverServedAfterRestartAndVerifyDropsIt() throws {
+        let size = Int(bs) + 5000
+        let data = bytes(size)
+        var o: CachedObject
+        do {
+            let c = try DiskCache(directory: dir)
+            let b = try c.index.bucketID(endpoint: "e", name: "b")
+            o = try c.index.recordListing(bucketID: b, objects: [object("k", size: Int64(size))], stamp: 1).objects[0]
+            try fill(c, o, data)
+        }
+        // Flip one byte of block 1 on disk.
+        let c = try DiskCache(directory: dir)
+        let fd = open(c.dataPath(o), O_RDWR)
+        var byte: UInt8 = 0
+        _ = pread(fd, &byte, 1, off_t(bs + 17)); byte ^= 0xFF; _ = pwrite(fd, &byte, 1, off_t(bs + 17))
+        close(fd)
+        XCTAssertEqual(try c.read(o, offset: 0, count: 100), Array(data[0..<100]), "block 0 is sound")
+        XCTAssertNil(try c.read(o, offset: bs, count: 100), "a corrupt block is a miss, never served")
+        XCTAssertEqual(try c.index.presentBlocks(objectID: o.id).keys.sorted(), [0], "and it was dropped")
+
+        // verify finds corruption too (fresh process view), and orphan files.
+        try fill(c, o, data, blocks: [1])
+        let fd2 = open(c.dataPath(o), O_RDWR)
+        _ = pwrite(fd2, &byte, 1, off_t(3))  // corrupt block 0 now
+        close(fd2)
+        FileManager.default.createFile(atPath: c.dataPath(id: 999, gen: 0), contents: Data([1, 2, 3]))
+        let r = try DiskCache(directory: dir).verify()
+        XCTAssertEqual(r.blocksChecked, 2)
+        XCTAssertEqual(r.corruptBlocks, 1)
+        XCTAssertEqual(r.orphanFiles, 1)
+        XCTAssertTrue(r.unrepaired.isEmpty)
+        XCTAssertEqual(try c.index.presentBlocks(objectID: o.id).keys.sorted(), [1])
+        XCTAssertEqual(try DiskCache(directory: dir).verify().corruptBlocks, 0, "a second verify finds it clean")
+    }
+
+    func testMissingDataFileMeansMissingBlocks() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let o = try c.index.recordListing(bucketID: b, objects: [object("k", size: 100)], stamp: 1).objects[0]
+        try fill(c, o, bytes(100))
+        unlink(c.dataPath(o))
+        XCTAssertNil(try c.read(o, offset: 0, count: 10))
+        XCTAssertEqual(try c.index.object(id: o.id)?.cachedBytes, 0)
+    }
+
+    func testEvictionKeepsTheCacheUnderItsCapLeastRecentlyUsedFirstAndSkipsPinned() throws {
+        // Room for 3 one-block objects.
+        let c = try DiskCache(directory: dir, capacity: .bytes(3 * bs))
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let objs = try c.index.recordListing(bucketID: b, objects: (0..<6).map { object("k\($0)", size: bs) }, stamp: 1).objects
+        let data = bytes(Int(bs))
+        try fill(c, objs[0], data); usleep(2000)
+        try fill(c, objs[1], data); usleep(2000)
+        try fill(c, objs[2], data); usleep(2000)
+        try c.index.touch(objectID: objs[0].id, now: Int64(Date().timeIntervalSince1970 * 1000))  // k0 used again
+        c.pin(objs[1].id)
+        try fill(c, objs[3], data)
+        // Over by one: the LRU unpinned object is k2 (k1 pinned, k0 touched).
+        XCTAssertLessThanOrEqual(try c.stats().bytes, 3 * bs)
+        XCTAssertEqual(try c.index.object(id: objs[2].id)?.cachedBytes, 0)
+        XCTAssertEqual(try c.index.object(id: objs[1].id)?.cachedBytes, bs, "pinned objects stay")
+        XCTAssertEqual(try c.index.object(id: objs[0].id)?.cachedBytes, bs)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c.dataPath(objs[2])), "evicted data is unlinked")
+        c.unpin(objs[1].id)
+        try fill(c, objs[4], data); usleep(2000)
+        try fill(c, objs[5], data)
+        XCTAssertLessThanOrEqual(try c.stats().bytes, 3 * bs)
+        XCTAssertEqual(try c.stats().evictedBytes, 3 * bs)
+        let (n, freed) = try c.evict(bucket: "b", prefix: "k")
+        XCTAssertEqual(n, 3)
+        XCTAssertEqual(freed, 3 * bs)
+        XCTAssertEqual(try c.stats().bytes, 0)
+    }
+
+    func testTwoConnectionsCommittingAtOnceKeepTheCountersExact() throws {
+        let a = try DiskCache(directory: dir)
+        let b = try DiskCache(directory: dir)
+        let bid = try a.index.bucketID(endpoint: "e", name: "b")
+        let objs = try a.index.recordListing(bucketID: bid, objects: (0..<40).map { object("k\($0)", size: 4096) }, stamp: 1).objects
+        let data = bytes(4096)
+        final class Failures: @unchecked Sendable { let lock = NSLock(); var all: [String] = [] }
+        let failures = Failures()
+        // Two threads, two connections, interleaving transactions on one index.
+        final class Done: @unchecked Sendable { var n = 0; let cond = NSCondition() }
+        let done = Done()
+        for (n, cache) in [a, b].enumerated() {
+            Thread {
+                for i in stride(from: n, to: 40, by: 2) {
+                    do { try Self.write(cache, objs[i], data) } catch {
+                        failures.lock.lock(); failures.all.append("\(error)"); failures.lock.unlock()
+                    }
+                }
+                done.cond.lock(); done.n += 1; done.cond.signal(); done.cond.unlock()
+            }.start()
+        }
+        done.cond.lock()
+        while done.n < 2 { done.cond.wait() }
+        done.cond.unlock()
+        let failuresList = failures.all
+        XCTAssertEqual(failuresList, [])
+        XCTAssertEqual(try a.stats().bytes, 40 * 4096)
+        XCTAssertEqual(try b.stats().completeObjects, 40)
+    }
+
+    func testClearEmptiesEverything() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let o = try c.index.recordListing(bucketID: b, objects: [object("k", size: 10)], stamp: 1).objects[0]
+        try fill(c, o, bytes(10))
+        try c.clear()
+        let s = try c.stats()
+        XCTAssertEqual(s.objects, 0)
+        XCTAssertEqual(s.bytes, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c.dataPath(o)))
+    }
+
+    func testCacheSizeParsing() throws {
+        XCTAssertEqual(try CacheCapacity(parsing: "500M"), .bytes(500 << 20))
+        XCTAssertEqual(try CacheCapacity(parsing: "20GiB"), .bytes(20 << 30))
+        XCTAssertEqual(try CacheCapacity(parsing: "2GB"), .bytes(2_000_000_000))
+        XCTAssertEqual(try CacheCapacity(parsing: "1000000"), .bytes(1_000_000))
+        XCTAssertEqual(try CacheCapacity(parsing: "1.5T"), .bytes(Int64(1.5 * Double(1 << 40))))
+        XCTAssertEqual(try CacheCapacity(parsing: "50%"), .percent(50))
+        XCTAssertEqual(CacheCapacity.percent(50).bytes(filesystemBytes: 1000), 500)
+        for bad in ["", "-1", "0", "abc", "10X", "150%", "0%", "1e30"] {
+            XCTAssertThrowsError(try CacheCapacity(parsing: bad), bad) { XCTAssertTrue("\($0)".contains("--cache-size"), "\($0)") }
+        }
+    }
+}
