@@ -48,6 +48,11 @@ public struct FetchCompletion: Sendable {
     public var tag: Int
     /// nil on success: every byte of the range was written.
     public var error: S3Error?
+    /// Block orders: CRC32C of every block written, in order from the range start (on failure,
+    /// of the blocks that did land).
+    public var crcs: [UInt32] = []
+    /// MD5 orders fetched in one attempt: hex MD5 of the range.
+    public var md5: String?
 }
 
 /// Live counters for progress bars, `soak status` and tests.
@@ -74,6 +79,10 @@ public final class FetchEngine: @unchecked Sendable {
         var lane: Lane
         var tag: Int
         var attempts = 0
+        /// CRCs of the blocks landed by earlier attempts.
+        var crcs: [UInt32] = []
+        /// The worker holding it, once dispatched (for promotion).
+        var worker: ObjectIdentifier?
     }
 
     private let settings: EngineSettings
@@ -141,16 +150,37 @@ public final class FetchEngine: @unchecked Sendable {
     /// Queues a fetch. `tag` is returned in the completion (the caller's own reference).
     @discardableResult
     public func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, path: String,
-                       fileOffset: Int64, publish: PublishSpec? = nil, lane: Lane = .bulk, tag: Int = 0) -> Int {
+                       fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil, md5: Bool = false,
+                       lane: Lane = .bulk, tag: Int = 0) -> Int {
         lock.lock()
         let id = nextID; nextID += 1
         let o = FetchOrder(id: id, bucket: bucket, key: key, etag: etag, start: range.lowerBound,
-                           end: range.upperBound, path: path, fileOffset: fileOffset, publish: publish)
+                           end: range.upperBound, path: path, fileOffset: fileOffset, publish: publish,
+                           blockSize: blockSize, md5: md5, lane: lane)
         jobs[id] = Job(original: o, current: o, lane: lane, tag: tag)
         queue.push(id, lane: lane)
         lock.unlock()
         wake()
         return id
+    }
+
+    /// Moves a queued or not-yet-started fetch to a higher lane (a mount read wanting bytes a
+    /// prefetch already asked for). Returns false if it is unknown or already in that lane or higher.
+    @discardableResult
+    public func promote(_ id: Int, to lane: Lane) -> Bool {
+        lock.lock()
+        guard var job = jobs[id], lane < job.lane else { lock.unlock(); return false }
+        job.lane = lane
+        job.current.lane = lane
+        jobs[id] = job
+        if queue.remove(where: { $0 == id }) != nil {
+            queue.pushFront(id, lane: lane)
+        } else if let wid = job.worker, let w = workers.first(where: { ObjectIdentifier($0) == wid && !$0.exited }) {
+            try? w.queue(.promote(id: id, lane: lane))
+        }
+        lock.unlock()
+        wake()
+        return true
     }
 
     public func snapshot() -> EngineStats {
@@ -283,17 +313,19 @@ public final class FetchEngine: @unchecked Sendable {
         guard let err = r.error else {
             jobs[r.id] = nil
             stats.completed += 1
-            completions.append(FetchCompletion(order: job.original, tag: job.tag, error: nil))
+            // An MD5 is of the whole range only if one attempt fetched all of it.
+            let whole = job.current.start == job.original.start
+            completions.append(FetchCompletion(order: job.original, tag: job.tag, error: nil,
+                                               crcs: job.crcs + r.crcs, md5: whole ? r.md5 : nil))
             return
         }
         if err.isThrottle { stats.throttled += 1; windowThrottled += 1 } else { windowErrors += 1 }
         // Resume after the bytes that landed; If-Match keeps them the same version.
-        if job.current.isResumable {
-            job.current.start += r.bytes
-            job.current.fileOffset += r.bytes
-        } else {
-            stats.bytes -= r.bytes  // they will be fetched again
-        }
+        let keep = resumableBytes(job.current, reported: r.bytes, crcs: r.crcs.count)
+        job.crcs += r.crcs.prefix(job.current.blockSize == nil ? 0 : r.crcs.count)
+        job.current.start += keep
+        job.current.fileOffset += keep
+        stats.bytes -= r.bytes - keep  // they will be fetched again
         job.attempts += 1
         if err.isRetryable, job.current.start <= job.current.end,
            let delay = settings.retry.delay(afterAttempt: job.attempts, retryAfter: err.retryAfter, random: &random) {
@@ -305,7 +337,15 @@ public final class FetchEngine: @unchecked Sendable {
         }
         jobs[r.id] = nil
         stats.failed += 1
-        completions.append(FetchCompletion(order: job.original, tag: job.tag, error: err))
+        completions.append(FetchCompletion(order: job.original, tag: job.tag, error: err, crcs: job.crcs))
+    }
+
+    /// How much of a failed attempt a retry keeps: nothing of an unnamed file; whole blocks of a
+    /// block order (their CRCs were reported); every contiguous byte otherwise.
+    private func resumableBytes(_ o: FetchOrder, reported: Int64, crcs: Int) -> Int64 {
+        guard o.isResumable else { return 0 }
+        guard let bs = o.blockSize else { return reported }
+        return min(reported, Int64(crcs) * bs)
     }
 
     /// Requeues a dead worker's orders from their last reported offset.
@@ -314,17 +354,19 @@ public final class FetchEngine: @unchecked Sendable {
         if !stopping { stats.workerRestarts += 1 }
         for (id, reported) in w.inflight {
             guard var job = jobs[id] else { continue }
-            // An unnamed file died with its worker: start over. A named one keeps its bytes.
-            let bytes = job.current.isResumable ? reported : 0
-            if !job.current.isResumable { stats.bytes -= reported }
-            job.current.start = job.original.start + bytes
-            job.current.fileOffset = job.original.fileOffset + bytes
+            // An unnamed file died with its worker: start over. A named one keeps its bytes; a
+            // block order keeps the blocks whose CRCs arrived before this attempt.
+            let bytes = job.current.blockSize != nil ? 0 : (job.current.isResumable ? reported : 0)
+            stats.bytes -= reported - bytes
+            job.current.start += bytes
+            job.current.fileOffset += bytes
+            job.worker = nil
             jobs[id] = job
             if job.current.start > job.current.end {
                 // Every byte was reported written before it died: still wait for no one.
                 jobs[id] = nil
                 stats.completed += 1
-                onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: nil))
+                onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: nil, crcs: job.crcs))
                 continue
             }
             // An order that keeps killing its workers must not be retried forever.
@@ -336,7 +378,8 @@ public final class FetchEngine: @unchecked Sendable {
                 onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: S3Error(
                     kind: .transport(curlCode: -2), operation: "GetObject", bucket: job.original.bucket,
                     key: job.original.key,
-                    message: "the worker process fetching it died \(job.attempts) times (last: \(reason))")))
+                    message: "the worker process fetching it died \(job.attempts) times (last: \(reason))"),
+                    crcs: job.crcs))
             } else {
                 queue.pushFront(id, lane: job.lane)
             }
@@ -398,20 +441,30 @@ public final class FetchEngine: @unchecked Sendable {
         }
     }
 
+    /// Orders beyond a worker's bulk capacity that urgent and read-ahead work may take, so a
+    /// saturated pool still starts a mount read at once (the worker runs it in a spare slot).
+    static let priorityReserve = 8
+
     private func dispatch() {
         let now = MonotonicTime.now()
         let capacity = settings.slotsPerWorker + settings.prefetchDepth
-        while true {
-            let candidates = workers.filter { !$0.exited && !$0.retiring && $0.inflight.count < capacity }
+        queue.release(now: now)
+        while let lane = queue.topLane() {
+            let limit = lane == .bulk ? capacity : capacity + Self.priorityReserve
+            let candidates = workers.filter { !$0.exited && !$0.retiring && $0.inflight.count < limit }
             guard let w = candidates.min(by: { $0.inflight.count < $1.inflight.count }) else { break }
             guard let (id, _) = queue.pop(now: now) else { break }
-            guard let job = jobs[id] else { continue }
+            guard var job = jobs[id] else { continue }
             do {
+                job.current.lane = job.lane
                 try w.queue(.fetch(job.current))
-                w.inflight[id] = job.current.start - job.original.start
+                job.worker = ObjectIdentifier(w)
+                jobs[id] = job
+                w.inflight[id] = 0  // bytes written from job.current.start, as the worker reports them
                 if w.inflight.count == 1 { w.lastHeard = now }
             } catch {
                 queue.pushFront(id, lane: job.lane)
+                break
             }
         }
         // One write per worker per round; a worker that stopped reading is replaced and every

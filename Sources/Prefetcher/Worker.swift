@@ -10,6 +10,7 @@
 /// The worker dies with its coordinator (PR_SET_PDEATHSIG, and EOF on stdin) and ignores
 /// SIGINT/SIGTERM from the terminal's process group: the coordinator decides when it stops.
 import CSys
+import Crypto
 import Foundation
 import Logging
 import S3
@@ -91,6 +92,11 @@ final class WorkerLoop {
         var staged = 0
         /// Bytes on disk from `fileOffset`: what a retry may resume after.
         var flushed: Int64 = 0
+        /// Block checksums (orders with `blockSize`): finished blocks, and the one filling.
+        var crcs: [UInt32] = []
+        var crc = CRC32C()
+        var blockFill: Int64 = 0
+        var md5: Insecure.MD5?
         var durable: Int64 { staging == nil ? written : flushed }
         init(order: FetchOrder, transfer: CurlTransfer, fd: Int32, startedAt: Double) {
             self.order = order; self.transfer = transfer; self.fd = fd; self.startedAt = startedAt
@@ -103,6 +109,16 @@ final class WorkerLoop {
     static let stagingSize = 1 << 20
     /// O_DIRECT needs offsets, lengths and buffers aligned to the logical block size.
     static let directAlignment = 4096
+    /// Transfers beyond `slots` that urgent and read-ahead orders may use, so a mount read
+    /// starts at once even when bulk work fills every slot.
+    static let priorityExtraSlots = 8
+
+    func limit(for lane: Lane) -> Int { lane == .bulk ? config.slots : config.slots + Self.priorityExtraSlots }
+
+    /// Keeps `waiting` ordered by lane, FIFO within a lane.
+    func enqueue(_ o: FetchOrder) {
+        if let i = waiting.firstIndex(where: { $0.lane > o.lane }) { waiting.insert(o, at: i) } else { waiting.append(o) }
+    }
 
     init(config: WorkerConfig, logger: Logger) throws {
         self.config = config
@@ -168,7 +184,13 @@ final class WorkerLoop {
     func handle(_ msg: ToWorker) {
         switch msg {
         case .configure: break
-        case .fetch(let o): waiting.append(o)
+        case .fetch(let o): enqueue(o)
+        case .promote(let id, let lane):
+            if let i = waiting.firstIndex(where: { $0.id == id }), lane < waiting[i].lane {
+                var o = waiting.remove(at: i)
+                o.lane = lane
+                enqueue(o)
+            }
         case .cancel(let id):
             waiting.removeAll { $0.id == id }
             if let a = active[id] { multi.remove(a.transfer); close(a.fd); active[id] = nil; idle.append(a.transfer) }
@@ -185,7 +207,7 @@ final class WorkerLoop {
     }
 
     func startWaiting() {
-        while active.count < config.slots, !waiting.isEmpty {
+        while let next = waiting.first, active.count < limit(for: next.lane) {
             let o = waiting.removeFirst()
             let wantDirect = config.directIO && o.fileOffset % Int64(Self.directAlignment) == 0
             func openTarget(_ extra: Int32) -> Int32 {
@@ -211,6 +233,7 @@ final class WorkerLoop {
                                                    ifMatch: o.etag)
                 try t.prepare(method: "GET", url: req.url, headers: req.headers, options: transport)
                 let a = Active(order: o, transfer: t, fd: fd, startedAt: MonotonicTime.now())
+                if o.md5 { a.md5 = Insecure.MD5() }
                 if direct {
                     a.staging = .allocate(byteCount: Self.stagingSize, alignment: Self.directAlignment)
                 }
@@ -249,6 +272,7 @@ final class WorkerLoop {
         guard Int64(buf.count) <= room else {
             throw LocalIOError(errno: EOVERFLOW, operation: "body longer than the requested range", path: a.order.path)
         }
+        digest(a, buf)
         guard let st = a.staging else {
             try pwriteAll(a, buf.baseAddress!, buf.count, at: a.order.fileOffset + a.written)
             a.written += Int64(buf.count)
@@ -261,6 +285,34 @@ final class WorkerLoop {
             a.staged += n; off += n; a.written += Int64(n)
             if a.staged == st.count { try flushStaging(a) }
         }
+    }
+
+    /// Folds received bytes into the order's MD5 and per-block CRC32Cs.
+    static func digest(_ a: Active, _ buf: UnsafeRawBufferPointer) {
+        a.md5?.update(bufferPointer: buf)
+        guard let bs = a.order.blockSize else { return }
+        var off = 0
+        while off < buf.count {
+            let n = min(buf.count - off, Int(bs - a.blockFill))
+            a.crc.update(UnsafeRawBufferPointer(rebasing: buf[off..<(off + n)]))
+            a.blockFill += Int64(n)
+            off += n
+            if a.blockFill == bs {
+                a.crcs.append(a.crc.value)
+                a.crc = CRC32C()
+                a.blockFill = 0
+            }
+        }
+    }
+
+    /// CRCs of the blocks that are wholly on disk (the last, short block counts once the whole
+    /// range is).
+    static func durableCRCs(_ a: Active) -> [UInt32] {
+        guard let bs = a.order.blockSize else { return [] }
+        var crcs = a.crcs
+        if a.durable == a.order.length && a.blockFill > 0 { crcs.append(a.crc.value) }
+        let whole = a.durable == a.order.length ? crcs.count : Int(a.durable / bs)
+        return Array(crcs.prefix(whole))
     }
 
     /// Writes what is staged. Only the last write of a range may be unaligned; O_DIRECT is then
@@ -321,7 +373,10 @@ final class WorkerLoop {
         let latency = t.firstByteAt.map { $0 - a.startedAt }
         t.sink = { _ in }
         idle.append(t)
-        report(FetchReport(id: o.id, bytes: a.durable, error: err, firstByteLatency: latency))
+        var md5: String?
+        if err == nil, let h = a.md5 { md5 = h.finalize().map { String(format: "%02x", $0) }.joined() }
+        report(FetchReport(id: o.id, bytes: a.durable, error: err, firstByteLatency: latency,
+                           crcs: Self.durableCRCs(a), md5: md5))
     }
 
     /// Stamps the ETag and mtime on a complete unnamed file and links it in at its final path

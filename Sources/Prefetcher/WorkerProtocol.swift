@@ -64,10 +64,19 @@ public struct FetchOrder: Codable, Sendable, Equatable {
     public var path: String
     public var fileOffset: Int64
     public var publish: PublishSpec?
+    /// Cache fills: the worker reports a CRC32C per block of this size (blocks counted from
+    /// `start`, which is block-aligned), and a retry resumes at a block boundary.
+    public var blockSize: Int64?
+    /// Report the MD5 of the range (a whole single-part object, checked against its ETag).
+    public var md5: Bool
+    /// The worker starts higher lanes first and gives them slots beyond its bulk limit.
+    public var lane: Lane
     public init(id: Int, bucket: String, key: String, etag: String?, start: Int64, end: Int64, path: String,
-                fileOffset: Int64, publish: PublishSpec? = nil) {
+                fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil, md5: Bool = false,
+                lane: Lane = .bulk) {
         self.id = id; self.bucket = bucket; self.key = key; self.etag = etag
         self.start = start; self.end = end; self.path = path; self.fileOffset = fileOffset; self.publish = publish
+        self.blockSize = blockSize; self.md5 = md5; self.lane = lane
     }
     /// Bytes of an unnamed file do not survive the order, so a retry starts over.
     public var isResumable: Bool { publish == nil }
@@ -81,8 +90,14 @@ public struct FetchReport: Codable, Sendable, Equatable {
     public var error: S3Error?
     /// Seconds from request start to first body byte, when a body arrived.
     public var firstByteLatency: Double?
-    public init(id: Int, bytes: Int64, error: S3Error?, firstByteLatency: Double?) {
+    /// With `blockSize`: CRC32C of each block written completely, in order from `start`.
+    public var crcs: [UInt32]
+    /// With `md5`, on success: hex MD5 of the whole range.
+    public var md5: String?
+    public init(id: Int, bytes: Int64, error: S3Error?, firstByteLatency: Double?, crcs: [UInt32] = [],
+                md5: String? = nil) {
         self.id = id; self.bytes = bytes; self.error = error; self.firstByteLatency = firstByteLatency
+        self.crcs = crcs; self.md5 = md5
     }
 }
 
@@ -92,6 +107,8 @@ public enum ToWorker: Codable, Sendable, Equatable {
     case cancel(id: Int)
     /// This worker's share of MAX_SPEED in bytes/s, paced over all its transfers (nil = none).
     case rate(bytesPerSecond: Int64?)
+    /// An order the worker holds but has not started moved to a higher lane.
+    case promote(id: Int, lane: Lane)
     case shutdown
 
     public static func == (a: ToWorker, b: ToWorker) -> Bool {
@@ -99,6 +116,7 @@ public enum ToWorker: Codable, Sendable, Equatable {
         case (.fetch(let x), .fetch(let y)): return x == y
         case (.cancel(let x), .cancel(let y)): return x == y
         case (.rate(let x), .rate(let y)): return x == y
+        case (.promote(let i, let l), .promote(let j, let m)): return i == j && l == m
         case (.shutdown, .shutdown): return true
         case (.configure, .configure): return true
         default: return false
@@ -126,6 +144,7 @@ public enum LineCodec {
         } else {
             f += ["-"]
         }
+        f += [o.blockSize.map { String($0) } ?? "-", o.md5 ? "1" : "-", String(o.lane.rawValue)]
         return line(f)
     }
 
@@ -134,7 +153,8 @@ public enum LineCodec {
         case .done(let r):
             let err = try r.error.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
             return line(["D", String(r.id), String(r.bytes), r.firstByteLatency.map { String($0) } ?? "-",
-                         err.map(esc) ?? "-"])
+                         err.map(esc) ?? "-", r.crcs.isEmpty ? "-" : r.crcs.map { String($0, radix: 16) }.joined(separator: ","),
+                         r.md5 ?? "-"])
         case .progress(let p):
             return line(["P"] + p.map { "\($0.key):\($0.value)" })
         default:
@@ -149,10 +169,21 @@ public enum LineCodec {
               let off = Int64(f[4]) else { throw bad(line) }
         var o = FetchOrder(id: id, bucket: unesc(f[5]), key: unesc(f[6]), etag: unopt(f[7]), start: start,
                            end: end, path: unesc(f[8]), fileOffset: off)
+        var k = 10
         if f[9].hasPrefix("+") {
             guard f.count >= 12 else { throw bad(line) }
             o.publish = PublishSpec(finalPath: unesc(String(f[9].dropFirst())), etag: unesc(f[10]),
                                     mtime: Double(f[11]))
+            k = 12
+        }
+        if f.count >= k + 3 {
+            if f[k] != "-" {
+                guard let bs = Int64(f[k]), bs > 0 else { throw bad(line) }
+                o.blockSize = bs
+            }
+            o.md5 = f[k + 1] == "1"
+            guard let l = Int(f[k + 2]).flatMap(Lane.init(rawValue:)) else { throw bad(line) }
+            o.lane = l
         }
         return .fetch(o)
     }
@@ -163,7 +194,17 @@ public enum LineCodec {
             let f = fields(line)
             guard f.count >= 5, let id = Int(f[1]), let bytes = Int64(f[2]) else { throw bad(line) }
             let err = f[4] == "-" ? nil : try JSONDecoder().decode(S3Error.self, from: Data(unesc(f[4]).utf8))
-            return .done(FetchReport(id: id, bytes: bytes, error: err, firstByteLatency: Double(f[3])))
+            var r = FetchReport(id: id, bytes: bytes, error: err, firstByteLatency: Double(f[3]))
+            if f.count >= 7 {
+                if f[5] != "-" {
+                    for c in f[5].split(separator: ",") {
+                        guard let v = UInt32(c, radix: 16) else { throw bad(line) }
+                        r.crcs.append(v)
+                    }
+                }
+                r.md5 = f[6] == "-" ? nil : f[6]
+            }
+            return .done(r)
         case UInt8(ascii: "P"):
             var p: [Int: Int64] = [:]
             for item in fields(line).dropFirst() {
