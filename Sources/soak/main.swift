@@ -2,6 +2,7 @@
 /// binary in; everything else is the command line (swift-argument-parser).
 import ArgumentParser
 import Foundation
+import Cache
 import Prefetcher
 import S3
 import SoakCore
@@ -13,6 +14,9 @@ func fail(_ message: String, status: Int32) -> Never {
 
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "__worker" {
     exit(Worker.main())
+}
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "__bench-index" {
+    exit(BenchIndex.run(Array(CommandLine.arguments.dropFirst(2))))
 }
 
 do {
@@ -26,6 +30,8 @@ do {
     fail(e.message, status: 2)
 } catch let e as CredentialsError {
     fail(e.message, status: 2)
+} catch let e as CacheError {
+    fail(e.description, status: 2)
 } catch {
     if Soak.exitCode(for: error) == .success { Soak.exit(withError: error) }  // --help, --version
     let message = Soak.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"

@@ -1,0 +1,361 @@
+/// Fetches blocks of cached objects into a `DiskCache` through the engine, each block at most
+/// once, and records them durably.
+///
+/// How it works. `fill` takes the blocks a caller wants (prewarm: every missing block in the
+/// bulk lane; the mount: the blocks under a read, urgently). Blocks already present are
+/// skipped; blocks some earlier request is already fetching are not fetched again: the new
+/// request waits on that fetch, and promotes it if it asked for a higher lane. The rest are
+/// cut into runs of up to `maxRunBlocks` and submitted as block orders: the worker reports a
+/// CRC32C per block (and the MD5 of a whole single-part object). Completions go to one
+/// committer thread, which makes everything that landed durable with a single `syncfs`,
+/// records it in the index, and only then answers the waiting requests.
+///
+/// Integrity: a whole-object MD5 that differs from the ETag drops the data and fetches the
+/// object once more; a second mismatch means the ETag is not an MD5 (SSE-KMS) and is recorded
+/// as such. Objects completed by several orders are hashed from the file once complete. A 412
+/// (the object changed) drops the old version's blocks.
+import Cache
+import Crypto
+import Foundation
+import Logging
+import S3
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `CacheFiller` needs from the engine (a fake one in unit tests).
+public protocol FetchSubmitter: AnyObject, Sendable {
+    func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, path: String,
+                fileOffset: Int64, publish: PublishSpec?, blockSize: Int64?, md5: Bool, lane: Lane, tag: Int) -> Int
+    @discardableResult func promote(_ id: Int, to lane: Lane) -> Bool
+}
+
+extension FetchEngine: FetchSubmitter {}
+
+/// Why a fill did not complete.
+public enum FillError: Error, Sendable, CustomStringConvertible {
+    case fetch(S3Error)
+    /// 412 on If-Match: the object changed since it was listed.
+    case changed(key: String)
+    /// The object's data was dropped (evicted, replaced) before the fill finished.
+    case evicted(key: String)
+    case local(String)
+
+    public var description: String {
+        switch self {
+        case .fetch(let e): return e.description
+        case .changed(let k): return "\(k) changed since it was listed (412 on If-Match); its cached blocks were dropped"
+        case .evicted(let k): return "\(k) was evicted before it was complete (is --cache-size smaller than the data?)"
+        case .local(let s): return s
+        }
+    }
+}
+
+public final class CacheFiller: @unchecked Sendable {
+    // @unchecked: all mutable state is guarded by `lock`; the committer has its own queue lock.
+    public typealias Done = @Sendable (CachedObject, FillError?) -> Void
+
+    /// 8 blocks (8 MiB) per order: the download's measured part size.
+    public static let defaultMaxRunBlocks = 8
+
+    struct BlockKey: Hashable { var object: Int64; var gen: Int64; var index: Int }
+
+    private struct Job {
+        var object: CachedObject
+        var bucket: String
+        var first: Int
+        var count: Int
+        var lane: Lane
+        var engineID = 0
+        var requests: [Int] = []
+        var md5: Bool
+    }
+
+    private struct Request {
+        var object: CachedObject
+        var remaining: Int
+        var error: FillError?
+        var done: Done
+    }
+
+    private struct Landed {
+        var job: Int
+        var blocks: [CacheIndex.LandedBlock]
+        var error: FillError?
+        var md5: String?
+    }
+
+    public let cache: DiskCache
+    private weak var submitter: FetchSubmitter?
+    private let logger: Logger
+    private let maxRunBlocks: Int
+    private let lock = NSLock()
+    private var jobs: [Int: Job] = [:]
+    private var requests: [Int: Request] = [:]
+    private var pending: [BlockKey: Int] = [:]
+    private var nextID = 1
+    /// Objects whose MD5 mismatched once in this process (a second time means: not an MD5).
+    private var md5Strikes = Set<Int64>()
+
+    // Committer thread state.
+    private let commitCond = NSCondition()
+    private var landed: [Landed] = []
+    private var stopping = false
+    private var committer: Thread?
+    private let verifyQueue = DispatchQueue(label: "soak.cache.md5")
+
+    public init(cache: DiskCache, submitter: FetchSubmitter, logger: Logger, maxRunBlocks: Int = defaultMaxRunBlocks) {
+        self.cache = cache
+        self.submitter = submitter
+        self.logger = logger
+        self.maxRunBlocks = max(1, maxRunBlocks)
+        let t = Thread { [unowned self] in self.commitLoop() }
+        t.name = "soak-committer"
+        committer = t
+        t.start()
+    }
+
+    /// Stops the committer after it has recorded everything already landed.
+    public func stop() {
+        commitCond.lock(); stopping = true; commitCond.broadcast(); commitCond.unlock()
+        while true {
+            commitCond.lock(); let done = committer == nil; commitCond.unlock()
+            if done { break }
+            usleep(1000)
+        }
+        verifyQueue.sync {}
+    }
+
+    /// Blocks being fetched now (for `soak status` and tests).
+    public var pendingBlocks: Int { lock.lock(); defer { lock.unlock() }; return pending.count }
+
+    /// Fetches `blocks` of `object` (all missing blocks when nil) unless present or already on
+    /// their way; `done` runs once every one of them is recorded or failed.
+    public func fill(_ object: CachedObject, bucket: String, blocks wanted: [Int]? = nil, lane: Lane,
+                     done: @escaping Done) {
+        let bs = cache.blockSize
+        let all = wanted ?? Array(0..<object.blockCount(blockSize: bs))
+        let present: [Int: UInt32]
+        do { present = try cache.index.presentBlocks(objectID: object.id) } catch {
+            done(object, .local("\(error)"))
+            return
+        }
+        lock.lock()
+        let rid = nextID; nextID += 1
+        var waitOn = Set<Int>()
+        var fresh: [Int] = []
+        for i in all.sorted() where present[i] == nil {
+            if let j = pending[BlockKey(object: object.id, gen: object.gen, index: i)] {
+                waitOn.insert(j)
+            } else if fresh.last != i {
+                fresh.append(i)
+            }
+        }
+        // Promote the fetches this request waits on, if it is more urgent.
+        var promotions: [Int] = []
+        for j in waitOn {
+            jobs[j]!.requests.append(rid)
+            if lane < jobs[j]!.lane { jobs[j]!.lane = lane; promotions.append(jobs[j]!.engineID) }
+        }
+        // New runs of consecutive blocks.
+        var newJobs: [Int] = []
+        var k = 0
+        let whole = object.blockCount(blockSize: bs)
+        while k < fresh.count {
+            var n = 1
+            while k + n < fresh.count, fresh[k + n] == fresh[k] + n, n < maxRunBlocks { n += 1 }
+            let jid = nextID; nextID += 1
+            let md5 = object.etagIsMD5 && fresh[k] == 0 && n == whole && !md5Strikes.contains(object.id)
+            jobs[jid] = Job(object: object, bucket: bucket, first: fresh[k], count: n, lane: lane, requests: [rid], md5: md5)
+            for i in fresh[k]..<(fresh[k] + n) { pending[BlockKey(object: object.id, gen: object.gen, index: i)] = jid }
+            newJobs.append(jid)
+            k += n
+        }
+        let total = waitOn.count + newJobs.count
+        if total == 0 {
+            lock.unlock()
+            done(object, nil)
+            return
+        }
+        requests[rid] = Request(object: object, remaining: total, done: done)
+        let toSubmit = newJobs.map { ($0, jobs[$0]!) }
+        lock.unlock()
+        for id in promotions { submitter?.promote(id, to: lane) }
+        for (jid, job) in toSubmit { submit(jid, job) }
+    }
+
+    private func submit(_ jid: Int, _ job: Job) {
+        let bs = cache.blockSize
+        let o = job.object
+        let start = Int64(job.first) * bs
+        let end = min(o.size, Int64(job.first + job.count) * bs) - 1
+        guard let s = submitter else { return }
+        let eid = s.submit(bucket: job.bucket, key: o.key, etag: o.etag.isEmpty ? nil : o.etag, range: start...end,
+                           path: cache.dataPath(o), fileOffset: start, publish: nil, blockSize: bs, md5: job.md5,
+                           lane: job.lane, tag: jid)
+        lock.lock()
+        jobs[jid]?.engineID = eid
+        lock.unlock()
+    }
+
+    /// The engine's completion callback (engine thread): hands what landed to the committer.
+    public func completed(_ c: FetchCompletion) {
+        lock.lock()
+        guard let job = jobs[c.tag] else { lock.unlock(); return }
+        lock.unlock()
+        let bs = cache.blockSize
+        let o = job.object
+        var blocks: [CacheIndex.LandedBlock] = []
+        for (k, crc) in c.crcs.prefix(job.count).enumerated() {
+            let i = job.first + k
+            blocks.append(CacheIndex.LandedBlock(objectID: o.id, gen: o.gen, index: i, crc: crc,
+                                                 bytes: o.blockRange(i, blockSize: bs).count64))
+        }
+        var error: FillError?
+        if let e = c.error {
+            error = e.isPreconditionFailed ? .changed(key: o.key) : .fetch(e)
+            if e.isPreconditionFailed { blocks = [] }
+        } else if blocks.count != job.count {
+            error = .local("\(o.key): worker reported \(c.crcs.count) block checksums for \(job.count) blocks")
+        }
+        commitCond.lock()
+        landed.append(Landed(job: c.tag, blocks: blocks, error: error, md5: c.md5))
+        commitCond.signal()
+        commitCond.unlock()
+    }
+
+    // MARK: - Committer thread
+
+    private func commitLoop() {
+        while true {
+            commitCond.lock()
+            while landed.isEmpty && !stopping { commitCond.wait() }
+            if landed.isEmpty && stopping {
+                committer = nil
+                commitCond.broadcast()
+                commitCond.unlock()
+                return
+            }
+            let batch = landed
+            landed.removeAll()
+            commitCond.unlock()
+            process(batch)
+        }
+    }
+
+    private func process(_ batch: [Landed]) {
+        var toCommit: [CacheIndex.LandedBlock] = []
+        var outcome: [Int: FillError?] = [:]
+        var resubmit: [Int] = []
+        var verified: [(Int64, CachedObject.Verification)] = []
+        for l in batch {
+            lock.lock(); let job = jobs[l.job]; lock.unlock()
+            guard let job else { continue }
+            let err = l.error
+            if case .changed = err ?? .local("") {
+                do { try cache.dropData(job.object) } catch { logger.warning("could not drop \(job.object.key): \(error)") }
+            }
+            if err == nil, let md5 = l.md5, job.md5 {
+                if md5 == job.object.etag {
+                    verified.append((job.object.id, .md5Match))
+                } else if !md5Strikes.contains(job.object.id) {
+                    // Once: maybe bytes went bad on the way. Fetch the object again.
+                    lock.lock(); md5Strikes.insert(job.object.id); lock.unlock()
+                    logger.warning("\(job.object.key): MD5 \(md5) does not match ETag \(job.object.etag); fetching it again")
+                    resubmit.append(l.job)
+                    continue
+                } else {
+                    logger.warning("\(job.object.key): MD5 differs from the ETag twice; the ETag is not an MD5 here (SSE-KMS?)")
+                    verified.append((job.object.id, .notMD5))
+                }
+            }
+            toCommit += l.blocks
+            outcome[l.job] = err
+        }
+        var accepted = Set<BlockKey>()
+        do {
+            for b in try cache.commit(toCommit) { accepted.insert(BlockKey(object: b.objectID, gen: b.gen, index: b.index)) }
+            for (id, v) in verified { try cache.index.setVerified(objectID: id, v) }
+        } catch {
+            logger.error("could not record landed blocks: \(error)")
+            for (j, e) in outcome where e == nil { outcome[j] = .local("could not record blocks: \(error)") }
+        }
+        for jid in resubmit {
+            lock.lock(); let job = jobs[jid]; if var j = job { j.md5 = false; jobs[jid] = j }; lock.unlock()
+            if var j = job { j.md5 = false; submit(jid, j) }  // second fetch: MD5 checked from the file
+        }
+        // Answer requests, and hash objects that several orders completed.
+        var finished: [(Done, CachedObject, FillError?)] = []
+        var hashNow: [CachedObject] = []
+        lock.lock()
+        for (jid, e) in outcome {
+            guard let job = jobs.removeValue(forKey: jid) else { continue }
+            var err = e
+            let o = job.object
+            for i in job.first..<(job.first + job.count) {
+                let key = BlockKey(object: o.id, gen: o.gen, index: i)
+                pending[key] = nil
+                if err == nil && !accepted.contains(key) { err = .evicted(key: o.key) }
+            }
+            if err == nil && !job.md5 && o.etagIsMD5 { hashNow.append(o) }
+            for rid in job.requests {
+                guard var r = requests[rid] else { continue }
+                r.remaining -= 1
+                if r.error == nil { r.error = err }
+                if r.remaining == 0 {
+                    requests[rid] = nil
+                    finished.append((r.done, r.object, r.error))
+                } else {
+                    requests[rid] = r
+                }
+            }
+        }
+        lock.unlock()
+        for o in Set(hashNow) { verifyWhenComplete(o) }
+        for (done, o, e) in finished { done(o, e) }
+    }
+
+    /// An object filled by several orders (or resumed) is hashed from its file once every block
+    /// is present. A mismatch drops it (the next fill fetches it again); a second one means the
+    /// ETag is not an MD5.
+    private func verifyWhenComplete(_ o: CachedObject) {
+        guard let cur = try? cache.index.object(id: o.id), cur.gen == o.gen, cur.isComplete,
+              cur.verified == .unchecked else { return }
+        verifyQueue.async { [self] in
+            guard let md5 = Self.md5(path: cache.dataPath(cur), size: cur.size) else { return }
+            let strike: Bool
+            if md5 == cur.etag {
+                try? cache.index.setVerified(objectID: cur.id, .md5Match)
+                return
+            }
+            lock.lock(); strike = md5Strikes.contains(cur.id); md5Strikes.insert(cur.id); lock.unlock()
+            if strike {
+                logger.warning("\(cur.key): MD5 differs from the ETag twice; the ETag is not an MD5 here (SSE-KMS?)")
+                try? cache.index.setVerified(objectID: cur.id, .notMD5)
+            } else {
+                logger.warning("\(cur.key): MD5 \(md5) does not match ETag \(cur.etag); dropped, it will be fetched again")
+                try? cache.dropData(cur)
+            }
+        }
+    }
+
+    /// MD5 of a data file's first `size` bytes, read in 1 MiB chunks.
+    static func md5(path: String, size: Int64) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var h = Insecure.MD5()
+        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        var off: Int64 = 0
+        while off < size {
+            let want = Int(min(Int64(buf.count), size - off))
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(off)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return nil }
+            buf.withUnsafeBytes { h.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            off += Int64(n)
+        }
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,213 @@
+/// `soak prewarm`: list a prefix into the cache index, then fill every missing block of the
+/// selected objects.
+///
+/// Data flow: the worker pool starts, then `ObjectStore.listPage` page by page → the whole page
+/// is recorded in the index (the mount serves `ls`/`stat` from it; a changed ETag replaces the
+/// row and drops the old data) → filter (`KeyFilter`) and shard (`Shard`) select objects →
+/// complete ones are skipped → the rest go to `CacheFiller` in the bulk lane, which fetches each
+/// missing block once and records it durably. After a complete listing, objects under the
+/// prefix that the listing no longer shows are removed from the index with their data.
+import Cache
+import Foundation
+import Logging
+import S3
+import SoakCore
+
+public struct PrewarmOptions: Sendable {
+    public var bucket: String
+    public var prefix: String
+    /// Identifies the S3 service in the index (objects of equal bucket names elsewhere differ).
+    public var endpoint: String
+    public var filter: KeyFilter
+    public var shard: Shard
+    public init(bucket: String, prefix: String, endpoint: String, filter: KeyFilter, shard: Shard = .all) {
+        self.bucket = bucket; self.prefix = prefix; self.endpoint = endpoint; self.filter = filter; self.shard = shard
+    }
+}
+
+/// `--shard I/N`: a deterministic share of the objects, by a stable hash of the key, so N nodes
+/// warm disjoint sets that together cover everything, with no coordination.
+public struct Shard: Sendable, Equatable, CustomStringConvertible {
+    public var index: Int
+    public var count: Int
+    public static let all = Shard(index: 0, count: 1)
+    public init(index: Int, count: Int) { self.index = index; self.count = count }
+
+    public init(parsing s: String) throws(UsageError) {
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, n <= 1_000_000, i >= 0, i < n else {
+            throw UsageError("invalid --shard '\(s)': expected I/N with 0 <= I < N, e.g. 0/4")
+        }
+        index = i; count = n
+    }
+
+    /// FNV-1a 64 of the key bytes: stable across runs, machines and versions.
+    public func contains(key: String) -> Bool {
+        guard count > 1 else { return true }
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in key.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        return Int(h % UInt64(count)) == index
+    }
+
+    public var description: String { "\(index)/\(count)" }
+}
+
+public struct PrewarmSummary: Sendable {
+    public var listed = 0
+    public var selected = 0
+    /// Selected objects that were complete before this run.
+    public var alreadyCached = 0
+    public var filled = 0
+    public var bytesTotal: Int64 = 0
+    public var bytesFetched: Int64 = 0
+    public var seconds = 0.0
+    public var failures: [DownloadFailure] = []
+    public var interrupted = false
+    /// Objects the listing no longer shows, removed from the index.
+    public var removed = 0
+}
+
+public final class Prewarmer: @unchecked Sendable {
+    // @unchecked: mutable state is guarded by `lock` (fill callbacks arrive on the committer thread).
+    private let options: PrewarmOptions
+    private let store: ObjectStore
+    private let cache: DiskCache
+    private let settings: EngineSettings
+    private let workerExecutable: String
+    private let builder: S3RequestBuilder
+    private let logger: Logger
+    private let lock = NSLock()
+    private let cond = NSCondition()
+    private var open = 0
+    private var summary = PrewarmSummary()
+    private var bytesAlreadyDone: Int64 = 0
+    private var objectsDone = 0
+    private var engine: FetchEngine?
+    private var randomSource = SystemRandomNumberGenerator()
+
+    public init(options: PrewarmOptions, store: ObjectStore, cache: DiskCache, builder: S3RequestBuilder,
+                settings: EngineSettings, workerExecutable: String, logger: Logger) {
+        self.options = options; self.store = store; self.cache = cache; self.builder = builder
+        self.settings = settings; self.workerExecutable = workerExecutable; self.logger = logger
+    }
+
+    public func run(tickInterval: Double = 0.2, tick: (DownloadProgress) -> Void = { _ in },
+                    shouldStop: () -> Bool = { false }) throws -> PrewarmSummary {
+        let t0 = MonotonicTime.now()
+        let bucketID = try cache.index.bucketID(endpoint: options.endpoint, name: options.bucket)
+        let stamp = Int64(Date().timeIntervalSince1970 * 1000)
+        final class Box: @unchecked Sendable { var filler: CacheFiller? }
+        let box = Box()
+        let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
+                                 logger: logger) { c in box.filler?.completed(c) }
+        let filler = CacheFiller(cache: cache, submitter: engine, logger: logger)
+        box.filler = filler
+        self.engine = engine
+        try engine.start()
+        defer { engine.stop(); filler.stop() }
+
+        var interrupted = false
+        do {
+            var token: String?
+            repeat {
+                if shouldStop() { interrupted = true; break }
+                let page = try withRetries(
+                    policy: settings.retry, clock: SystemClock(), random: &randomSource,
+                    isRetryable: { ($0 as? S3Error)?.isRetryable ?? false },
+                    retryAfter: { ($0 as? S3Error)?.retryAfter },
+                    onRetry: { n, e, d in
+                        self.logger.warning("listing failed (attempt \(n)), retrying in \(String(format: "%.1f", d)) s: \(e)")
+                    }) {
+                    try store.listPage(bucket: options.bucket, prefix: options.prefix, delimiter: nil,
+                                       continuationToken: token, maxKeys: 1000)
+                }
+                let (rows, dropped) = try cache.index.recordListing(bucketID: bucketID, objects: page.objects, stamp: stamp)
+                cache.discard(dropped)
+                lock.lock(); summary.listed += rows.count; lock.unlock()
+                for o in rows where selects(o) { start(o, filler: filler) }
+                if page.isTruncated {
+                    guard let next = page.nextContinuationToken, next != token else {
+                        throw S3Error(kind: .invalidResponse, operation: "ListObjectsV2", bucket: options.bucket,
+                                      message: "truncated listing without a new continuation token")
+                    }
+                    token = next
+                } else {
+                    token = nil
+                }
+                tick(progress())
+            } while token != nil
+            if !interrupted {
+                let gone = try cache.index.finishListing(bucketID: bucketID, prefix: options.prefix, stamp: stamp)
+                cache.discard(gone)
+                lock.lock(); summary.removed = gone.count; lock.unlock()
+            }
+        }
+
+        while !interrupted {
+            lock.lock(); let remaining = open; lock.unlock()
+            if remaining == 0 { break }
+            if shouldStop() { interrupted = true; break }
+            cond.lock(); _ = cond.wait(until: Date(timeIntervalSinceNow: tickInterval)); cond.unlock()
+            tick(progress())
+        }
+        engine.stop()
+        filler.stop()
+        tick(progress())
+        lock.lock()
+        summary.interrupted = interrupted
+        summary.bytesFetched = engine.snapshot().bytes
+        summary.seconds = MonotonicTime.now() - t0
+        if interrupted && open > 0 {
+            summary.failures.append(DownloadFailure(key: "(\(open) objects)", reason: "interrupted; rerun to finish (landed blocks are kept)"))
+        }
+        let result = summary
+        lock.unlock()
+        return result
+    }
+
+    private func selects(_ o: CachedObject) -> Bool {
+        guard let rel = KeyFilter.relativeKey(o.key, prefix: options.prefix), options.filter.includes(rel) else { return false }
+        if o.key.hasSuffix("/") && o.size == 0 { return false }  // directory marker
+        return options.shard.contains(key: o.key)
+    }
+
+    private func start(_ o: CachedObject, filler: CacheFiller) {
+        lock.lock()
+        summary.selected += 1
+        summary.bytesTotal += o.size
+        if o.isComplete {
+            summary.alreadyCached += 1
+            bytesAlreadyDone += o.size
+            objectsDone += 1
+            lock.unlock()
+            return
+        }
+        bytesAlreadyDone += o.cachedBytes
+        open += 1
+        lock.unlock()
+        filler.fill(o, bucket: options.bucket, lane: .bulk) { [weak self] o, err in self?.finished(o, err) }
+    }
+
+    private func finished(_ o: CachedObject, _ err: FillError?) {
+        lock.lock()
+        if let err {
+            summary.failures.append(DownloadFailure(key: o.key, reason: err.description))
+        } else {
+            summary.filled += 1
+            objectsDone += 1
+        }
+        open -= 1
+        let last = open == 0
+        lock.unlock()
+        if last { cond.lock(); cond.broadcast(); cond.unlock() }
+    }
+
+    public func progress() -> DownloadProgress {
+        let e = engine?.snapshot() ?? EngineStats()
+        lock.lock(); defer { lock.unlock() }
+        return DownloadProgress(bytesDone: bytesAlreadyDone + e.bytes, bytesTotal: summary.bytesTotal,
+                                objectsDone: objectsDone, objectsTotal: summary.selected, engine: e)
+    }
+
+    public func workerPIDs() -> [pid_t] { engine?.workerPIDs() ?? [] }
+}

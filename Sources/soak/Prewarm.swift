@@ -1,0 +1,61 @@
+import ArgumentParser
+import Cache
+import Foundation
+import Logging
+import Prefetcher
+import S3
+import SoakCore
+
+struct Prewarm: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fill the cache with every object under s3://BUCKET/PREFIX (resumable).",
+        discussion: "Lists the prefix once into the cache index, then fetches every block the cache lacks. "
+            + "Filters work as for `soak download`. `--shard I/N` warms a deterministic 1/N of the objects, so N "
+            + "machines can split a prefix with no coordination. Same environment as `soak download`.")
+
+    @Argument(help: "Source, s3://BUCKET/PREFIX.") var source: String
+    @OptionGroup var s3: S3Options
+    @OptionGroup var cacheOptions: CacheOptions
+    @Option(help: "Include keys matching this glob again after an --exclude (repeatable; order matters).") var include: [String] = []
+    @Option(help: "Skip keys matching this glob (repeatable; order matters).") var exclude: [String] = []
+    @Option(help: "Warm only share I of N (0-based), e.g. 2/8.") var shard: String?
+
+    func run() throws {
+        let env = ProcessInfo.processInfo.environment
+        let level = try SoakLogging.parseLevel(s3.logLevel)
+        SoakLogging.bootstrap(level: level)
+        let logger = Logger(label: "soak")
+        let uri = try S3URI(parsing: source)
+        let shard = try self.shard.map { try Shard(parsing: $0) } ?? .all
+        var settings = try EngineSettings.fromEnvironment(env)
+        settings.logLevel = "\(level)"
+        if !settings.transport.verifyTLS { logger.warning("S3_VERIFY_SSL=false: TLS certificates are NOT verified") }
+        let builder = try s3.builder(env: env)
+        let store = try CurlObjectStore(builder: builder, options: settings.transport)
+        let cache = try cacheOptions.open(env: env)
+        let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
+        let options = PrewarmOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
+                                     filter: KeyFilter(rules), shard: shard)
+        let prewarmer = Prewarmer(options: options, store: store, cache: cache, builder: builder, settings: settings,
+                                  workerExecutable: try selfExecutable(), logger: logger)
+        let signals = SignalWatcher()
+        let display = ProgressDisplay(logger: logger)
+        let summary = try prewarmer.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
+        display.finish(prewarmer.progress())
+        let mb = Double(summary.bytesFetched) / 1e6
+        var out = String(format: "%@: %d objects selected of %d listed%@; %d fetched, %d already cached; "
+                         + "%.1f MB fetched in %.2f s (%.0f MB/s)", uri.description, summary.selected, summary.listed,
+                         shard == .all ? "" : " (shard \(shard))", summary.filled, summary.alreadyCached, mb,
+                         summary.seconds, summary.seconds > 0 ? mb / summary.seconds : 0)
+        if summary.removed > 0 { out += "; \(summary.removed) deleted remotely, removed from the cache" }
+        if summary.interrupted { out += "; INTERRUPTED" }
+        if !summary.failures.isEmpty { out += "; \(summary.failures.count) failed:" }
+        FileHandle.standardError.write(Data((out + "\n").utf8))
+        for f in summary.failures.prefix(50) { FileHandle.standardError.write(Data("  \(f)\n".utf8)) }
+        if summary.failures.count > 50 {
+            FileHandle.standardError.write(Data("  … and \(summary.failures.count - 50) more\n".utf8))
+        }
+        if let sig = signals.received { throw ExitCode(128 + sig) }
+        if !summary.failures.isEmpty { throw ExitCode(1) }
+    }
+}
