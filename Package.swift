@@ -55,7 +55,8 @@ let package = Package(
 
         .testTarget(name: "SoakCoreTests", dependencies: ["SoakCore"]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "SoakCore"]),
-        .testTarget(name: "PrefetcherTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache"]),
+        .testTarget(name: "PrefetcherTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache",
+            .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "CacheTests", dependencies: ["Cache", "S3", "SoakCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache"]),
     ],

@@ -86,3 +86,78 @@ final class FetchEngineTests: XCTestCase {
         for p in r.pids { XCTAssertNotEqual(kill(p, 0), 0, "worker \(p) still alive after stop") }
     }
 }
+
+/// Lanes through the real dispatch path: a worker saturated with bulk orders still receives an
+/// urgent one at once (the priority reserve), and the worker starts it ahead of queued bulk work.
+final class EngineLaneTests: XCTestCase {
+    func testUrgentOrderReachesASaturatedWorkerAtOnce() throws {
+        let dir = NSTemporaryDirectory() + "soak-lanes-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A worker that takes orders and never finishes them: it logs each order's first field.
+        let exe = dir + "/worker.sh"
+        try "#!/bin/sh\nread cfg\nwhile IFS= read -r line; do printf '%s\\n' \"$line\" >> \(dir)/orders; done\n"
+            .write(toFile: exe, atomically: true, encoding: .utf8)
+        chmod(exe, 0o755)
+        var s = EngineSettings()
+        s.initialWorkers = 1
+        s.maxWorkers = 1
+        s.hangTimeout = 60
+        let builder = S3RequestBuilder(endpoint: try S3Endpoint(url: "http://127.0.0.1:9", region: "us-east-1"),
+                                       credentials: Credentials(accessKeyId: "k", secretAccessKey: "s"))
+        let e = FetchEngine(settings: s, workerExecutable: exe, builder: builder, logger: Logger(label: "t")) { _ in }
+        try e.start()
+        defer { e.stop() }
+        for i in 0..<100 {
+            e.submit(bucket: "b", key: "bulk\(i)", etag: nil, range: 0...9, path: dir + "/x", fileOffset: 0, lane: .bulk)
+        }
+        let capacity = s.slotsPerWorker + s.prefetchDepth
+        func orders() -> [String] {
+            ((try? String(contentsOfFile: dir + "/orders", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        }
+        var deadline = Date().addingTimeInterval(10)
+        while orders().count < capacity && Date() < deadline { usleep(20_000) }
+        usleep(200_000)
+        XCTAssertEqual(orders().count, capacity, "the worker is saturated with bulk work")
+        let urgent = e.submit(bucket: "b", key: "urgent", etag: nil, range: 0...9, path: dir + "/x", fileOffset: 0, lane: .urgent)
+        var lines: [String] = []
+        deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            lines = orders()
+            if lines.contains(where: { $0.contains("\turgent\t") }) { break }
+            usleep(20_000)
+        }
+        XCTAssertTrue(lines.contains { $0.contains("\turgent\t") }, "urgent order \(urgent) never reached the saturated worker")
+        XCTAssertEqual(lines.filter { $0.contains("\tbulk") }.count, capacity, "bulk work stops at the worker's capacity")
+        XCTAssertEqual(e.snapshot().queued, 100 - capacity)
+    }
+
+    func testWorkerStartsHigherLanesFirstAndGivesThemSpareSlots() throws {
+        let builder = S3RequestBuilder(endpoint: try S3Endpoint(url: "http://127.0.0.1:9", region: "us-east-1"),
+                                       credentials: Credentials(accessKeyId: "k", secretAccessKey: "s"))
+        let w = try WorkerLoop(config: WorkerConfig(builder: builder, transport: TransportOptions(), slots: 4, logLevel: "error"),
+                               logger: Logger(label: "t"))
+        func order(_ id: Int, _ lane: Lane) -> FetchOrder {
+            FetchOrder(id: id, bucket: "b", key: "k", etag: nil, start: 0, end: 0, path: "/dev/null", fileOffset: 0, lane: lane)
+        }
+        w.handle(.fetch(order(1, .bulk)))
+        w.handle(.fetch(order(2, .bulk)))
+        w.handle(.fetch(order(3, .urgent)))
+        w.handle(.fetch(order(4, .readAhead)))
+        w.handle(.fetch(order(5, .urgent)))
+        XCTAssertEqual(w.waiting.map(\.id), [3, 5, 4, 1, 2])
+        w.handle(.promote(id: 2, lane: .urgent))
+        XCTAssertEqual(w.waiting.map(\.id), [3, 5, 2, 4, 1])
+        XCTAssertEqual(w.limit(for: .bulk), 4)
+        XCTAssertGreaterThan(w.limit(for: .urgent), 4)
+    }
+
+    func testPromotedOrderLeavesTheBulkLane() throws {
+        var q = WorkQueue<Int>()
+        for i in 0..<5 { q.push(i, lane: .bulk) }
+        XCTAssertNotNil(q.remove(where: { $0 == 3 }))
+        q.pushFront(3, lane: .urgent)
+        XCTAssertEqual(q.pop(now: 0)?.0, 3)
+        XCTAssertEqual(q.pop(now: 0)?.0, 0)
+    }
+}

@@ -168,6 +168,31 @@ final class LineCodecTests: XCTestCase {
         XCTAssertThrowsError(try LineCodec.decode(ToWorker.self, ArraySlice(Array("F\t1\t2".utf8))))
     }
 
+    func testWireFormBlockOrdersAndTheirReports() throws {
+        func wire(_ m: ToWorker) throws -> ToWorker {
+            let bytes: [UInt8] = try LineCodec.encode(m)
+            XCTAssertEqual(bytes.first, UInt8(ascii: "F"), "fetch orders use the compact form")
+            return try LineCodec.decode(ToWorker.self, ArraySlice(bytes.dropLast()))
+        }
+        for publish in [nil, PublishSpec(finalPath: "/d/f", etag: "e", mtime: 5)] {
+            var o = sampleOrder()
+            o.publish = publish
+            o.blockSize = 1 << 20
+            o.md5 = true
+            o.lane = .urgent
+            XCTAssertEqual(try wire(.fetch(o)), .fetch(o))
+            o.blockSize = nil; o.md5 = false; o.lane = .readAhead
+            XCTAssertEqual(try wire(.fetch(o)), .fetch(o))
+        }
+        let r = FetchReport(id: 3, bytes: 3 << 20, error: nil, firstByteLatency: 0.01, crcs: [0, 0xFFFF_FFFF, 0xE306_9283],
+                            md5: "9e107d9d372bb6826bd81d3542a419d6")
+        let b = try LineCodec.encode(FromWorker.done(r))
+        XCTAssertEqual(try LineCodec.decode(FromWorker.self, ArraySlice(b.dropLast())), .done(r))
+        XCTAssertEqual(try roundTrip(ToWorker.promote(id: 9, lane: .urgent)), .promote(id: 9, lane: .urgent))
+        XCTAssertThrowsError(try LineCodec.decode(FromWorker.self, ArraySlice(Array("D\t1\t2\t-\t-\tzz\t-".utf8))),
+                             "a CRC that is not hex is a protocol error")
+    }
+
     func testFetchOrderWithoutETag() throws {
         var o = sampleOrder()
         o.etag = nil

@@ -1,0 +1,174 @@
+import Cache
+import Foundation
+import Logging
+import S3
+import SoakCore
+import XCTest
+@testable import Prefetcher
+
+/// The fill scheduler against a fake engine: each block is fetched once, a second request waits
+/// on the first (and promotes it), runs are cut at the run size, MD5 and 412 handling.
+final class CacheFillerTests: XCTestCase {
+    private var dir = ""
+    private let bs = CacheFormat.blockSize
+
+    override func setUpWithError() throws { dir = NSTemporaryDirectory() + "soak-filler-\(UUID().uuidString.prefix(8))" }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// Records submissions; the test completes them by writing the bytes and calling back.
+    final class FakeEngine: FetchSubmitter, @unchecked Sendable {
+        struct Sub { var id: Int; var range: ClosedRange<Int64>; var path: String; var md5: Bool; var lane: Lane; var tag: Int }
+        let lock = NSLock()
+        var subs: [Sub] = []
+        var promotions: [(Int, Lane)] = []
+        func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, path: String, fileOffset: Int64,
+                    publish: PublishSpec?, blockSize: Int64?, md5: Bool, lane: Lane, tag: Int) -> Int {
+            lock.lock(); defer { lock.unlock() }
+            subs.append(Sub(id: subs.count + 1, range: range, path: path, md5: md5, lane: lane, tag: tag))
+            return subs.count
+        }
+        func promote(_ id: Int, to lane: Lane) -> Bool {
+            lock.lock(); promotions.append((id, lane)); lock.unlock(); return true
+        }
+        var all: [Sub] { lock.lock(); defer { lock.unlock() }; return subs }
+    }
+
+    final class Results: @unchecked Sendable {
+        let cond = NSCondition()
+        var done: [(Int64, FillError?)] = []
+        func add(_ o: CachedObject, _ e: FillError?) { cond.lock(); done.append((o.id, e)); cond.broadcast(); cond.unlock() }
+        func wait(for n: Int) -> [(Int64, FillError?)] {
+            cond.lock(); defer { cond.unlock() }
+            let deadline = Date().addingTimeInterval(10)
+            while done.count < n && cond.wait(until: deadline) {}
+            return done
+        }
+    }
+
+    private func setup(sizes: [Int64], etag: String = "x") throws -> (DiskCache, [CachedObject], FakeEngine, CacheFiller) {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let objs = try c.index.recordListing(bucketID: b, objects: sizes.enumerated().map {
+            ObjectInfo(key: "k\($0.offset)", size: $0.element, etag: etag) }, stamp: 1).objects
+        let fake = FakeEngine()
+        return (c, objs, fake, CacheFiller(cache: c, submitter: fake, logger: Logger(label: "test")))
+    }
+
+    private func content(_ n: Int64) -> [UInt8] { (0..<Int(n)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) } }
+
+    /// Plays the worker: writes the submitted range of `data` and reports CRCs (and MD5).
+    private func complete(_ f: CacheFiller, _ s: FakeEngine.Sub, _ data: [UInt8], error: S3Error? = nil, md5: String? = nil) {
+        let fd = open(s.path, O_WRONLY | O_CREAT, 0o644)
+        let slice = Array(data[Int(s.range.lowerBound)...Int(s.range.upperBound)])
+        _ = slice.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(s.range.lowerBound)) }
+        close(fd)
+        var crcs: [UInt32] = []
+        var off = 0
+        while off < slice.count {
+            let n = min(Int(bs), slice.count - off)
+            crcs.append(CRC32C.checksum(Array(slice[off..<(off + n)])))
+            off += n
+        }
+        let order = FetchOrder(id: s.id, bucket: "b", key: "k", etag: nil, start: s.range.lowerBound, end: s.range.upperBound,
+                               path: s.path, fileOffset: s.range.lowerBound)
+        f.completed(FetchCompletion(order: order, tag: s.tag, error: error, crcs: error == nil ? crcs : [], md5: md5))
+    }
+
+    func testEachBlockIsFetchedOnceAndASecondRequestWaitsAndPromotes() throws {
+        let (c, objs, fake, f) = try setup(sizes: [20 * bs + 5])
+        defer { f.stop() }
+        let o = objs[0]
+        let r = Results()
+        f.fill(o, bucket: "b", lane: .bulk) { r.add($0, $1) }
+        // 21 blocks in runs of at most 8.
+        XCTAssertEqual(fake.all.map(\.range.lowerBound), [0, 8 * bs, 16 * bs])
+        XCTAssertEqual(fake.all.map(\.range.upperBound), [8 * bs - 1, 16 * bs - 1, 20 * bs + 4])
+        XCTAssertTrue(fake.all.allSatisfy { $0.lane == .bulk && !$0.md5 })
+        // A mount read of block 9 while it is queued: no new fetch, the fetch holding it is promoted.
+        f.fill(o, bucket: "b", blocks: [9], lane: .urgent) { r.add($0, $1) }
+        XCTAssertEqual(fake.all.count, 3, "a block on its way is not fetched again")
+        XCTAssertEqual(fake.promotions.map(\.0), [2])
+        XCTAssertEqual(fake.promotions.map(\.1), [.urgent])
+        XCTAssertEqual(f.pendingBlocks, 21)
+
+        let data = content(o.size)
+        complete(f, fake.all[1], data)
+        let first = r.wait(for: 1)
+        XCTAssertEqual(first.count, 1, "the urgent read is answered when its block is recorded")
+        XCTAssertNil(first[0].1)
+        XCTAssertEqual(try c.read(o, offset: 9 * bs, count: 10), Array(data[Int(9 * bs)..<Int(9 * bs + 10)]))
+        complete(f, fake.all[0], data)
+        complete(f, fake.all[2], data)
+        XCTAssertEqual(r.wait(for: 2).count, 2)
+        XCTAssertEqual(try c.index.object(id: o.id)?.cachedBytes, o.size)
+        XCTAssertEqual(f.pendingBlocks, 0)
+        // Everything present: a new fill submits nothing and answers at once.
+        f.fill(o, bucket: "b", lane: .bulk) { r.add($0, $1) }
+        XCTAssertEqual(r.wait(for: 3).count, 3)
+        XCTAssertEqual(fake.all.count, 3)
+    }
+
+    func testWholeSmallObjectAsksForMD5AndAMismatchIsFetchedAgainThenAccepted() throws {
+        let data = content(5000)
+        let md5 = Insecure_MD5_hex(data)
+        let (c, objs, fake, f) = try setup(sizes: [5000], etag: md5)
+        defer { f.stop() }
+        let r = Results()
+        f.fill(objs[0], bucket: "b", lane: .bulk) { r.add($0, $1) }
+        XCTAssertEqual(fake.all.count, 1)
+        XCTAssertTrue(fake.all[0].md5, "a whole single-part object is checked against its ETag")
+        complete(f, fake.all[0], data, md5: "00000000000000000000000000000000")
+        // Mismatch: not recorded, fetched once more (this time hashed from the file).
+        let deadline = Date().addingTimeInterval(5)
+        while fake.all.count < 2 && Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(fake.all.count, 2)
+        XCTAssertEqual(try c.index.object(id: objs[0].id)?.cachedBytes, 0)
+        complete(f, fake.all[1], data)
+        XCTAssertNil(r.wait(for: 1).first?.1)
+        f.stop()  // waits for the MD5 of the file
+        XCTAssertEqual(try c.index.object(id: objs[0].id)?.verified, .md5Match)
+    }
+
+    func testChangedObjectFailsTheFillAndDropsItsBlocks() throws {
+        let (c, objs, fake, f) = try setup(sizes: [3 * bs])
+        defer { f.stop() }
+        let o = objs[0]
+        let data = content(o.size)
+        // One block already cached from before.
+        let fd = open(c.dataPath(o), O_WRONLY | O_CREAT, 0o644)
+        _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, Int(bs), 0) }
+        close(fd)
+        try c.commit([.init(objectID: o.id, gen: o.gen, index: 0, crc: CRC32C.checksum(Array(data[0..<Int(bs)])), bytes: bs)])
+        let r = Results()
+        f.fill(o, bucket: "b", lane: .bulk) { r.add($0, $1) }
+        XCTAssertEqual(fake.all.map(\.range.lowerBound), [bs], "present blocks are not fetched")
+        complete(f, fake.all[0], data, error: S3Error(kind: .http, operation: "GetObject",
+                                                      bucket: "b", key: "k0", status: 412, message: "changed"))
+        let res = r.wait(for: 1)
+        guard case .changed = try XCTUnwrap(res.first?.1) else { return XCTFail("\(res)") }
+        let now = try XCTUnwrap(c.index.object(id: o.id))
+        XCTAssertEqual(now.cachedBytes, 0, "the old version's blocks are dropped")
+        XCTAssertEqual(now.gen, o.gen + 1)
+    }
+
+    func testShardsCoverEveryKeyExactlyOnce() throws {
+        let keys = (0..<3000).map { "data/part-\($0).bin" }
+        let shards = (0..<3).map { Shard(index: $0, count: 3) }
+        var seen = [Int](repeating: 0, count: keys.count)
+        for s in shards { for (i, k) in keys.enumerated() where s.contains(key: k) { seen[i] += 1 } }
+        XCTAssertTrue(seen.allSatisfy { $0 == 1 })
+        for s in shards {
+            let n = keys.filter { s.contains(key: $0) }.count
+            XCTAssertGreaterThan(n, 800, "shards are balanced")
+        }
+        XCTAssertEqual(try Shard(parsing: "2/8"), Shard(index: 2, count: 8))
+        for bad in ["8/8", "-1/3", "1", "a/b", "1/0", ""] {
+            XCTAssertThrowsError(try Shard(parsing: bad), bad) { XCTAssertTrue("\($0)".contains("--shard"), "\($0)") }
+        }
+    }
+}
+
+import Crypto
+private func Insecure_MD5_hex(_ data: [UInt8]) -> String {
+    Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined()
+}
