@@ -3,6 +3,7 @@
 
   s3fixture.py mkbucket BUCKET
   s3fixture.py put BUCKET KEY FILE
+  s3fixture.py putdir BUCKET PREFIX DIR      every file under DIR as PREFIX + its relative path
   s3fixture.py multipart BUCKET KEY FILE PART_BYTES
   s3fixture.py delete BUCKET KEY
   s3fixture.py etag BUCKET KEY
@@ -38,6 +39,18 @@ def main(argv):
     elif cmd == "put":
         with open(args[2], "rb") as f:
             s3.put_object(Bucket=args[0], Key=args[1], Body=f)
+    elif cmd == "putdir":
+        bucket, prefix, root = args[0], args[1], args[2]
+        for dirpath, _, names in os.walk(root):
+            for n in sorted(names):
+                path = os.path.join(dirpath, n)
+                with open(path, "rb") as f:
+                    body = f.read()
+                s3.put_object(Bucket=bucket, Key=prefix + os.path.relpath(path, root), Body=body)
+                if not body:
+                    # SeaweedFS quirk: after an empty PUT, the next request on the same
+                    # connection stalls until botocore's 60 s read timeout. Start afresh.
+                    s3 = client()
     elif cmd == "multipart":
         bucket, key, path, part = args[0], args[1], args[2], int(args[3])
         up = s3.create_multipart_upload(Bucket=bucket, Key=key)

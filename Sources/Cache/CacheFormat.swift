@@ -2,7 +2,7 @@
 ///
 ///     CACHE/                 0700
 ///       index.db             SQLite (WAL): the schema below; PRAGMA user_version = format version
-///       data/XX/ID.GEN       one sparse file per cached object version (XX = ID mod 256, hex)
+///       data/ID.GEN          one sparse file per cached object version
 ///
 /// A data file is named by the object's row id and its generation, never by its key, so no key
 /// can name a path outside the cache. A row id belongs to one (bucket, key, ETag, size): a new

@@ -58,6 +58,9 @@ public final class CacheFiller: @unchecked Sendable {
 
     /// 8 blocks (8 MiB) per order: the download's measured part size.
     public static let defaultMaxRunBlocks = 8
+    /// Landed blocks are committed at most this often: each commit is a `syncfs` plus a
+    /// transaction, and back-to-back syncs cost kernel time without making anything safer.
+    public static let commitInterval = 0.2
 
     struct BlockKey: Hashable { var object: Int64; var gen: Int64; var index: Int }
 
@@ -90,6 +93,8 @@ public final class CacheFiller: @unchecked Sendable {
     private weak var submitter: FetchSubmitter?
     private let logger: Logger
     private let maxRunBlocks: Int
+    /// Check whole single-part objects against their ETag's MD5 (about 1.3 CPU-s per GB).
+    private let verifyMD5: Bool
     private let lock = NSLock()
     private var jobs: [Int: Job] = [:]
     private var requests: [Int: Request] = [:]
@@ -105,8 +110,10 @@ public final class CacheFiller: @unchecked Sendable {
     private var committer: Thread?
     private let verifyQueue = DispatchQueue(label: "soak.cache.md5")
 
-    public init(cache: DiskCache, submitter: FetchSubmitter, logger: Logger, maxRunBlocks: Int = defaultMaxRunBlocks) {
+    public init(cache: DiskCache, submitter: FetchSubmitter, logger: Logger, maxRunBlocks: Int = defaultMaxRunBlocks,
+                verifyMD5: Bool = true) {
         self.cache = cache
+        self.verifyMD5 = verifyMD5
         self.submitter = submitter
         self.logger = logger
         self.maxRunBlocks = max(1, maxRunBlocks)
@@ -166,7 +173,7 @@ public final class CacheFiller: @unchecked Sendable {
             var n = 1
             while k + n < fresh.count, fresh[k + n] == fresh[k] + n, n < maxRunBlocks { n += 1 }
             let jid = nextID; nextID += 1
-            let md5 = object.etagIsMD5 && fresh[k] == 0 && n == whole && !md5Strikes.contains(object.id)
+            let md5 = verifyMD5 && object.etagIsMD5 && fresh[k] == 0 && n == whole && !md5Strikes.contains(object.id)
             jobs[jid] = Job(object: object, bucket: bucket, first: fresh[k], count: n, lane: lane, requests: [rid], md5: md5)
             for i in fresh[k]..<(fresh[k] + n) { pending[BlockKey(object: object.id, gen: object.gen, index: i)] = jid }
             newJobs.append(jid)
@@ -228,9 +235,15 @@ public final class CacheFiller: @unchecked Sendable {
     // MARK: - Committer thread
 
     private func commitLoop() {
+        var last = 0.0
         while true {
             commitCond.lock()
             while landed.isEmpty && !stopping { commitCond.wait() }
+            // Let a batch build up (unless stopping): one sync covers all of it.
+            while !stopping, MonotonicTime.now() - last < Self.commitInterval {
+                _ = commitCond.wait(until: Date(timeIntervalSinceNow: Self.commitInterval - (MonotonicTime.now() - last)))
+            }
+            last = MonotonicTime.now()
             if landed.isEmpty && stopping {
                 committer = nil
                 commitCond.broadcast()
@@ -298,7 +311,7 @@ public final class CacheFiller: @unchecked Sendable {
                 pending[key] = nil
                 if err == nil && !accepted.contains(key) { err = .evicted(key: o.key) }
             }
-            if err == nil && !job.md5 && o.etagIsMD5 { hashNow.append(o) }
+            if err == nil && !job.md5 && o.etagIsMD5 && verifyMD5 { hashNow.append(o) }
             for rid in job.requests {
                 guard var r = requests[rid] else { continue }
                 r.remaining -= 1

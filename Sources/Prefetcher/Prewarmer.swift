@@ -20,6 +20,8 @@ public struct PrewarmOptions: Sendable {
     public var endpoint: String
     public var filter: KeyFilter
     public var shard: Shard
+    /// Check single-part objects against their ETag's MD5 (see `CacheFiller`).
+    public var verifyMD5 = true
     public init(bucket: String, prefix: String, endpoint: String, filter: KeyFilter, shard: Shard = .all) {
         self.bucket = bucket; self.prefix = prefix; self.endpoint = endpoint; self.filter = filter; self.shard = shard
     }
@@ -65,6 +67,8 @@ public struct PrewarmSummary: Sendable {
     public var interrupted = false
     /// Objects the listing no longer shows, removed from the index.
     public var removed = 0
+    /// Objects evicted before they were complete: the selection is larger than the cache cap.
+    public var didNotFit = 0
 }
 
 public final class Prewarmer: @unchecked Sendable {
@@ -100,7 +104,7 @@ public final class Prewarmer: @unchecked Sendable {
         let box = Box()
         let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
                                  logger: logger) { c in box.filler?.completed(c) }
-        let filler = CacheFiller(cache: cache, submitter: engine, logger: logger)
+        let filler = CacheFiller(cache: cache, submitter: engine, logger: logger, verifyMD5: options.verifyMD5)
         box.filler = filler
         self.engine = engine
         try engine.start()
@@ -190,7 +194,9 @@ public final class Prewarmer: @unchecked Sendable {
 
     private func finished(_ o: CachedObject, _ err: FillError?) {
         lock.lock()
-        if let err {
+        if case .evicted = err {
+            summary.didNotFit += 1
+        } else if let err {
             summary.failures.append(DownloadFailure(key: o.key, reason: err.description))
         } else {
             summary.filled += 1

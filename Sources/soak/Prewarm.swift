@@ -19,6 +19,8 @@ struct Prewarm: ParsableCommand {
     @Option(help: "Include keys matching this glob again after an --exclude (repeatable; order matters).") var include: [String] = []
     @Option(help: "Skip keys matching this glob (repeatable; order matters).") var exclude: [String] = []
     @Option(help: "Warm only share I of N (0-based), e.g. 2/8.") var shard: String?
+    @Flag(name: .customLong("no-verify-md5"), help: "Skip checking single-part objects against their ETag's MD5 (saves about 1.3 CPU-s per GB; blocks still carry CRC32C checksums).")
+    var noVerifyMD5 = false
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
@@ -34,8 +36,9 @@ struct Prewarm: ParsableCommand {
         let store = try CurlObjectStore(builder: builder, options: settings.transport)
         let cache = try cacheOptions.open(env: env)
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
-        let options = PrewarmOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
+        var options = PrewarmOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
                                      filter: KeyFilter(rules), shard: shard)
+        options.verifyMD5 = !noVerifyMD5
         let prewarmer = Prewarmer(options: options, store: store, cache: cache, builder: builder, settings: settings,
                                   workerExecutable: try selfExecutable(), logger: logger)
         let signals = SignalWatcher()
@@ -47,10 +50,17 @@ struct Prewarm: ParsableCommand {
                          + "%.1f MB fetched in %.2f s (%.0f MB/s)", uri.description, summary.selected, summary.listed,
                          shard == .all ? "" : " (shard \(shard))", summary.filled, summary.alreadyCached, mb,
                          summary.seconds, summary.seconds > 0 ? mb / summary.seconds : 0)
+        if summary.didNotFit > 0 { out += "; \(summary.didNotFit) evicted before complete" }
         if summary.removed > 0 { out += "; \(summary.removed) deleted remotely, removed from the cache" }
         if summary.interrupted { out += "; INTERRUPTED" }
         if !summary.failures.isEmpty { out += "; \(summary.failures.count) failed:" }
         FileHandle.standardError.write(Data((out + "\n").utf8))
+        if let cap = cache.effectiveCap(cachedBytes: (try? cache.stats().bytes) ?? 0), summary.bytesTotal > cap {
+            FileHandle.standardError.write(Data(String(
+                format: "warning: the selection (%.1f MB) is larger than the cache cap (%.1f MB, --cache-size): "
+                    + "only the most recently fetched objects stay cached\n", Double(summary.bytesTotal) / 1e6,
+                Double(cap) / 1e6).utf8))
+        }
         for f in summary.failures.prefix(50) { FileHandle.standardError.write(Data("  \(f)\n".utf8)) }
         if summary.failures.count > 50 {
             FileHandle.standardError.write(Data("  … and \(summary.failures.count - 50) more\n".utf8))
