@@ -156,6 +156,7 @@ public final class Prewarmer: @unchecked Sendable {
         }
         engine.stop()
         filler.stop()
+        try? cache.index.checkpoint()  // fold the WAL back: the index is smallest at rest
         tick(progress())
         lock.lock()
         summary.interrupted = interrupted
