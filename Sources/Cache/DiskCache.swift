@@ -109,9 +109,11 @@ public final class DiskCache: @unchecked Sendable {
     @discardableResult
     public func commit(_ blocks: [CacheIndex.LandedBlock]) throws -> [CacheIndex.LandedBlock] {
         guard !blocks.isEmpty else { return [] }
+        let t0 = MonotonicTime.now()
         if csys_syncfs(dirFD) != 0 {
             throw CacheError.unusableDirectory(LocalIOError(errno: errno, operation: "syncfs", path: directory))
         }
+        logger.trace("syncfs took \(Int((MonotonicTime.now() - t0) * 1000)) ms")
         let accepted = try index.commit(blocks, now: Self.now())
         lock.lock()
         for b in accepted { trusted.insert(BlockRef(object: b.objectID, gen: b.gen, index: b.index)) }

@@ -288,7 +288,9 @@ public final class CacheFiller: @unchecked Sendable {
         }
         var accepted = Set<BlockKey>()
         do {
+            let t0 = MonotonicTime.now()
             for b in try cache.commit(toCommit) { accepted.insert(BlockKey(object: b.objectID, gen: b.gen, index: b.index)) }
+            logger.debug("committed \(toCommit.count) blocks in \(Int((MonotonicTime.now() - t0) * 1000)) ms")
             for (id, v) in verified { try cache.index.setVerified(objectID: id, v) }
         } catch {
             logger.error("could not record landed blocks: \(error)")
