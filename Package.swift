@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Cache", dependencies: ["SoakCore", "S3", "CSQLite", "CSys",
             .product(name: "Logging", package: "swift-log")]),
         // Read-only FUSE view over the cache (part 3).
-        .target(name: "Mount", dependencies: ["SoakCore", "Cache", "Prefetcher", "CFuse",
+        .target(name: "Mount", dependencies: ["SoakCore", "S3", "Cache", "Prefetcher", "CFuse",
             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "soak", dependencies: [
             "SoakCore", "S3", "Prefetcher", "Cache", "Mount",

@@ -327,6 +327,16 @@ public final class CacheIndex: @unchecked Sendable {
         }
     }
 
+    /// Every object row under `prefix` of one bucket, in key order (the mount's namespace).
+    public func objects(bucketID: Int64, prefix: String) throws -> [CachedObject] {
+        try locked {
+            var out: [CachedObject] = []
+            try stmt("SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND substr(key, 1, length(?2))=?2 ORDER BY key")
+                .query([.int(bucketID), .text(prefix)]) { out.append(object(from: $0)) }
+            return out
+        }
+    }
+
     /// Objects under `bucket`/`prefix` (nil bucket: all), key order.
     public func list(bucket: String?, prefix: String, onlyCached: Bool) throws -> [CacheEntry] {
         try locked {

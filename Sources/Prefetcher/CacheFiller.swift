@@ -87,6 +87,8 @@ public final class CacheFiller: @unchecked Sendable {
         var blocks: [CacheIndex.LandedBlock]
         var error: FillError?
         var md5: String?
+        /// A mount read waits on it: commit without waiting for the batch interval.
+        var urgent = false
     }
 
     public let cache: DiskCache
@@ -227,7 +229,7 @@ public final class CacheFiller: @unchecked Sendable {
             error = .local("\(o.key): worker reported \(c.crcs.count) block checksums for \(job.count) blocks")
         }
         commitCond.lock()
-        landed.append(Landed(job: c.tag, blocks: blocks, error: error, md5: c.md5))
+        landed.append(Landed(job: c.tag, blocks: blocks, error: error, md5: c.md5, urgent: job.lane < .bulk))
         commitCond.signal()
         commitCond.unlock()
     }
@@ -240,7 +242,7 @@ public final class CacheFiller: @unchecked Sendable {
             commitCond.lock()
             while landed.isEmpty && !stopping { commitCond.wait() }
             // Let a batch build up (unless stopping): one sync covers all of it.
-            while !stopping, MonotonicTime.now() - last < Self.commitInterval {
+            while !stopping, !landed.contains(where: \.urgent), MonotonicTime.now() - last < Self.commitInterval {
                 _ = commitCond.wait(until: Date(timeIntervalSinceNow: Self.commitInterval - (MonotonicTime.now() - last)))
             }
             last = MonotonicTime.now()

@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import Cache
+import Mount
 import Prefetcher
 import S3
 import SoakCore
@@ -32,6 +33,8 @@ do {
     fail(e.message, status: 2)
 } catch let e as CacheError {
     fail(e.description, status: 2)
+} catch let e as MountError {
+    fail(e.message, status: 1)
 } catch {
     if Soak.exitCode(for: error) == .success { Soak.exit(withError: error) }  // --help, --version
     let message = Soak.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"

@@ -1,0 +1,242 @@
+/// The only file that touches libfuse3: a low-level session whose callbacks unpack the request,
+/// call a `FuseHandler`, and whose `FuseRequest` turns the handler's answers into replies.
+///
+/// Callbacks run on libfuse's worker threads. A handler may answer at once (cache hits) or keep
+/// the `FuseRequest` and answer later from another thread (misses); libfuse allows either.
+import CFuse
+import Foundation
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Attributes of one inode as the mount shows it.
+public struct FuseAttributes: Sendable {
+    public var ino: UInt64
+    public var size: Int64
+    public var isDirectory: Bool
+    public var mtime: Double
+    public var uid: UInt32
+    public var gid: UInt32
+}
+
+/// What the mount does with each request. Every method must reply exactly once.
+public protocol FuseHandler: AnyObject, Sendable {
+    func lookup(_ r: FuseRequest, parent: UInt64, name: String)
+    func getattr(_ r: FuseRequest, ino: UInt64)
+    func opendir(_ r: FuseRequest, ino: UInt64)
+    func readdir(_ r: FuseRequest, ino: UInt64, size: Int, offset: Int64)
+    func open(_ r: FuseRequest, ino: UInt64, flags: Int32)
+    func read(_ r: FuseRequest, ino: UInt64, fh: UInt64, size: Int, offset: Int64)
+    func release(_ r: FuseRequest, ino: UInt64, fh: UInt64)
+    func statfs(_ r: FuseRequest)
+}
+
+/// One request waiting for its reply.
+public struct FuseRequest: @unchecked Sendable {
+    // @unchecked: a fuse_req_t may be replied to from any thread, once.
+    let req: fuse_req_t
+
+    static func stat(_ a: FuseAttributes) -> stat {
+        var st = Glibc.stat()
+        st.st_ino = __ino_t(a.ino)
+        st.st_mode = a.isDirectory ? (S_IFDIR | 0o555) : (S_IFREG | 0o444)
+        st.st_nlink = a.isDirectory ? 2 : 1
+        st.st_size = off_t(a.size)
+        st.st_blksize = 1 << 20
+        st.st_blocks = blkcnt_t((a.size + 511) / 512)
+        st.st_uid = a.uid
+        st.st_gid = a.gid
+        let ts = timespec(tv_sec: Int(a.mtime), tv_nsec: Int((a.mtime - a.mtime.rounded(.down)) * 1e9))
+        st.st_mtim = ts; st.st_ctim = ts; st.st_atim = ts
+        return st
+    }
+
+    public func reply(entry a: FuseAttributes, ttl: Double) {
+        var e = fuse_entry_param()
+        e.ino = a.ino
+        e.generation = 1
+        e.attr = Self.stat(a)
+        e.attr_timeout = ttl
+        e.entry_timeout = ttl
+        _ = fuse_reply_entry(req, &e)
+    }
+
+    /// A negative lookup, cached by the kernel for `ttl` seconds.
+    public func replyNoEntry(ttl: Double) {
+        var e = fuse_entry_param()
+        e.ino = 0
+        e.entry_timeout = ttl
+        _ = fuse_reply_entry(req, &e)
+    }
+
+    public func reply(attr a: FuseAttributes, ttl: Double) {
+        var st = Self.stat(a)
+        _ = fuse_reply_attr(req, &st, ttl)
+    }
+
+    /// Opened: the file's bytes never change under this inode, so the kernel may keep its cache.
+    public func reply(open fh: UInt64, keepCache: Bool) {
+        var fi = fuse_file_info()
+        fi.fh = fh
+        cfuse_fi_set_keep_cache(&fi, keepCache ? 1 : 0)
+        _ = fuse_reply_open(req, &fi)
+    }
+
+    public func reply(data: UnsafeRawBufferPointer) {
+        _ = fuse_reply_buf(req, data.baseAddress?.assumingMemoryBound(to: CChar.self), data.count)
+    }
+
+    public func reply(error: Int32) { _ = fuse_reply_err(req, error) }
+
+    public func reply(statfs blocks: UInt64, files: UInt64) {
+        var s = statvfs()
+        s.f_bsize = 1 << 20
+        s.f_frsize = 1 << 20
+        s.f_blocks = fsblkcnt_t(blocks)
+        s.f_files = fsfilcnt_t(files)
+        s.f_namemax = 255
+        _ = fuse_reply_statfs(req, &s)
+    }
+
+    /// Directory entries from `offset` (an index into `entries`) that fit in `size` bytes.
+    public func reply(directory entries: [(name: String, attr: FuseAttributes)], size: Int, offset: Int64) {
+        var buf = [CChar](repeating: 0, count: size)
+        var used = 0
+        var i = Int(max(0, offset))
+        while i < entries.count {
+            var st = Self.stat(entries[i].attr)
+            let n = buf.withUnsafeMutableBufferPointer { b in
+                fuse_add_direntry(req, b.baseAddress! + used, size - used, entries[i].name, &st, off_t(i + 1))
+            }
+            if n > size - used { break }
+            used += n
+            i += 1
+        }
+        _ = buf.withUnsafeBufferPointer { fuse_reply_buf(req, $0.baseAddress, used) }
+    }
+}
+
+/// Why a mount could not start.
+public struct MountError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A libfuse low-level session on one mountpoint.
+public final class FuseSession: @unchecked Sendable {
+    // @unchecked: the session pointer is used by `run` and, to stop it, by `exit`.
+    private var session: OpaquePointer?
+    private let handlerBox: Unmanaged<HandlerBox>
+    private var argv: [UnsafeMutablePointer<CChar>?]
+    private var mounted = false
+    /// Largest read the kernel sends and its read-ahead window: 1 MiB, one cache block.
+    public static let maxReadahead: UInt32 = 1 << 20
+
+    final class HandlerBox { let h: FuseHandler; init(_ h: FuseHandler) { self.h = h } }
+
+    /// `options` are `-o` mount options (ro, fsname=…, allow_other…).
+    public init(handler: FuseHandler, options: [String]) throws {
+        handlerBox = Unmanaged.passRetained(HandlerBox(handler))
+        let words: [String] = ["soak", "-o", options.joined(separator: ",")]
+        argv = words.map { w -> UnsafeMutablePointer<CChar>? in strdup(w) } + [nil]
+        var args = argv.withUnsafeMutableBufferPointer { cfuse_args(Int32($0.count - 1), $0.baseAddress) }
+        var ops = Self.operations()
+        session = fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, handlerBox.toOpaque())
+        guard session != nil else {
+            release()
+            throw MountError("could not create the FUSE session (bad mount options \(options.joined(separator: ",")))")
+        }
+    }
+
+    deinit { release() }
+
+    private func release() {
+        if let s = session {
+            if mounted { fuse_session_unmount(s) }
+            fuse_session_destroy(s)
+            session = nil
+        }
+        for p in argv { free(p) }
+        argv = []
+    }
+
+    public func mount(at path: String) throws {
+        guard let s = session else { throw MountError("no FUSE session") }
+        guard fuse_session_mount(s, path) == 0 else {
+            throw MountError("could not mount on \(path) (is /dev/fuse available, and fusermount3 installed?)")
+        }
+        mounted = true
+    }
+
+    /// Serves requests on up to `threads` threads until unmounted or `exit` is called;
+    /// SIGINT, SIGTERM and SIGHUP end it too.
+    public func run(threads: UInt32) -> Int32 {
+        guard let s = session else { return -1 }
+        _ = fuse_set_signal_handlers(s)
+        let rc = cfuse_session_loop_mt(s, threads)
+        fuse_remove_signal_handlers(s)
+        return rc
+    }
+
+    /// Ends `run` (from any thread).
+    public func exit() { if let s = session { fuse_session_exit(s) } }
+
+    /// Unmounts and frees the session.
+    public func close() {
+        release()
+        handlerBox.release()
+    }
+
+    // MARK: - Callbacks (unpack, dispatch)
+
+
+    private static func operations() -> fuse_lowlevel_ops {
+        var ops = fuse_lowlevel_ops()
+        ops.`init` = { _, conn in if let conn { cfuse_conn_configure(conn, 1 << 20) } }  // = maxReadahead
+        ops.lookup = { req, parent, name in
+            fuseHandler(req).lookup(FuseRequest(req: req!), parent: UInt64(parent), name: String(cString: name!))
+        }
+        ops.getattr = { req, ino, _ in fuseHandler(req).getattr(FuseRequest(req: req!), ino: UInt64(ino)) }
+        ops.opendir = { req, ino, _ in fuseHandler(req).opendir(FuseRequest(req: req!), ino: UInt64(ino)) }
+        ops.readdir = { req, ino, size, off, _ in
+            fuseHandler(req).readdir(FuseRequest(req: req!), ino: UInt64(ino), size: size, offset: Int64(off))
+        }
+        ops.releasedir = { req, _, _ in _ = fuse_reply_err(req, 0) }
+        ops.open = { req, ino, fi in
+            fuseHandler(req).open(FuseRequest(req: req!), ino: UInt64(ino), flags: fi?.pointee.flags ?? 0)
+        }
+        ops.read = { req, ino, size, off, fi in
+            fuseHandler(req).read(FuseRequest(req: req!), ino: UInt64(ino), fh: fi?.pointee.fh ?? 0, size: size,
+                              offset: Int64(off))
+        }
+        ops.release = { req, ino, fi in
+            fuseHandler(req).release(FuseRequest(req: req!), ino: UInt64(ino), fh: fi?.pointee.fh ?? 0)
+        }
+        ops.statfs = { req, _ in fuseHandler(req).statfs(FuseRequest(req: req!)) }
+        // Read-only: everything that would change the tree or a file.
+        ops.setattr = { req, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.mknod = { req, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.mkdir = { req, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.unlink = { req, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.rmdir = { req, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.symlink = { req, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.rename = { req, _, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.link = { req, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.write = { req, _, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.create = { req, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.setxattr = { req, _, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.removexattr = { req, _, _ in _ = fuse_reply_err(req, EROFS) }
+        ops.fallocate = { req, _, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        return ops
+    }
+}
+
+/// The handler of the session a request belongs to (its userdata).
+private func fuseHandler(_ req: fuse_req_t?) -> FuseHandler {
+    Unmanaged<FuseSession.HandlerBox>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue().h
+}
+
+/// The libfuse3 version this build links against.
+public func fuseVersion() -> String { String(cString: fuse_pkgversion()) }

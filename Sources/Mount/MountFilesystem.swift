@@ -1,0 +1,149 @@
+/// The read-only file system the mount serves: answers FUSE requests from the namespace (built
+/// from the listing in the cache index) and the block cache.
+///
+/// Read path: a hit is answered on the FUSE thread (index lookup, `pread`, reply). A miss asks
+/// `CacheFiller` for the blocks under the read in the **urgent** lane, which overtakes queued
+/// prefetch work and joins a fetch already under way instead of starting another; the reply is
+/// sent when the blocks are recorded. Errors map to errno in `errno(for:)`, the one place.
+import Cache
+import Foundation
+import Logging
+import Prefetcher
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class MountFilesystem: FuseHandler, @unchecked Sendable {
+    // @unchecked: the namespace is immutable; counters and open handles are guarded by `lock`.
+    let namespace: Namespace
+    let cache: DiskCache
+    let filler: CacheFiller
+    let bucket: String
+    let uid: UInt32
+    let gid: UInt32
+    /// Kernel cache lifetime of attributes and names (`--metadata-ttl`).
+    let ttl: Double
+    let logger: Logger
+    private let lock = NSLock()
+    private var hits: Int64 = 0
+    private var misses: Int64 = 0
+    private var nextFH: UInt64 = 1
+    private var handles: [UInt64: Int64] = [:]  // fh → object id (pinned while open)
+    private let replies = DispatchQueue(label: "soak.mount.replies", attributes: .concurrent)
+
+    public init(namespace: Namespace, cache: DiskCache, filler: CacheFiller, bucket: String, uid: UInt32, gid: UInt32,
+                ttl: Double, logger: Logger) {
+        self.namespace = namespace; self.cache = cache; self.filler = filler; self.bucket = bucket
+        self.uid = uid; self.gid = gid; self.ttl = ttl; self.logger = logger
+    }
+
+    func attributes(_ n: Namespace.Node) -> FuseAttributes {
+        FuseAttributes(ino: n.ino, size: n.object?.size ?? 0, isDirectory: n.isDirectory, mtime: n.mtime, uid: uid, gid: gid)
+    }
+
+    /// errno for a failed fill: the one place errors become errno.
+    static func errno(for e: FillError) -> Int32 {
+        switch e {
+        case .changed: return ESTALE
+        case .fetch(let s3) where s3.status == 403: return EACCES
+        case .fetch(let s3) where s3.status == 404: return ENOENT
+        case .fetch, .evicted, .local: return EIO
+        }
+    }
+
+    public func lookup(_ r: FuseRequest, parent: UInt64, name: String) {
+        guard let n = namespace.lookup(parent: parent, name: name) else { return r.replyNoEntry(ttl: ttl) }
+        r.reply(entry: attributes(n), ttl: ttl)
+    }
+
+    public func getattr(_ r: FuseRequest, ino: UInt64) {
+        guard let n = namespace.node(ino) else { return r.reply(error: ENOENT) }
+        r.reply(attr: attributes(n), ttl: ttl)
+    }
+
+    public func opendir(_ r: FuseRequest, ino: UInt64) {
+        guard let n = namespace.node(ino) else { return r.reply(error: ENOENT) }
+        guard n.isDirectory else { return r.reply(error: ENOTDIR) }
+        r.reply(open: 0, keepCache: true)
+    }
+
+    public func readdir(_ r: FuseRequest, ino: UInt64, size: Int, offset: Int64) {
+        guard let n = namespace.node(ino), n.isDirectory else { return r.reply(error: ENOTDIR) }
+        var entries: [(name: String, attr: FuseAttributes)] = [(".", attributes(n))]
+        entries.append(("..", attributes(namespace.node(n.parent) ?? n)))
+        for c in n.ordered { if let child = namespace.node(c) { entries.append((child.name, attributes(child))) } }
+        r.reply(directory: entries, size: size, offset: offset)
+    }
+
+    public func open(_ r: FuseRequest, ino: UInt64, flags: Int32) {
+        guard let n = namespace.node(ino) else { return r.reply(error: ENOENT) }
+        guard let o = n.object else { return r.reply(error: EISDIR) }
+        if flags & O_ACCMODE != O_RDONLY || flags & (O_TRUNC | O_APPEND) != 0 { return r.reply(error: EROFS) }
+        lock.lock()
+        let fh = nextFH; nextFH += 1
+        handles[fh] = o.id
+        lock.unlock()
+        cache.pin(o.id)
+        r.reply(open: fh, keepCache: true)
+    }
+
+    public func release(_ r: FuseRequest, ino: UInt64, fh: UInt64) {
+        lock.lock(); let id = handles.removeValue(forKey: fh); lock.unlock()
+        if let id { cache.unpin(id) }
+        r.reply(error: 0)
+    }
+
+    public func read(_ r: FuseRequest, ino: UInt64, fh: UInt64, size: Int, offset: Int64) {
+        guard let n = namespace.node(ino), let o = n.object else { return r.reply(error: EISDIR) }
+        guard offset < o.size, size > 0 else { return r.reply(data: UnsafeRawBufferPointer(start: nil, count: 0)) }
+        let count = Int(min(Int64(size), o.size - offset))
+        do {
+            if let bytes = try cache.read(o, offset: offset, count: count) {
+                record(hit: true)
+                return bytes.withUnsafeBytes { r.reply(data: $0) }
+            }
+        } catch {
+            logger.error("read \(o.key) at \(offset): \(error)")
+            return r.reply(error: EIO)
+        }
+        record(hit: false)
+        let bs = cache.blockSize
+        let blocks = Array(Int(offset / bs)...Int((offset + Int64(count) - 1) / bs))
+        filler.fill(o, bucket: bucket, blocks: blocks, lane: .urgent) { [self] _, err in
+            if let err {
+                logger.warning("read \(o.key) at \(offset) failed: \(err)")
+                return r.reply(error: Self.errno(for: err))
+            }
+            // Off the committer thread: the pread and reply.
+            replies.async { [self] in
+                do {
+                    if let bytes = try cache.read(o, offset: offset, count: count) {
+                        bytes.withUnsafeBytes { r.reply(data: $0) }
+                    } else {
+                        r.reply(error: EIO)  // evicted or corrupt again at once: let the reader retry
+                    }
+                } catch {
+                    r.reply(error: EIO)
+                }
+            }
+        }
+    }
+
+    public func statfs(_ r: FuseRequest) {
+        r.reply(statfs: UInt64((namespace.totalBytes + (1 << 20) - 1) >> 20), files: UInt64(namespace.count))
+    }
+
+    private func record(hit: Bool) {
+        lock.lock()
+        if hit { hits += 1 } else { misses += 1 }
+        lock.unlock()
+    }
+
+    /// Adds the hits and misses since the last call to the index's counters.
+    public func flushCounters() {
+        lock.lock(); let h = hits, m = misses; hits = 0; misses = 0; lock.unlock()
+        if h > 0 { try? cache.index.count("hits", h) }
+        if m > 0 { try? cache.index.count("misses", m) }
+    }
+}

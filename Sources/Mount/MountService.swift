@@ -1,0 +1,140 @@
+/// `soak mount`: list the prefix into the cache index, build the namespace, start the engine
+/// and the fill scheduler, mount, serve until unmounted or signalled, then stop cleanly.
+import Cache
+import Foundation
+import Logging
+import Prefetcher
+import S3
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct MountOptions: Sendable {
+    public var bucket: String
+    public var prefix: String
+    public var endpoint: String
+    public var mountpoint: String
+    public var filter: KeyFilter
+    public var allowOther = false
+    public var uid: UInt32 = getuid()
+    public var gid: UInt32 = getgid()
+    public var metadataTTL = 60.0
+    /// Warm every selected object in the bulk lane while mounted.
+    public var prefetch = false
+    /// FUSE threads serving requests.
+    public var threads: UInt32 = 16
+    public init(bucket: String, prefix: String, endpoint: String, mountpoint: String, filter: KeyFilter) {
+        self.bucket = bucket; self.prefix = prefix; self.endpoint = endpoint; self.mountpoint = mountpoint
+        self.filter = filter
+    }
+}
+
+public final class MountService: @unchecked Sendable {
+    private let options: MountOptions
+    private let store: ObjectStore
+    private let cache: DiskCache
+    private let builder: S3RequestBuilder
+    private let settings: EngineSettings
+    private let workerExecutable: String
+    private let logger: Logger
+
+    public init(options: MountOptions, store: ObjectStore, cache: DiskCache, builder: S3RequestBuilder,
+                settings: EngineSettings, workerExecutable: String, logger: Logger) {
+        self.options = options; self.store = store; self.cache = cache; self.builder = builder
+        self.settings = settings; self.workerExecutable = workerExecutable; self.logger = logger
+    }
+
+    /// Checks the mountpoint: an existing, empty directory. A dead soak mount left by a kill -9
+    /// ("transport endpoint is not connected") is detached first.
+    public static func prepareMountpoint(_ path: String, logger: Logger) throws {
+        var st = stat()
+        if stat(path, &st) != 0 {
+            if errno == ENOTCONN {
+                logger.warning("\(path) is a stale FUSE mount (its server died); unmounting it")
+                if umount2(path, Int32(MNT_DETACH)) != 0 {
+                    throw MountError("\(path) is a stale FUSE mount and could not be unmounted: \(String(cString: strerror(errno)))")
+                }
+                return try prepareMountpoint(path, logger: logger)
+            }
+            throw MountError("mountpoint \(path) does not exist")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw MountError("mountpoint \(path) is not a directory") }
+        var parent = stat()
+        if stat(path + "/..", &parent) == 0, parent.st_dev != st.st_dev {
+            throw MountError("\(path) is already a mount point")
+        }
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        guard entries.isEmpty else { throw MountError("mountpoint \(path) is not empty") }
+    }
+
+    /// Runs until unmounted or signalled. `ready` is called once the mount serves requests.
+    public func run(ready: () -> Void) throws {
+        try Self.prepareMountpoint(options.mountpoint, logger: logger)
+        let objects = try listIntoIndex()
+        let visible = objects.filter { o in
+            KeyFilter.relativeKey(o.key, prefix: options.prefix).map { options.filter.includes($0) } ?? false
+        }
+        let ns = Namespace(objects: visible, prefix: options.prefix, now: Date().timeIntervalSince1970, logger: logger)
+        logger.info("namespace: \(ns.count) inodes, \(ns.hidden.count) keys not shown")
+
+        final class Box: @unchecked Sendable { var filler: CacheFiller? }
+        let box = Box()
+        let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
+                                 logger: logger) { c in box.filler?.completed(c) }
+        let filler = CacheFiller(cache: cache, submitter: engine, logger: logger)
+        box.filler = filler
+        try engine.start()
+        let fs = MountFilesystem(namespace: ns, cache: cache, filler: filler, bucket: options.bucket, uid: options.uid,
+                                 gid: options.gid, ttl: options.metadataTTL, logger: logger)
+        var mountOptions = ["ro", "default_permissions", "fsname=soak:\(options.bucket)/\(options.prefix)", "subtype=soak"]
+        if options.allowOther { mountOptions.append("allow_other") }
+        let session: FuseSession
+        do {
+            session = try FuseSession(handler: fs, options: mountOptions.map { $0.replacingOccurrences(of: ",", with: "_") })
+            try session.mount(at: options.mountpoint)
+        } catch {
+            engine.stop(); filler.stop()
+            throw error
+        }
+        if options.prefetch {
+            for o in visible where !o.isComplete && !(o.key.hasSuffix("/") && o.size == 0) {
+                filler.fill(o, bucket: options.bucket, lane: .bulk) { _, _ in }
+            }
+        }
+        // Hit/miss counters reach the index every few seconds.
+        let flusher = Thread { while !Thread.current.isCancelled { sleep(5); fs.flushCounters() } }
+        flusher.start()
+        logger.info("mounted s3://\(options.bucket)/\(options.prefix) at \(options.mountpoint)")
+        ready()
+        let rc = session.run(threads: options.threads)
+        logger.info("unmounting \(options.mountpoint) (loop ended with \(rc))")
+        session.close()
+        flusher.cancel()
+        engine.stop()
+        filler.stop()
+        fs.flushCounters()
+        try? cache.index.checkpoint()
+    }
+
+    /// Lists the whole prefix into the index (one listing; the namespace is built from it).
+    private func listIntoIndex() throws -> [CachedObject] {
+        let bucketID = try cache.index.bucketID(endpoint: options.endpoint, name: options.bucket)
+        let stamp = Int64(Date().timeIntervalSince1970 * 1000)
+        var token: String?
+        var random = SystemRandomNumberGenerator()
+        repeat {
+            let page = try withRetries(
+                policy: settings.retry, clock: SystemClock(), random: &random,
+                isRetryable: { ($0 as? S3Error)?.isRetryable ?? false }, retryAfter: { ($0 as? S3Error)?.retryAfter },
+                onRetry: { n, e, d in self.logger.warning("listing failed (attempt \(n)), retrying in \(d) s: \(e)") }) {
+                try store.listPage(bucket: options.bucket, prefix: options.prefix, delimiter: nil,
+                                   continuationToken: token, maxKeys: 1000)
+            }
+            cache.discard(try cache.index.recordListing(bucketID: bucketID, objects: page.objects, stamp: stamp).dropped)
+            token = page.isTruncated ? page.nextContinuationToken : nil
+        } while token != nil
+        cache.discard(try cache.index.finishListing(bucketID: bucketID, prefix: options.prefix, stamp: stamp))
+        return try cache.index.objects(bucketID: bucketID, prefix: options.prefix)
+    }
+}

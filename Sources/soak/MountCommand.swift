@@ -1,0 +1,109 @@
+import ArgumentParser
+import Cache
+import Foundation
+import Logging
+import Mount
+import Prefetcher
+import S3
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct MountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount s3://BUCKET/PREFIX read-only at DIR, served from the local cache.",
+        discussion: "Lists the prefix into the cache index, then serves `ls`/`stat` from it and file data from the "
+            + "cache, fetching missing blocks ahead of any prefetch work. Runs in the background once the mount is "
+            + "ready (log: CACHE_DIR/mount.log) unless --foreground. Unmount with `umount DIR` (or "
+            + "`fusermount3 -u DIR`), SIGINT or SIGTERM.")
+
+    @Argument(help: "Source, s3://BUCKET/PREFIX.") var source: String
+    @Argument(help: "Mountpoint: an existing, empty directory.") var mountpoint: String
+    @OptionGroup var s3: S3Options
+    @OptionGroup var cacheOptions: CacheOptions
+    @Option(help: "Show keys matching this glob again after an --exclude (repeatable; order matters).") var include: [String] = []
+    @Option(help: "Hide keys matching this glob (repeatable; order matters).") var exclude: [String] = []
+    @Flag(help: "Stay in the foreground (logs to stderr).") var foreground = false
+    @Flag(name: .customLong("allow-other"), help: "Let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root).") var allowOther = false
+    @Option(help: "Owner uid of files (default: yours).") var uid: UInt32?
+    @Option(help: "Owner gid of files (default: yours).") var gid: UInt32?
+    @Option(name: .customLong("metadata-ttl"), help: "Seconds the kernel may cache names and attributes.") var metadataTTL: Double = 60
+    @Flag(help: "Warm every shown object into the cache while mounted (bulk lane; reads always go first).") var prefetch = false
+
+    func run() throws {
+        let env = ProcessInfo.processInfo.environment
+        let level = try SoakLogging.parseLevel(s3.logLevel)
+        let uri = try S3URI(parsing: source)
+        guard metadataTTL >= 0, metadataTTL.isFinite else { throw UsageError("invalid --metadata-ttl: expected seconds >= 0") }
+        let dir = mountpoint.hasPrefix("/") ? mountpoint : FileManager.default.currentDirectoryPath + "/" + mountpoint
+        if !foreground && env["SOAK_MOUNT_DAEMON"] == nil {
+            throw ExitCode(try Self.daemonize(cacheDir: cacheOptions.directory(env: env), mountpoint: dir))
+        }
+        let daemon = env["SOAK_MOUNT_DAEMON"] == "1"
+        if daemon { _ = setsid() }
+        SoakLogging.bootstrap(level: level)
+        let logger = Logger(label: "soak")
+        var settings = try EngineSettings.fromEnvironment(env)
+        settings.logLevel = "\(level)"
+        if !settings.transport.verifyTLS { logger.warning("S3_VERIFY_SSL=false: TLS certificates are NOT verified") }
+        let builder = try s3.builder(env: env)
+        let store = try CurlObjectStore(builder: builder, options: settings.transport)
+        let cache = try cacheOptions.open(env: env)
+        let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
+        var options = MountOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
+                                   mountpoint: dir, filter: KeyFilter(rules))
+        options.allowOther = allowOther
+        if let uid { options.uid = uid }
+        if let gid { options.gid = gid }
+        options.metadataTTL = metadataTTL
+        options.prefetch = prefetch
+        let service = MountService(options: options, store: store, cache: cache, builder: builder, settings: settings,
+                                   workerExecutable: try selfExecutable(), logger: logger)
+        try service.run(ready: {
+            if daemon {
+                // Tell the waiting parent, then stop writing to its pipe.
+                FileHandle.standardOutput.write(Data("ready\n".utf8))
+                _ = dup2(2, 1)
+            } else {
+                FileHandle.standardError.write(Data("soak: mounted \(uri) at \(dir); unmount with `umount \(dir)` or Ctrl-C\n".utf8))
+            }
+        })
+    }
+
+    /// Re-runs this command in the foreground as a detached child (own session, log file), and
+    /// returns once it reports the mount ready (exit 0) or dies (its last log line, exit 1).
+    static func daemonize(cacheDir: String, mountpoint: String) throws -> Int32 {
+        try FileManager.default.createDirectory(atPath: cacheDir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let logPath = cacheDir + "/mount.log"
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        let start = log.offsetInFile
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try selfExecutable())
+        p.arguments = Array(CommandLine.arguments.dropFirst())
+        var env = ProcessInfo.processInfo.environment
+        env["SOAK_MOUNT_DAEMON"] = "1"
+        p.environment = env
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = log
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        try? pipe.fileHandleForWriting.close()
+        let answer = pipe.fileHandleForReading.readDataToEndOfFile()
+        if String(decoding: answer, as: UTF8.self).hasPrefix("ready") {
+            FileHandle.standardError.write(Data("soak: mounted at \(mountpoint) (pid \(p.processIdentifier), log \(logPath))\n".utf8))
+            return 0
+        }
+        p.waitUntilExit()
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        let mine = text.utf8.count > Int(start) ? String(text.utf8.dropFirst(Int(start))) ?? "" : ""
+        let last = mine.split(separator: "\n").last.map(String.init) ?? "the mount process exited with status \(p.terminationStatus)"
+        FileHandle.standardError.write(Data("\(last.hasPrefix("soak:") ? last : "soak: error: " + last)\n".utf8))
+        return 1
+    }
+}
