@@ -15,6 +15,8 @@ public struct FuseAttributes: Sendable {
     public var ino: UInt64
     public var size: Int64
     public var isDirectory: Bool
+    /// Links: 1 for a file, 2 + subdirectories for a directory.
+    public var links: Int
     public var mtime: Double
     public var uid: UInt32
     public var gid: UInt32
@@ -41,7 +43,7 @@ public struct FuseRequest: @unchecked Sendable {
         var st = Glibc.stat()
         st.st_ino = __ino_t(a.ino)
         st.st_mode = a.isDirectory ? (S_IFDIR | 0o555) : (S_IFREG | 0o444)
-        st.st_nlink = a.isDirectory ? 2 : 1
+        st.st_nlink = nlink_t(a.links)
         st.st_size = off_t(a.size)
         st.st_blksize = 1 << 20
         st.st_blocks = blkcnt_t((a.size + 511) / 512)

@@ -39,7 +39,8 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     }
 
     func attributes(_ n: Namespace.Node) -> FuseAttributes {
-        FuseAttributes(ino: n.ino, size: n.object?.size ?? 0, isDirectory: n.isDirectory, mtime: n.mtime, uid: uid, gid: gid)
+        FuseAttributes(ino: n.ino, size: n.object?.size ?? 0, isDirectory: n.isDirectory,
+                       links: n.isDirectory ? 2 + n.subdirectories : 1, mtime: n.mtime, uid: uid, gid: gid)
     }
 
     /// errno for a failed fill: the one place errors become errno.

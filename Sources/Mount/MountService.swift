@@ -45,27 +45,41 @@ public final class MountService: @unchecked Sendable {
         self.settings = settings; self.workerExecutable = workerExecutable; self.logger = logger
     }
 
-    /// Checks the mountpoint: an existing, empty directory. A dead soak mount left by a kill -9
+    /// Checks the mountpoint: an existing, empty directory. A dead FUSE mount left by a kill -9
     /// ("transport endpoint is not connected") is detached first.
     public static func prepareMountpoint(_ path: String, logger: Logger) throws {
-        var st = stat()
-        if stat(path, &st) != 0 {
-            if errno == ENOTCONN {
-                logger.warning("\(path) is a stale FUSE mount (its server died); unmounting it")
-                if umount2(path, Int32(MNT_DETACH)) != 0 {
-                    throw MountError("\(path) is a stale FUSE mount and could not be unmounted: \(String(cString: strerror(errno)))")
-                }
-                return try prepareMountpoint(path, logger: logger)
+        if isMountpoint(path) {
+            // A live mount answers; a dead FUSE connection fails with ENOTCONN (its cached
+            // attributes may still make stat() succeed, so open the directory).
+            let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd >= 0 { close(fd); throw MountError("\(path) is already a mount point") }
+            guard errno == ENOTCONN || errno == ECONNABORTED else {
+                throw MountError("\(path) is a mount point that cannot be opened: \(String(cString: strerror(errno)))")
             }
-            throw MountError("mountpoint \(path) does not exist")
+            logger.warning("\(path) is a stale FUSE mount (its server died); unmounting it")
+            guard umount2(path, Int32(MNT_DETACH)) == 0 else {
+                throw MountError("\(path) is a stale FUSE mount and could not be unmounted: \(String(cString: strerror(errno)))")
+            }
+        }
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw MountError(errno == ENOENT ? "mountpoint \(path) does not exist"
+                                             : "mountpoint \(path): \(String(cString: strerror(errno)))")
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw MountError("mountpoint \(path) is not a directory") }
-        var parent = stat()
-        if stat(path + "/..", &parent) == 0, parent.st_dev != st.st_dev {
-            throw MountError("\(path) is already a mount point")
-        }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
         guard entries.isEmpty else { throw MountError("mountpoint \(path) is not empty") }
+    }
+
+    /// Whether `path` is the mount point of some file system (from /proc/self/mountinfo).
+    static func isMountpoint(_ path: String) -> Bool {
+        guard let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        // Field 5 is the mount point, with spaces and friends octal-escaped.
+        let escaped = path.replacingOccurrences(of: "\\", with: "\\134").replacingOccurrences(of: " ", with: "\\040")
+            .replacingOccurrences(of: "\t", with: "\\011").replacingOccurrences(of: "\n", with: "\\012")
+        return info.split(separator: "\n").contains { line in
+            line.split(separator: " ", omittingEmptySubsequences: false).dropFirst(4).first.map(String.init) == escaped
+        }
     }
 
     /// Runs until unmounted or signalled. `ready` is called once the mount serves requests.

@@ -21,6 +21,8 @@ public final class Namespace: @unchecked Sendable {
         /// Child inodes in name order (readdir offsets index into this).
         public fileprivate(set) var ordered: [UInt64] = []
         public fileprivate(set) var mtime: Double
+        /// Child directories: a directory's link count is 2 + this (find and fts rely on it).
+        public fileprivate(set) var subdirectories = 0
         public var isDirectory: Bool { object == nil }
         init(ino: UInt64, parent: UInt64, name: String, object: CachedObject?, mtime: Double) {
             self.ino = ino; self.parent = parent; self.name = name; self.object = object; self.mtime = mtime
@@ -69,6 +71,7 @@ public final class Namespace: @unchecked Sendable {
         }
         for n in nodes where n.isDirectory {
             n.ordered = n.children.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }.map(\.value)
+            n.subdirectories = n.ordered.filter { nodes[Int($0 - 1)].isDirectory }.count
         }
     }
 

@@ -1,0 +1,207 @@
+import Cache
+import Crypto
+import Foundation
+import XCTest
+
+/// `soak mount` with a real FUSE mount over SeaweedFS: the tree and every byte match the bucket,
+/// random reads, concurrent readers, EROFS, daemon mode, signals, kill -9 and remount.
+final class MountIntegrationTests: XCTestCase {
+    var endpoint = ""
+    var bucket = ""
+    var work = ""
+    var cacheDir = ""
+    var mnt = ""
+    var running: Process?
+
+    override func setUpWithError() throws {
+        endpoint = try Harness.requireServer()
+        guard FileManager.default.fileExists(atPath: "/dev/fuse") else { throw XCTSkip("no /dev/fuse") }
+        bucket = Harness.uniqueBucket("mnt" + String(name.split(separator: " ").last!.prefix(16)).lowercased()
+            .filter { $0.isLetter || $0.isNumber })
+        work = try Harness.tempDir("mnt")
+        cacheDir = work + "/cache"
+        mnt = work + "/mnt"
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        try Harness.fixture(["mkbucket", bucket])
+    }
+
+    override func tearDownWithError() throws {
+        if let p = running, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        umount2(mnt, Int32(MNT_DETACH))
+        try? FileManager.default.removeItem(atPath: work)
+    }
+
+    func upload(_ files: [String: Int], prefix: String) throws -> [String: String] {
+        let src = work + "/src"
+        var sums: [String: String] = [:]
+        for (i, (key, size)) in files.sorted(by: { $0.key < $1.key }).enumerated() {
+            let path = src + "/" + key
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            try Harness.makeFile(path, size: size, seed: UInt64(i + 1))
+            sums[key] = try Harness.sha256(path)
+        }
+        try Harness.fixture(["putdir", bucket, prefix, src])
+        return sums
+    }
+
+    /// Starts `soak mount --foreground` and waits until the mountpoint is a mount.
+    @discardableResult
+    func mountForeground(_ prefix: String, _ extra: [String] = []) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Harness.soakBinary)
+        p.arguments = ["mount", "s3://\(bucket)/\(prefix)", mnt, "--endpoint-url", endpoint, "--cache-dir", cacheDir,
+                       "--foreground"] + extra
+        p.environment = Harness.env
+        p.standardInput = FileHandle.nullDevice
+        let log = work + "/mount-\(UUID().uuidString.prefix(4)).log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try p.run()
+        running = p
+        let deadline = Date().addingTimeInterval(30)
+        // Mounted and answering (a dead mount from a kill -9 is in mountinfo too, but cannot be opened).
+        func answering() -> Bool {
+            let fd = open(mnt, O_RDONLY | O_DIRECTORY)
+            if fd >= 0 { close(fd) }
+            return fd >= 0
+        }
+        while Date() < deadline && p.isRunning && !(isMounted() && answering()) { usleep(50_000) }
+        XCTAssertTrue(p.isRunning && isMounted(), "not mounted: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        return p
+    }
+
+    func isMounted() -> Bool {
+        ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "")
+            .split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == mnt }
+    }
+
+    func waitExit(_ p: Process, seconds: Double = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        return !p.isRunning
+    }
+
+    func testTreeAndEveryByteMatchTheBucketAndWritesAreRefused() throws {
+        var files: [String: Int] = [
+            "top.bin": 1_500_000, "empty.dat": 0, "a/b/c/deep.txt": 4096, "with space/ünï 日本.txt": 1234,
+            "big/twenty.bin": 20 * 1024 * 1024 + 17,
+        ]
+        for i in 0..<30 { files["many/f\(i).bin"] = 10_000 + i }
+        let sums = try upload(files, prefix: "data/")
+        let p = try mountForeground("data")
+
+        // find: the same set of files, sizes from the listing.
+        let found = FileManager.default.enumerator(atPath: mnt)!.compactMap { $0 as? String }
+            .filter { var d: ObjCBool = false; return FileManager.default.fileExists(atPath: mnt + "/" + $0, isDirectory: &d) && !d.boolValue }
+        XCTAssertEqual(Set(found), Set(sums.keys))
+        for (key, size) in files {
+            let attrs = try FileManager.default.attributesOfItem(atPath: mnt + "/" + key)
+            XCTAssertEqual((attrs[.size] as? NSNumber)?.intValue, size, key)
+        }
+        // Every byte, read through the mount.
+        for (key, sum) in sums { XCTAssertEqual(try Harness.sha256(mnt + "/" + key), sum, key) }
+
+        // Random-offset reads agree with the source.
+        let fd = open(mnt + "/big/twenty.bin", O_RDONLY)
+        let src = open(work + "/src/big/twenty.bin", O_RDONLY)
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<50 {
+            let off = Int.random(in: 0..<(20 * 1024 * 1024), using: &rng)
+            var a = [UInt8](repeating: 0, count: 4096), b = a
+            let na = pread(fd, &a, 4096, off_t(off)), nb = pread(src, &b, 4096, off_t(off))
+            XCTAssertEqual(na, nb)
+            XCTAssertEqual(a, b, "offset \(off)")
+        }
+        close(fd); close(src)
+
+        // Read-only.
+        XCTAssertEqual(open(mnt + "/new.txt", O_WRONLY | O_CREAT, 0o644), -1)
+        XCTAssertEqual(errno, EROFS)
+        XCTAssertEqual(open(mnt + "/top.bin", O_WRONLY), -1)
+        XCTAssertEqual(errno, EROFS)
+        XCTAssertEqual(mkdir(mnt + "/d", 0o755), -1)
+        XCTAssertEqual(errno, EROFS)
+        XCTAssertEqual(unlink(mnt + "/top.bin"), -1)
+        XCTAssertEqual(errno, EROFS)
+
+        // SIGTERM: clean unmount, exit 0.
+        kill(p.processIdentifier, SIGTERM)
+        XCTAssertTrue(waitExit(p), "mount did not stop on SIGTERM")
+        XCTAssertEqual(p.terminationStatus, 0)
+        XCTAssertFalse(isMounted())
+        // What was read stays cached, and the cache is sound.
+        let v = try Harness.soak(["cache", "verify", "--cache-dir", cacheDir, "--json"])
+        XCTAssertTrue(v.stdout.contains("\"corruptBlocks\":0"), v.stdout)
+        XCTAssertGreaterThan(try DiskCache(directory: cacheDir).stats().bytes, 20 * 1024 * 1024)
+    }
+
+    func testEightConcurrentReadersGetIdenticalBytes() throws {
+        var files: [String: Int] = [:]
+        for i in 0..<8 { files["r\(i).bin"] = 3 * 1024 * 1024 + i * 1000 }
+        let sums = try upload(files, prefix: "c/")
+        try mountForeground("c")
+        final class Out: @unchecked Sendable { let lock = NSLock(); var wrong: [String] = []; var reads = 0 }
+        let out = Out()
+        let g = DispatchGroup()
+        let root = mnt
+        // Each reader reads every file: the same blocks are requested by several readers at once.
+        for _ in 0..<8 {
+            g.enter()
+            Thread {
+                for k in sums.keys.sorted().shuffled() {
+                    let s = (try? Harness.sha256(root + "/" + k)) ?? "error"
+                    out.lock.lock(); out.reads += 1; if s != sums[k] { out.wrong.append(k) }; out.lock.unlock()
+                }
+                g.leave()
+            }.start()
+        }
+        XCTAssertEqual(g.wait(timeout: .now() + 120), .success)
+        XCTAssertEqual(out.reads, 64)
+        XCTAssertEqual(out.wrong, [])
+        let s = try DiskCache(directory: cacheDir).stats()
+        XCTAssertEqual(s.bytes, Int64(files.values.reduce(0, +)), "each block cached once")
+    }
+
+    func testDaemonModeReturnsWhenReadyAndUmountStopsIt() throws {
+        let sums = try upload(["x.bin": 100_000], prefix: "dm/")
+        let r = try Harness.soak(["mount", "s3://\(bucket)/dm", mnt, "--endpoint-url", endpoint, "--cache-dir", cacheDir], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(isMounted(), "soak mount returned before the mount was ready")
+        XCTAssertEqual(try Harness.sha256(mnt + "/x.bin"), sums["x.bin"])
+        let pid = pid_t(try XCTUnwrap(r.stderr.firstMatch(of: /pid ([0-9]+)/)).1)!
+        XCTAssertEqual(umount(mnt), 0)
+        let deadline = Date().addingTimeInterval(20)
+        while Harness.processAlive(pid) && Date() < deadline { usleep(50_000) }
+        XCTAssertFalse(Harness.processAlive(pid), "the daemon kept running after umount")
+    }
+
+    func testKillNineThenRemountReusesTheCache() throws {
+        let sums = try upload(["k.bin": 2 * 1024 * 1024 + 3], prefix: "kn/")
+        let p = try mountForeground("kn")
+        XCTAssertEqual(try Harness.sha256(mnt + "/k.bin"), sums["k.bin"])
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        // The dead mount is detected and cleared; the cached blocks are served again.
+        let again = try mountForeground("kn")
+        XCTAssertEqual(try Harness.sha256(mnt + "/k.bin"), sums["k.bin"])
+        kill(again.processIdentifier, SIGINT)
+        XCTAssertTrue(waitExit(again))
+        let s = try DiskCache(directory: cacheDir).stats()
+        XCTAssertGreaterThanOrEqual(s.hits, 1, "the remount read from the cache")
+    }
+
+    func testBadMountpointsAreOneLineErrors() throws {
+        _ = try upload(["f": 10], prefix: "b/")
+        FileManager.default.createFile(atPath: mnt + "/occupied", contents: Data([1]))
+        let cases: [(String, String)] = [(work + "/missing", "does not exist"), (mnt, "not empty"),
+                                         (mnt + "/occupied", "not a directory")]
+        for (dir, needle) in cases {
+            let r = try Harness.soak(["mount", "s3://\(bucket)/b", dir, "--endpoint-url", endpoint, "--cache-dir", cacheDir,
+                                      "--foreground"], timeout: 30)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(needle), r.stderr)
+        }
+    }
+}
