@@ -32,6 +32,9 @@ public final class DiskCache: @unchecked Sendable {
     private var pins: [Int64: Int] = [:]
     /// Blocks this process wrote or checked: served without re-checking their CRC.
     private var trusted = Set<BlockRef>()
+    /// Blocks a worker of this process wrote that are not yet recorded (the next commit will):
+    /// servable at once, so a mount read need not wait for the sync. Object id → gen, index → CRC.
+    private var landed: [Int64: (gen: Int64, blocks: [Int: UInt32])] = [:]
 
     struct BlockRef: Hashable { var object: Int64; var gen: Int64; var index: Int }
 
@@ -96,6 +99,33 @@ public final class DiskCache: @unchecked Sendable {
         unlink(dataPath(id: d.id, gen: d.gen))
         lock.lock()
         trusted = trusted.filter { $0.object != d.id }
+        landed[d.id] = nil
+        lock.unlock()
+    }
+
+    /// Blocks whose bytes a worker of this process just wrote: readable before they are recorded.
+    public func noteLanded(_ blocks: [CacheIndex.LandedBlock]) {
+        lock.lock()
+        for b in blocks {
+            if landed[b.objectID]?.gen != b.gen { landed[b.objectID] = (b.gen, [:]) }
+            landed[b.objectID]!.blocks[b.index] = b.crc
+        }
+        lock.unlock()
+    }
+
+    /// Landed, not yet recorded blocks of an object version.
+    public func landedBlocks(_ o: CachedObject) -> [Int: UInt32] {
+        lock.lock(); defer { lock.unlock() }
+        guard let l = landed[o.id], l.gen == o.gen else { return [:] }
+        return l.blocks
+    }
+
+    private func forgetLanded(_ blocks: [CacheIndex.LandedBlock]) {
+        lock.lock()
+        for b in blocks where landed[b.objectID]?.gen == b.gen {
+            landed[b.objectID]!.blocks[b.index] = nil
+            if landed[b.objectID]!.blocks.isEmpty { landed[b.objectID] = nil }
+        }
         lock.unlock()
     }
 
@@ -118,6 +148,7 @@ public final class DiskCache: @unchecked Sendable {
         lock.lock()
         for b in accepted { trusted.insert(BlockRef(object: b.objectID, gen: b.gen, index: b.index)) }
         lock.unlock()
+        forgetLanded(blocks)
         if accepted.count < blocks.count {
             // Their bytes went to a file of a generation that is gone: remove it if still named.
             let live = Set(accepted.map { BlockRef(object: $0.objectID, gen: $0.gen, index: $0.index) })
@@ -195,7 +226,11 @@ public final class DiskCache: @unchecked Sendable {
         guard count > 0, offset < o.size else { return [] }
         let end = min(o.size, offset + Int64(count)) - 1
         let first = Int(offset / blockSize), last = Int(end / blockSize)
-        let present = try index.presentBlocks(objectID: o.id)
+        var present = try index.presentBlocks(objectID: o.id)
+        for (i, crc) in landedBlocks(o) where present[i] == nil {
+            present[i] = crc
+            trust(o, i)  // written by this process's worker, CRC computed as it streamed
+        }
         guard (first...last).allSatisfy({ present[$0] != nil }) else { return nil }
         let path = dataPath(o)
         let fd = open(path, O_RDONLY | O_CLOEXEC)

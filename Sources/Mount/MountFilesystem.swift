@@ -29,13 +29,18 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     private var hits: Int64 = 0
     private var misses: Int64 = 0
     private var nextFH: UInt64 = 1
-    private var handles: [UInt64: Int64] = [:]  // fh → object id (pinned while open)
+    /// Open files: object (pinned while open) and where the last read ended, to spot
+    /// sequential readers.
+    private struct Handle { var objectID: Int64; var nextOffset: Int64 = 0; var readAheadUpTo = -1 }
+    private var handles: [UInt64: Handle] = [:]
+    /// Blocks fetched ahead of a sequential reader (`--read-ahead`, in MiB = blocks).
+    let readAheadBlocks: Int
     private let replies = DispatchQueue(label: "soak.mount.replies", attributes: .concurrent)
 
     public init(namespace: Namespace, cache: DiskCache, filler: CacheFiller, bucket: String, uid: UInt32, gid: UInt32,
-                ttl: Double, logger: Logger) {
+                ttl: Double, readAheadBlocks: Int, logger: Logger) {
         self.namespace = namespace; self.cache = cache; self.filler = filler; self.bucket = bucket
-        self.uid = uid; self.gid = gid; self.ttl = ttl; self.logger = logger
+        self.uid = uid; self.gid = gid; self.ttl = ttl; self.readAheadBlocks = readAheadBlocks; self.logger = logger
     }
 
     func attributes(_ n: Namespace.Node) -> FuseAttributes {
@@ -83,15 +88,15 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         if flags & O_ACCMODE != O_RDONLY || flags & (O_TRUNC | O_APPEND) != 0 { return r.reply(error: EROFS) }
         lock.lock()
         let fh = nextFH; nextFH += 1
-        handles[fh] = o.id
+        handles[fh] = Handle(objectID: o.id)
         lock.unlock()
         cache.pin(o.id)
         r.reply(open: fh, keepCache: true)
     }
 
     public func release(_ r: FuseRequest, ino: UInt64, fh: UInt64) {
-        lock.lock(); let id = handles.removeValue(forKey: fh); lock.unlock()
-        if let id { cache.unpin(id) }
+        lock.lock(); let h = handles.removeValue(forKey: fh); lock.unlock()
+        if let h { cache.unpin(h.objectID) }
         r.reply(error: 0)
     }
 
@@ -99,6 +104,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         guard let n = namespace.node(ino), let o = n.object else { return r.reply(error: EISDIR) }
         guard offset < o.size, size > 0 else { return r.reply(data: UnsafeRawBufferPointer(start: nil, count: 0)) }
         let count = Int(min(Int64(size), o.size - offset))
+        readAhead(fh: fh, o, offset: offset, count: count)
         do {
             if let bytes = try cache.read(o, offset: offset, count: count) {
                 record(hit: true)
@@ -111,7 +117,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         record(hit: false)
         let bs = cache.blockSize
         let blocks = Array(Int(offset / bs)...Int((offset + Int64(count) - 1) / bs))
-        filler.fill(o, bucket: bucket, blocks: blocks, lane: .urgent) { [self] _, err in
+        filler.fill(o, bucket: bucket, blocks: blocks, lane: .urgent, whenLanded: true) { [self] _, err in
             if let err {
                 logger.warning("read \(o.key) at \(offset) failed: \(err)")
                 return r.reply(error: Self.errno(for: err))
@@ -129,6 +135,25 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// A reader continuing where its last read ended gets the next `readAheadBlocks` blocks
+    /// fetched in the read-ahead lane (behind mount misses, ahead of prefetch), once per block.
+    private func readAhead(fh: UInt64, _ o: CachedObject, offset: Int64, count: Int) {
+        guard readAheadBlocks > 0 else { return }
+        let bs = cache.blockSize
+        let block = Int((offset + Int64(count) - 1) / bs)
+        lock.lock()
+        guard var h = handles[fh] else { lock.unlock(); return }
+        let sequential = offset == h.nextOffset && offset > 0
+        h.nextOffset = offset + Int64(count)
+        let last = min(o.blockCount(blockSize: bs) - 1, block + readAheadBlocks)
+        let from = max(block + 1, h.readAheadUpTo + 1)
+        let go = sequential && from <= last
+        if go { h.readAheadUpTo = last }
+        handles[fh] = h
+        lock.unlock()
+        if go { filler.fill(o, bucket: bucket, blocks: Array(from...last), lane: .readAhead) { _, _ in } }
     }
 
     public func statfs(_ r: FuseRequest) {

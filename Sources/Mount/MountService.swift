@@ -24,6 +24,8 @@ public struct MountOptions: Sendable {
     public var prefetch = false
     /// FUSE threads serving requests.
     public var threads: UInt32 = 16
+    /// MiB fetched ahead of a sequential reader (1 MiB blocks).
+    public var readAheadMiB = 8
     public init(bucket: String, prefix: String, endpoint: String, mountpoint: String, filter: KeyFilter) {
         self.bucket = bucket; self.prefix = prefix; self.endpoint = endpoint; self.mountpoint = mountpoint
         self.filter = filter
@@ -100,7 +102,8 @@ public final class MountService: @unchecked Sendable {
         box.filler = filler
         try engine.start()
         let fs = MountFilesystem(namespace: ns, cache: cache, filler: filler, bucket: options.bucket, uid: options.uid,
-                                 gid: options.gid, ttl: options.metadataTTL, logger: logger)
+                                 gid: options.gid, ttl: options.metadataTTL, readAheadBlocks: options.readAheadMiB,
+                                 logger: logger)
         var mountOptions = ["ro", "default_permissions", "fsname=soak:\(options.bucket)/\(options.prefix)", "subtype=soak"]
         if options.allowOther { mountOptions.append("allow_other") }
         let session: FuseSession

@@ -80,6 +80,9 @@ public final class CacheFiller: @unchecked Sendable {
         var remaining: Int
         var error: FillError?
         var done: Done
+        /// Answered when its blocks land (readable through `DiskCache.read`), before the sync
+        /// that records them: a mount read does not wait for the disk.
+        var early = false
     }
 
     private struct Landed {
@@ -142,14 +145,15 @@ public final class CacheFiller: @unchecked Sendable {
     /// Fetches `blocks` of `object` (all missing blocks when nil) unless present or already on
     /// their way; `done` runs once every one of them is recorded or failed.
     public func fill(_ object: CachedObject, bucket: String, blocks wanted: [Int]? = nil, lane: Lane,
-                     done: @escaping Done) {
+                     whenLanded: Bool = false, done: @escaping Done) {
         let bs = cache.blockSize
         let all = wanted ?? Array(0..<object.blockCount(blockSize: bs))
-        let present: [Int: UInt32]
+        var present: [Int: UInt32]
         do { present = try cache.index.presentBlocks(objectID: object.id) } catch {
             done(object, .local("\(error)"))
             return
         }
+        if whenLanded { present.merge(cache.landedBlocks(object)) { a, _ in a } }
         lock.lock()
         let rid = nextID; nextID += 1
         var waitOn = Set<Int>()
@@ -187,7 +191,7 @@ public final class CacheFiller: @unchecked Sendable {
             done(object, nil)
             return
         }
-        requests[rid] = Request(object: object, remaining: total, done: done)
+        requests[rid] = Request(object: object, remaining: total, done: done, early: whenLanded)
         let toSubmit = newJobs.map { ($0, jobs[$0]!) }
         lock.unlock()
         for id in promotions { submitter?.promote(id, to: lane) }
@@ -228,10 +232,36 @@ public final class CacheFiller: @unchecked Sendable {
         } else if blocks.count != job.count {
             error = .local("\(o.key): worker reported \(c.crcs.count) block checksums for \(job.count) blocks")
         }
+        answerEarly(job: c.tag, job, blocks: blocks, error: error, md5: c.md5)
         commitCond.lock()
         landed.append(Landed(job: c.tag, blocks: blocks, error: error, md5: c.md5, urgent: job.lane < .bulk))
         commitCond.signal()
         commitCond.unlock()
+    }
+
+    /// Requests that wanted the bytes as soon as they land are answered now (unless the MD5
+    /// says the bytes are wrong: then they wait for the fetch that replaces them).
+    private func answerEarly(job jid: Int, _ job: Job, blocks: [CacheIndex.LandedBlock], error: FillError?, md5: String?) {
+        if error == nil, job.md5, let m = md5, m != job.object.etag { return }
+        var finished: [(Done, CachedObject, FillError?)] = []
+        lock.lock()
+        let early = job.requests.filter { requests[$0]?.early == true }
+        if !early.isEmpty && error == nil { cache.noteLanded(blocks) }
+        for rid in early {
+            guard var r = requests[rid] else { continue }
+            r.remaining -= 1
+            if r.error == nil { r.error = error }
+            if r.remaining == 0 {
+                requests[rid] = nil
+                finished.append((r.done, r.object, r.error))
+            } else {
+                requests[rid] = r
+            }
+        }
+        // They were answered: the commit must not count them again.
+        jobs[jid]?.requests.removeAll { early.contains($0) }
+        lock.unlock()
+        for (done, o, e) in finished { done(o, e) }
     }
 
     // MARK: - Committer thread

@@ -31,12 +31,14 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Owner gid of files (default: yours).") var gid: UInt32?
     @Option(name: .customLong("metadata-ttl"), help: "Seconds the kernel may cache names and attributes.") var metadataTTL: Double = 60
     @Flag(help: "Warm every shown object into the cache while mounted (bulk lane; reads always go first).") var prefetch = false
+    @Option(name: .customLong("read-ahead"), help: "MiB fetched ahead of a sequential reader (0 = off).") var readAhead: Int = 8
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
         let level = try SoakLogging.parseLevel(s3.logLevel)
         let uri = try S3URI(parsing: source)
         guard metadataTTL >= 0, metadataTTL.isFinite else { throw UsageError("invalid --metadata-ttl: expected seconds >= 0") }
+        guard (0...1024).contains(readAhead) else { throw UsageError("invalid --read-ahead \(readAhead): expected 0...1024 MiB") }
         let dir = mountpoint.hasPrefix("/") ? mountpoint : FileManager.default.currentDirectoryPath + "/" + mountpoint
         if !foreground && env["SOAK_MOUNT_DAEMON"] == nil {
             throw ExitCode(try Self.daemonize(cacheDir: cacheOptions.directory(env: env), mountpoint: dir))
@@ -59,6 +61,7 @@ struct MountCommand: ParsableCommand {
         if let gid { options.gid = gid }
         options.metadataTTL = metadataTTL
         options.prefetch = prefetch
+        options.readAheadMiB = readAhead
         let service = MountService(options: options, store: store, cache: cache, builder: builder, settings: settings,
                                    workerExecutable: try selfExecutable(), logger: logger)
         try service.run(ready: {

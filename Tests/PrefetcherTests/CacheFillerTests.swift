@@ -108,6 +108,29 @@ final class CacheFillerTests: XCTestCase {
         XCTAssertEqual(fake.all.count, 3)
     }
 
+    func testAMountReadIsAnsweredWhenItsBlocksLandBeforeTheyAreRecorded() throws {
+        let (c, objs, fake, f) = try setup(sizes: [4 * bs])
+        defer { f.stop() }
+        let o = objs[0]
+        let data = content(o.size)
+        let r = Results()
+        // Read-ahead asked for blocks 1...3; then a read wants block 2, landing-early.
+        f.fill(o, bucket: "b", blocks: [1, 2, 3], lane: .readAhead) { _, _ in }
+        f.fill(o, bucket: "b", blocks: [2], lane: .urgent, whenLanded: true) { r.add($0, $1) }
+        XCTAssertEqual(fake.all.count, 1, "the urgent read joins the read-ahead fetch")
+        XCTAssertEqual(fake.promotions.map(\.1), [.urgent])
+        complete(f, fake.all[0], data)
+        // Answered on landing: the bytes are readable even if not recorded yet.
+        XCTAssertEqual(r.wait(for: 1).count, 1)
+        XCTAssertEqual(try c.read(o, offset: 2 * bs + 5, count: 10), Array(data[Int(2 * bs + 5)..<Int(2 * bs + 15)]))
+        // And a later read of a landed block does not fetch it again.
+        f.fill(o, bucket: "b", blocks: [3], lane: .urgent, whenLanded: true) { r.add($0, $1) }
+        XCTAssertEqual(r.wait(for: 2).count, 2)
+        XCTAssertEqual(fake.all.count, 1)
+        f.stop()
+        XCTAssertEqual(try c.index.presentBlocks(objectID: o.id).keys.sorted(), [1, 2, 3], "and then recorded")
+    }
+
     func testWholeSmallObjectAsksForMD5AndAMismatchIsFetchedAgainThenAccepted() throws {
         let data = content(5000)
         let md5 = Insecure_MD5_hex(data)
