@@ -28,6 +28,9 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     private let lock = NSLock()
     private var hits: Int64 = 0
     private var misses: Int64 = 0
+    /// Since mount, for `soak status`.
+    private var totalHits: Int64 = 0
+    private var totalMisses: Int64 = 0
     private var nextFH: UInt64 = 1
     /// Open files: object (pinned while open) and where the last read ended, to spot
     /// sequential readers.
@@ -162,8 +165,14 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
 
     private func record(hit: Bool) {
         lock.lock()
-        if hit { hits += 1 } else { misses += 1 }
+        if hit { hits += 1; totalHits += 1 } else { misses += 1; totalMisses += 1 }
         lock.unlock()
+    }
+
+    /// Reads served from the cache and reads that had to fetch, since mount.
+    public var readCounts: (hits: Int64, misses: Int64) {
+        lock.lock(); defer { lock.unlock() }
+        return (totalHits, totalMisses)
     }
 
     /// Adds the hits and misses since the last call to the index's counters.

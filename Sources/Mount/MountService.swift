@@ -86,6 +86,10 @@ public final class MountService: @unchecked Sendable {
 
     /// Runs until unmounted or signalled. `ready` is called once the mount serves requests.
     public func run(ready: () -> Void) throws {
+        if let fd = ControlSocket.connect(cacheDir: cache.directory) {
+            close(fd)
+            throw MountError("cache directory \(cache.directory) belongs to a running mount; use another --cache-dir")
+        }
         try Self.prepareMountpoint(options.mountpoint, logger: logger)
         let objects = try listIntoIndex()
         let visible = objects.filter { o in
@@ -119,6 +123,20 @@ public final class MountService: @unchecked Sendable {
                 filler.fill(o, bucket: options.bucket, lane: .bulk) { _, _ in }
             }
         }
+        let started = MonotonicTime.now()
+        let control = ControlServer(cacheDir: cache.directory) { [self] req, send in
+            switch req.op {
+            case .status:
+                let counts = fs.readCounts
+                _ = send(ControlReply(status: MountStatus(
+                    source: "s3://\(options.bucket)/\(options.prefix)", mountpoint: options.mountpoint, pid: getpid(),
+                    uptimeSeconds: MonotonicTime.now() - started, engine: engine.snapshot(), pendingBlocks: filler.pendingBlocks,
+                    hits: counts.hits, misses: counts.misses, cachedBytes: (try? cache.index.counter("bytes")) ?? 0)))
+            case .prewarm:
+                prewarmForClient(req, engine: engine, filler: filler, send: send)
+            }
+        }
+        do { try control.start() } catch { logger.warning("no control socket: \(error)") }
         // Hit/miss counters reach the index every few seconds.
         let flusher = Thread { while !Thread.current.isCancelled { sleep(5); fs.flushCounters() } }
         flusher.start()
@@ -126,12 +144,41 @@ public final class MountService: @unchecked Sendable {
         ready()
         let rc = session.run(threads: options.threads)
         logger.info("unmounting \(options.mountpoint) (loop ended with \(rc))")
+        control.stop()
         session.close()
         flusher.cancel()
         engine.stop()
         filler.stop()
         fs.flushCounters()
         try? cache.index.checkpoint()
+    }
+
+    /// `soak prewarm` handed over by a client: runs on this mount's engine (bulk lane, so reads
+    /// from the mount still go first), streams progress, stops if the client goes away.
+    private func prewarmForClient(_ req: ControlRequest, engine: FetchEngine, filler: CacheFiller,
+                                  send: (ControlReply) -> Bool) {
+        let shard: Shard
+        do { shard = try req.shard.map { try Shard(parsing: $0) } ?? .all } catch {
+            _ = send(ControlReply(error: "\(error)")); return
+        }
+        let p = PrewarmOptions(bucket: req.bucket ?? options.bucket, prefix: req.prefix ?? options.prefix,
+                               endpoint: options.endpoint, filter: KeyFilter(req.rules ?? []), shard: shard)
+        let prewarmer = Prewarmer(options: p, store: store, cache: cache, builder: builder, settings: settings,
+                                  workerExecutable: workerExecutable, logger: logger, shared: (engine, filler))
+        final class Gone: @unchecked Sendable { var value = false }
+        let gone = Gone()
+        var last = 0.0
+        do {
+            let summary = try prewarmer.run(tick: { progress in
+                let now = MonotonicTime.now()
+                guard now - last >= 0.25 else { return }
+                last = now
+                if !send(ControlReply(progress: progress)) { gone.value = true }
+            }, shouldStop: { gone.value })
+            _ = send(ControlReply(summary: summary))
+        } catch {
+            _ = send(ControlReply(error: "\(error)"))
+        }
     }
 
     /// Lists the whole prefix into the index (one listing; the namespace is built from it).

@@ -29,7 +29,7 @@ public struct DownloadOptions: Sendable {
     }
 }
 
-public struct DownloadFailure: Sendable, CustomStringConvertible {
+public struct DownloadFailure: Sendable, Codable, CustomStringConvertible {
     public var key: String
     public var reason: String
     public var description: String { "\(key): \(reason)" }
@@ -49,7 +49,7 @@ public struct DownloadSummary: Sendable {
 }
 
 /// A snapshot for the progress display.
-public struct DownloadProgress: Sendable {
+public struct DownloadProgress: Sendable, Codable {
     public var bytesDone: Int64
     public var bytesTotal: Int64
     public var objectsDone: Int

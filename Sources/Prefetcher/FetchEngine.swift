@@ -56,7 +56,7 @@ public struct FetchCompletion: Sendable {
 }
 
 /// Live counters for progress bars, `soak status` and tests.
-public struct EngineStats: Sendable {
+public struct EngineStats: Sendable, Codable {
     public var bytes: Int64 = 0
     public var completed = 0
     public var failed = 0
@@ -65,6 +65,8 @@ public struct EngineStats: Sendable {
     public var workers = 0
     public var targetWorkers = 0
     public var queued = 0
+    /// Ready work per lane: urgent, read-ahead, bulk.
+    public var queuedByLane: [Int] = [0, 0, 0]
     public var inflight = 0
     public var workerRestarts = 0
     /// Bytes per second over the last optimization interval.
@@ -189,6 +191,7 @@ public final class FetchEngine: @unchecked Sendable {
         s.workers = workers.filter { !$0.exited }.count
         s.targetWorkers = optimizer.target
         s.queued = queue.readyCount + queue.delayedCount
+        s.queuedByLane = Lane.allCases.map { queue.count(in: $0) }
         s.inflight = workers.reduce(0) { $0 + $1.inflight.count }
         return s
     }

@@ -54,7 +54,7 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(index)/\(count)" }
 }
 
-public struct PrewarmSummary: Sendable {
+public struct PrewarmSummary: Sendable, Codable {
     public var listed = 0
     public var selected = 0
     /// Selected objects that were complete before this run.
@@ -89,10 +89,17 @@ public final class Prewarmer: @unchecked Sendable {
     private var engine: FetchEngine?
     private var randomSource = SystemRandomNumberGenerator()
 
+    /// An engine and filler already running (a mount's): used instead of starting new ones, so
+    /// one cache directory has one scheduler and one worker pool.
+    private let shared: (engine: FetchEngine, filler: CacheFiller)?
+    private var engineBytesAtStart: Int64 = 0
+
     public init(options: PrewarmOptions, store: ObjectStore, cache: DiskCache, builder: S3RequestBuilder,
-                settings: EngineSettings, workerExecutable: String, logger: Logger) {
+                settings: EngineSettings, workerExecutable: String, logger: Logger,
+                shared: (engine: FetchEngine, filler: CacheFiller)? = nil) {
         self.options = options; self.store = store; self.cache = cache; self.builder = builder
         self.settings = settings; self.workerExecutable = workerExecutable; self.logger = logger
+        self.shared = shared
     }
 
     public func run(tickInterval: Double = 0.2, tick: (DownloadProgress) -> Void = { _ in },
@@ -100,15 +107,22 @@ public final class Prewarmer: @unchecked Sendable {
         let t0 = MonotonicTime.now()
         let bucketID = try cache.index.bucketID(endpoint: options.endpoint, name: options.bucket)
         let stamp = Int64(Date().timeIntervalSince1970 * 1000)
-        final class Box: @unchecked Sendable { var filler: CacheFiller? }
-        let box = Box()
-        let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
+        let engine: FetchEngine, filler: CacheFiller
+        if let shared {
+            (engine, filler) = shared
+            engineBytesAtStart = engine.snapshot().bytes
+        } else {
+            final class Box: @unchecked Sendable { var filler: CacheFiller? }
+            let box = Box()
+            engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
                                  logger: logger) { c in box.filler?.completed(c) }
-        let filler = CacheFiller(cache: cache, submitter: engine, logger: logger, verifyMD5: options.verifyMD5)
-        box.filler = filler
+            filler = CacheFiller(cache: cache, submitter: engine, logger: logger, verifyMD5: options.verifyMD5)
+            box.filler = filler
+            try engine.start()
+        }
         self.engine = engine
-        try engine.start()
-        defer { engine.stop(); filler.stop() }
+        let owned = shared == nil
+        defer { if owned { engine.stop(); filler.stop() } }
 
         var interrupted = false
         do {
@@ -154,13 +168,15 @@ public final class Prewarmer: @unchecked Sendable {
             cond.lock(); _ = cond.wait(until: Date(timeIntervalSinceNow: tickInterval)); cond.unlock()
             tick(progress())
         }
-        engine.stop()
-        filler.stop()
-        try? cache.index.checkpoint()  // fold the WAL back: the index is smallest at rest
+        if owned {
+            engine.stop()
+            filler.stop()
+            try? cache.index.checkpoint()  // fold the WAL back: the index is smallest at rest
+        }
         tick(progress())
         lock.lock()
         summary.interrupted = interrupted
-        summary.bytesFetched = engine.snapshot().bytes
+        summary.bytesFetched = engine.snapshot().bytes - engineBytesAtStart
         summary.seconds = MonotonicTime.now() - t0
         if interrupted && open > 0 {
             summary.failures.append(DownloadFailure(key: "(\(open) objects)", reason: "interrupted; rerun to finish (landed blocks are kept)"))
@@ -212,7 +228,7 @@ public final class Prewarmer: @unchecked Sendable {
     public func progress() -> DownloadProgress {
         let e = engine?.snapshot() ?? EngineStats()
         lock.lock(); defer { lock.unlock() }
-        return DownloadProgress(bytesDone: bytesAlreadyDone + e.bytes, bytesTotal: summary.bytesTotal,
+        return DownloadProgress(bytesDone: bytesAlreadyDone + e.bytes - engineBytesAtStart, bytesTotal: summary.bytesTotal,
                                 objectsDone: objectsDone, objectsTotal: summary.selected, engine: e)
     }
 

@@ -239,7 +239,8 @@ final class WorkerLoop {
                 }
                 t.tag = o.id
                 t.sink = { [unowned a] buf in try WorkerLoop.write(a, buf) }
-                t.admit = { [unowned self] n in self.admit(n) }
+                let priority = o.lane < .bulk
+                t.admit = { [unowned self] n in self.admit(n, priority: priority) }
                 active[o.id] = a
                 try multi.add(t)
             } catch {
@@ -257,10 +258,16 @@ final class WorkerLoop {
         return bucket!.available(now: MonotonicTime.now()) > 0
     }
 
-    /// Takes `n` bytes from the rate budget; false (pause) while the budget is in debt.
-    func admit(_ n: Int) -> Bool {
+    /// Takes `n` bytes from the rate budget; false (pause) while the budget is in debt. Mount
+    /// reads and read-ahead are never paused: they spend the budget (so bulk work waits
+    /// longer) but go first, so a prefetch under MAX_SPEED cannot starve a read.
+    func admit(_ n: Int, priority: Bool = false) -> Bool {
         guard bucket != nil else { return true }
         let now = MonotonicTime.now()
+        if priority {
+            _ = bucket!.reserve(Double(n), now: now)
+            return true
+        }
         guard bucket!.available(now: now) > 0 else { return false }
         _ = bucket!.reserve(Double(n), now: now)
         return true

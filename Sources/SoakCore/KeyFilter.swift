@@ -21,7 +21,7 @@
 /// mismatch only the most recent `*` needs to take one more character; earlier stars never need
 /// revisiting. A match therefore costs at most O(pattern × key) steps: `*a*a*a*a*b` against a
 /// long run of `a`s is quadratic at worst, never exponential, and there is no recursion.
-public enum FilterRule: Sendable, Equatable {
+public enum FilterRule: Sendable, Equatable, Codable {
     case include(String)
     case exclude(String)
 

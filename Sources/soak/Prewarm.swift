@@ -2,6 +2,7 @@ import ArgumentParser
 import Cache
 import Foundation
 import Logging
+import Mount
 import Prefetcher
 import S3
 import SoakCore
@@ -32,10 +33,16 @@ struct Prewarm: ParsableCommand {
         var settings = try EngineSettings.fromEnvironment(env)
         settings.logLevel = "\(level)"
         if !settings.transport.verifyTLS { logger.warning("S3_VERIFY_SSL=false: TLS certificates are NOT verified") }
+        let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
+        // A mount that owns this cache directory runs the prewarm on its own engine.
+        if let fd = ControlSocket.connect(cacheDir: cacheOptions.directory(env: env)) {
+            defer { close(fd) }
+            try delegate(fd: fd, uri: uri, rules: rules, shard: shard, logger: logger)
+            return
+        }
         let builder = try s3.builder(env: env)
         let store = try CurlObjectStore(builder: builder, options: settings.transport)
         let cache = try cacheOptions.open(env: env)
-        let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
         var options = PrewarmOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
                                      filter: KeyFilter(rules), shard: shard)
         options.verifyMD5 = !noVerifyMD5
@@ -45,6 +52,38 @@ struct Prewarm: ParsableCommand {
         let display = ProgressDisplay(logger: logger)
         let summary = try prewarmer.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
         display.finish(prewarmer.progress())
+        Self.printSummary(summary, uri: uri, shard: shard)
+        if let cap = cache.effectiveCap(cachedBytes: (try? cache.stats().bytes) ?? 0), summary.bytesTotal > cap {
+            FileHandle.standardError.write(Data(String(
+                format: "warning: the selection (%.1f MB) is larger than the cache cap (%.1f MB, --cache-size): "
+                    + "only the most recently fetched objects stay cached\n", Double(summary.bytesTotal) / 1e6,
+                Double(cap) / 1e6).utf8))
+        }
+        if let sig = signals.received { throw ExitCode(128 + sig) }
+        if !summary.failures.isEmpty { throw ExitCode(1) }
+    }
+
+    /// Hands the prewarm to the running mount and shows its progress and summary.
+    func delegate(fd: Int32, uri: S3URI, rules: [FilterRule], shard: Shard, logger: Logger) throws {
+        FileHandle.standardError.write(Data("soak: a mount owns this cache directory; prewarming through it\n".utf8))
+        let display = ProgressDisplay(logger: logger)
+        var summary: PrewarmSummary?
+        var failure: String?
+        var lastProgress: DownloadProgress?
+        try ControlSocket.exchange(fd: fd, ControlRequest(op: .prewarm, bucket: uri.bucket, prefix: uri.prefix, rules: rules,
+                                                          shard: shard == .all ? nil : shard.description)) { reply in
+            if let p = reply.progress { display.update(p); lastProgress = p }
+            if let s = reply.summary { summary = s }
+            if let e = reply.error { failure = e }
+        }
+        if let p = lastProgress { display.finish(p) }
+        if let failure { throw UsageError(failure) }
+        guard let summary else { throw UsageError("the mount ended the prewarm without a summary (see its log)") }
+        Self.printSummary(summary, uri: uri, shard: shard)
+        if !summary.failures.isEmpty { throw ExitCode(1) }
+    }
+
+    static func printSummary(_ summary: PrewarmSummary, uri: S3URI, shard: Shard) {
         let mb = Double(summary.bytesFetched) / 1e6
         var out = String(format: "%@: %d objects selected of %d listed%@; %d fetched, %d already cached; "
                          + "%.1f MB fetched in %.2f s (%.0f MB/s)", uri.description, summary.selected, summary.listed,
@@ -55,17 +94,9 @@ struct Prewarm: ParsableCommand {
         if summary.interrupted { out += "; INTERRUPTED" }
         if !summary.failures.isEmpty { out += "; \(summary.failures.count) failed:" }
         FileHandle.standardError.write(Data((out + "\n").utf8))
-        if let cap = cache.effectiveCap(cachedBytes: (try? cache.stats().bytes) ?? 0), summary.bytesTotal > cap {
-            FileHandle.standardError.write(Data(String(
-                format: "warning: the selection (%.1f MB) is larger than the cache cap (%.1f MB, --cache-size): "
-                    + "only the most recently fetched objects stay cached\n", Double(summary.bytesTotal) / 1e6,
-                Double(cap) / 1e6).utf8))
-        }
         for f in summary.failures.prefix(50) { FileHandle.standardError.write(Data("  \(f)\n".utf8)) }
         if summary.failures.count > 50 {
             FileHandle.standardError.write(Data("  … and \(summary.failures.count - 50) more\n".utf8))
         }
-        if let sig = signals.received { throw ExitCode(128 + sig) }
-        if !summary.failures.isEmpty { throw ExitCode(1) }
     }
 }

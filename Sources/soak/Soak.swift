@@ -5,5 +5,5 @@ struct Soak: ParsableCommand {
         commandName: "soak",
         abstract: "Make an S3 bucket feel like a local disk: bulk download, cache, mount.",
         version: "0.1.0",
-        subcommands: [Download.self, Prewarm.self, MountCommand.self, CacheCommand.self])
+        subcommands: [Download.self, Prewarm.self, MountCommand.self, StatusCommand.self, CacheCommand.self])
 }

@@ -1,0 +1,188 @@
+/// The running mount's control socket, `CACHE_DIR/control.sock` (mode 0600): how `soak status`
+/// and `soak prewarm` reach the mount that owns a cache directory instead of starting a second
+/// scheduler and worker pool.
+///
+/// Protocol: the client sends one JSON `ControlRequest` line; the server answers with JSON lines
+/// (`ControlReply`) and closes. A client that goes away (Ctrl-C) stops what it asked for.
+import Foundation
+import Prefetcher
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct ControlRequest: Codable, Sendable {
+    public enum Op: String, Codable, Sendable { case status, prewarm }
+    public var op: Op
+    public var bucket: String?
+    public var prefix: String?
+    public var rules: [FilterRule]?
+    public var shard: String?
+    public init(op: Op, bucket: String? = nil, prefix: String? = nil, rules: [FilterRule]? = nil, shard: String? = nil) {
+        self.op = op; self.bucket = bucket; self.prefix = prefix; self.rules = rules; self.shard = shard
+    }
+}
+
+/// What the mount reports about itself.
+public struct MountStatus: Codable, Sendable {
+    public var source: String
+    public var mountpoint: String
+    public var pid: Int32
+    public var uptimeSeconds: Double
+    public var engine: EngineStats
+    /// Blocks being fetched now.
+    public var pendingBlocks: Int
+    public var hits: Int64
+    public var misses: Int64
+    public var cachedBytes: Int64
+}
+
+public struct ControlReply: Codable, Sendable {
+    public var status: MountStatus?
+    public var progress: DownloadProgress?
+    public var summary: PrewarmSummary?
+    public var error: String?
+    public init(status: MountStatus? = nil, progress: DownloadProgress? = nil, summary: PrewarmSummary? = nil,
+                error: String? = nil) {
+        self.status = status; self.progress = progress; self.summary = summary; self.error = error
+    }
+}
+
+public enum ControlSocket {
+    public static func path(cacheDir: String) -> String { cacheDir + "/control.sock" }
+
+    static func address(_ path: String) -> sockaddr_un? {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in
+            for (i, b) in bytes.enumerated() { p[i] = b }
+            p[bytes.count] = 0
+        }
+        return addr
+    }
+
+    /// Connects to the mount owning `cacheDir`, or nil when none answers (no socket, or a
+    /// socket left by a mount that died).
+    public static func connect(cacheDir: String) -> Int32? {
+        let path = path(cacheDir: cacheDir)
+        guard var addr = address(path), access(path, F_OK) == 0 else { return nil }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 { close(fd); return nil }
+        return fd
+    }
+
+    /// Sends one request and calls `onReply` for every reply line until the server closes.
+    public static func exchange(fd: Int32, _ request: ControlRequest, onReply: (ControlReply) -> Void) throws {
+        var line = try JSONEncoder().encode(request)
+        line.append(0x0A)
+        try writeAll(fd: fd, [UInt8](line))
+        var buffer = LineBuffer()
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            chunk.withUnsafeBytes { buffer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            while let l = buffer.nextLine() {
+                if let r = try? JSONDecoder().decode(ControlReply.self, from: Data(l)) { onReply(r) }
+            }
+        }
+    }
+}
+
+/// The server side, run by the mount.
+public final class ControlServer: @unchecked Sendable {
+    // @unchecked: `listenFD` is set once before the accept thread starts and closed by `stop`.
+    public typealias Handler = @Sendable (ControlRequest, _ send: (ControlReply) -> Bool) -> Void
+    let path: String
+    private var listenFD: Int32 = -1
+    private let handler: Handler
+
+    public init(cacheDir: String, handler: @escaping Handler) {
+        self.path = ControlSocket.path(cacheDir: cacheDir)
+        self.handler = handler
+    }
+
+    public func start() throws {
+        guard var addr = ControlSocket.address(path) else { throw MountError("control socket path too long: \(path)") }
+        unlink(path)  // left by a mount that died; a live one was detected before we got here
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw MountError("control socket: \(String(cString: strerror(errno)))") }
+        let old = umask(0o177)  // the socket is created 0600: only this user talks to the mount
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(old)
+        guard rc == 0, listen(fd, 16) == 0 else {
+            let e = errno
+            close(fd)
+            throw MountError("control socket \(path): \(String(cString: strerror(e)))")
+        }
+        chmod(path, 0o600)
+        listenFD = fd
+        let t = Thread { [self] in acceptLoop(fd) }
+        t.name = "soak-control"
+        t.start()
+    }
+
+    public func stop() {
+        if listenFD >= 0 { shutdown(listenFD, Int32(SHUT_RDWR)); close(listenFD); listenFD = -1 }
+        unlink(path)
+    }
+
+    private func acceptLoop(_ fd: Int32) {
+        while true {
+            let c = accept(fd, nil, nil)
+            if c < 0 {
+                if errno == EINTR { continue }
+                return  // closed by stop()
+            }
+            _ = fcntl(c, F_SETFD, FD_CLOEXEC)
+            let t = Thread { [self] in serve(c) }
+            t.start()
+        }
+    }
+
+    private func serve(_ c: Int32) {
+        defer { close(c) }
+        var buffer = LineBuffer()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        var request: ControlRequest?
+        while request == nil {
+            let n = chunk.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            chunk.withUnsafeBytes { buffer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            if let l = buffer.nextLine() {
+                guard let r = try? JSONDecoder().decode(ControlRequest.self, from: Data(l)) else {
+                    _ = Self.send(c, ControlReply(error: "unreadable request"))
+                    return
+                }
+                request = r
+            }
+            if buffer.pending > 1 << 20 { return }
+        }
+        handler(request!) { Self.send(c, $0) }
+    }
+
+    /// One reply line; false once the client is gone.
+    static func send(_ c: Int32, _ reply: ControlReply) -> Bool {
+        guard var data = try? JSONEncoder().encode(reply) else { return false }
+        data.append(0x0A)
+        return data.withUnsafeBytes { p in
+            var off = 0
+            while off < p.count {
+                let n = Glibc.send(c, p.baseAddress! + off, p.count - off, Int32(MSG_NOSIGNAL))
+                if n < 0 { if errno == EINTR { continue }; return false }
+                off += n
+            }
+            return true
+        }
+    }
+}
