@@ -87,7 +87,7 @@ struct MountCommand: ParsableCommand {
         let start = log.offsetInFile
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try selfExecutable())
-        p.arguments = Array(CommandLine.arguments.dropFirst())
+        p.arguments = MountHelper.effectiveArguments
         var env = ProcessInfo.processInfo.environment
         env["SOAK_MOUNT_DAEMON"] = "1"
         p.environment = env

@@ -20,8 +20,24 @@ if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "__bench-index
     exit(BenchIndex.run(Array(CommandLine.arguments.dropFirst(2))))
 }
 
+var arguments = Array(CommandLine.arguments.dropFirst())
+// mount(8) helpers: `mount.fuse.soak SOURCE DIR -o …` (soak linked under that name), and fuse3's
+// mount.fuse3, which runs `soak SOURCE DIR -o …` for `mount -t fuse.soak` and fstab lines.
+let invokedAs = CommandLine.arguments.first.flatMap { $0.split(separator: "/").last.map(String.init) }
+if invokedAs == MountHelper.name || arguments.first?.hasPrefix("s3://") == true {
+    do {
+        let (args, env) = try MountHelper.translate(arguments)
+        for (k, v) in env { setenv(k, v, 1) }
+        arguments = args
+    } catch {
+        fail(error.message, status: 2)
+    }
+}
+
+MountHelper.effectiveArguments = arguments
+
 do {
-    var command = try Soak.parseAsRoot()
+    var command = try Soak.parseAsRoot(arguments)
     try command.run()
 } catch let code as ExitCode {
     exit(code.rawValue)
