@@ -117,7 +117,7 @@ public final class CacheIndex: @unchecked Sendable {
                 out.reserveCapacity(objects.count)
                 let find = try stmt("SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND key=?2")
                 let insert = try stmt("INSERT INTO objects(bucket, key, etag, size, mtime, listed) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
-                let touch = try stmt("UPDATE objects SET listed=?2, mtime=?3 WHERE id=?1")
+                let touch = try stmt("UPDATE objects SET listed=max(listed, ?2), mtime=?3 WHERE id=?1")  // never back in time: a concurrent, later listing keeps its stamp
                 for o in objects {
                     var existing: CachedObject?
                     try find.query([.int(bucketID), .text(o.key)]) { existing = object(from: $0) }

@@ -211,8 +211,8 @@ public final class Prewarmer: @unchecked Sendable {
 
     private func finished(_ o: CachedObject, _ err: FillError?) {
         lock.lock()
-        if case .evicted = err {
-            summary.didNotFit += 1
+        if case .evicted = err, (try? cache.index.object(id: o.id)) != nil {
+            summary.didNotFit += 1  // still listed, but its data was evicted: the cap is too small
         } else if let err {
             summary.failures.append(DownloadFailure(key: o.key, reason: err.description))
         } else {

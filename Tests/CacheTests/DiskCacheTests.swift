@@ -108,6 +108,18 @@ final class DiskCacheTests: XCTestCase {
         XCTAssertNotNil(try c.index.lookup(bucketID: b, key: "p/a"))
     }
 
+    func testOverlappingListingsNeverDropWhatTheLaterOneSaw() throws {
+        // Two processes list the same prefix; the earlier listing's pages land after the later
+        // one's. The later listing's cleanup must not take them for deleted objects.
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        _ = try c.index.recordListing(bucketID: b, objects: [object("p/a", size: 5)], stamp: 2)
+        _ = try c.index.recordListing(bucketID: b, objects: [object("p/a", size: 5)], stamp: 1)
+        XCTAssertTrue(try c.index.finishListing(bucketID: b, prefix: "p/", stamp: 2).isEmpty)
+        XCTAssertTrue(try c.index.finishListing(bucketID: b, prefix: "p/", stamp: 1).isEmpty)
+        XCTAssertNotNil(try c.index.lookup(bucketID: b, key: "p/a"))
+    }
+
     func testCommitRecordsBlocksOnceAndRefusesAStaleGeneration() throws {
         let c = try DiskCache(directory: dir)
         let b = try c.index.bucketID(endpoint: "e", name: "b")
