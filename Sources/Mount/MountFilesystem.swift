@@ -107,6 +107,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         guard let n = namespace.node(ino), let o = n.object else { return r.reply(error: EISDIR) }
         guard offset < o.size, size > 0 else { return r.reply(data: UnsafeRawBufferPointer(start: nil, count: 0)) }
         let count = Int(min(Int64(size), o.size - offset))
+        logger.trace("read \(o.key) at \(offset) for \(size) bytes")
         readAhead(fh: fh, o, offset: offset, count: count)
         do {
             if let bytes = try cache.read(o, offset: offset, count: count) {

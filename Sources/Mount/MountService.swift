@@ -73,6 +73,24 @@ public final class MountService: @unchecked Sendable {
         guard entries.isEmpty else { throw MountError("mountpoint \(path) is not empty") }
     }
 
+    /// The kernel reads ahead 128 KiB on a FUSE mount by default, so a sequential reader's
+    /// requests arrive as 256 KiB reads; at `kib` (1 MiB) they arrive as one block each
+    /// (measured with `--log-level trace` while cat-ing a 10 MiB file: 40 reads of 256 KiB
+    /// before, 10 of 1 MiB after). Needs root; without it the default stays.
+    static func raiseKernelReadAhead(_ mountpoint: String, kib: Int, logger: Logger) {
+        // Not stat(): the mount does not answer until its loop runs. mountinfo field 3 is MAJ:MIN.
+        guard let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").last(where: {
+                  $0.split(separator: " ").dropFirst(4).first.map(String.init) == mountpoint }),
+              let dev = line.split(separator: " ").dropFirst(2).first else { return }
+        let path = "/sys/class/bdi/\(dev)/read_ahead_kb"
+        do {
+            try "\(kib)\n".write(toFile: path, atomically: false, encoding: .utf8)
+        } catch {
+            logger.debug("could not raise the kernel read-ahead (\(path)): \(error)")
+        }
+    }
+
     /// Whether `path` is the mount point of some file system (from /proc/self/mountinfo).
     static func isMountpoint(_ path: String) -> Bool {
         guard let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
@@ -118,6 +136,7 @@ public final class MountService: @unchecked Sendable {
             engine.stop(); filler.stop()
             throw error
         }
+        Self.raiseKernelReadAhead(options.mountpoint, kib: Int(FuseSession.maxReadahead >> 10), logger: logger)
         if options.prefetch {
             for o in visible where !o.isComplete && !(o.key.hasSuffix("/") && o.size == 0) {
                 filler.fill(o, bucket: options.bucket, lane: .bulk) { _, _ in }
