@@ -122,6 +122,7 @@ public final class MountService: @unchecked Sendable {
                                  logger: logger) { c in box.filler?.completed(c) }
         let filler = CacheFiller(cache: cache, submitter: engine, logger: logger)
         box.filler = filler
+        engine.onLanded = { tag, first, crcs in box.filler?.blocksLanded(tag: tag, first: first, crcs: crcs) }
         try engine.start()
         let fs = MountFilesystem(namespace: ns, cache: cache, filler: filler, bucket: options.bucket, uid: options.uid,
                                  gid: options.gid, ttl: options.metadataTTL, readAheadBlocks: options.readAheadMiB,

@@ -29,6 +29,8 @@ public protocol FetchSubmitter: AnyObject, Sendable {
     func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, path: String,
                 fileOffset: Int64, publish: PublishSpec?, blockSize: Int64?, md5: Bool, lane: Lane, tag: Int) -> Int
     @discardableResult func promote(_ id: Int, to lane: Lane) -> Bool
+    /// Takes back a fetch that no worker has yet; false if it is already under way (or unknown).
+    func withdraw(_ id: Int) -> Bool
 }
 
 extension FetchEngine: FetchSubmitter {}
@@ -81,8 +83,11 @@ public final class CacheFiller: @unchecked Sendable {
         var error: FillError?
         var done: Done
         /// Answered when its blocks land (readable through `DiskCache.read`), before the sync
-        /// that records them: a mount read does not wait for the disk.
+        /// that records them: a mount read does not wait for the disk, nor for the rest of a
+        /// multi-block fetch.
         var early = false
+        /// For early requests: the blocks still to land.
+        var waitingBlocks = Set<Int>()
     }
 
     private struct Landed {
@@ -165,11 +170,43 @@ public final class CacheFiller: @unchecked Sendable {
                 fresh.append(i)
             }
         }
-        // Promote the fetches this request waits on, if it is more urgent.
+        // A more urgent request for blocks a queued multi-block fetch holds: that fetch is taken
+        // back and split, so the wanted blocks go first on their own and the rest keep their lane
+        // (promoting the whole run would make the read wait for all of it). A fetch already under
+        // way is promoted and waited on: its blocks are announced as they land.
         var promotions: [Int] = []
+        var splits: [Int] = []
+        let wantedNow = Set(all.filter { present[$0] == nil })
         for j in waitOn {
+            guard let job = jobs[j] else { continue }
+            if lane < job.lane, job.count > 1, job.engineID != 0, submitter?.withdraw(job.engineID) == true {
+                jobs[j] = nil
+                var segments: [(first: Int, count: Int, wanted: Bool)] = []
+                for i in job.first..<(job.first + job.count) {
+                    let w = wantedNow.contains(i)
+                    if let last = segments.last, last.wanted == w, last.first + last.count == i {
+                        segments[segments.count - 1].count += 1
+                    } else {
+                        segments.append((i, 1, w))
+                    }
+                }
+                for seg in segments {
+                    let nj = nextID; nextID += 1
+                    jobs[nj] = Job(object: job.object, bucket: job.bucket, first: seg.first, count: seg.count,
+                                   lane: seg.wanted ? lane : job.lane, requests: job.requests + (seg.wanted ? [rid] : []),
+                                   md5: false)
+                    for i in seg.first..<(seg.first + seg.count) {
+                        pending[BlockKey(object: job.object.id, gen: job.object.gen, index: i)] = nj
+                    }
+                    splits.append(nj)
+                    if seg.wanted { waitOn.insert(nj) }
+                }
+                for r in job.requests { requests[r]?.remaining += segments.count - 1 }
+                waitOn.remove(j)
+                continue
+            }
             jobs[j]!.requests.append(rid)
-            if lane < jobs[j]!.lane { jobs[j]!.lane = lane; promotions.append(jobs[j]!.engineID) }
+            if lane < job.lane { jobs[j]!.lane = lane; promotions.append(job.engineID) }
         }
         // New runs of consecutive blocks.
         var newJobs: [Int] = []
@@ -191,8 +228,12 @@ public final class CacheFiller: @unchecked Sendable {
             done(object, nil)
             return
         }
-        requests[rid] = Request(object: object, remaining: total, done: done, early: whenLanded)
-        let toSubmit = newJobs.map { ($0, jobs[$0]!) }
+        var waiting = Set(fresh)
+        if whenLanded {
+            for i in all where present[i] == nil { waiting.insert(i) }
+        }
+        requests[rid] = Request(object: object, remaining: total, done: done, early: whenLanded, waitingBlocks: waiting)
+        let toSubmit = (splits + newJobs).map { ($0, jobs[$0]!) }
         lock.unlock()
         for id in promotions { submitter?.promote(id, to: lane) }
         for (jid, job) in toSubmit { submit(jid, job) }
@@ -239,27 +280,49 @@ public final class CacheFiller: @unchecked Sendable {
         commitCond.unlock()
     }
 
-    /// Requests that wanted the bytes as soon as they land are answered now (unless the MD5
-    /// says the bytes are wrong: then they wait for the fetch that replaces them).
+    /// The engine's report that some blocks of a job are written (before the job is done).
+    public func blocksLanded(tag jid: Int, first: Int, crcs: [UInt32]) {
+        lock.lock()
+        guard let job = jobs[jid] else { lock.unlock(); return }
+        lock.unlock()
+        let o = job.object
+        let bs = cache.blockSize
+        var blocks: [CacheIndex.LandedBlock] = []
+        for (k, crc) in crcs.enumerated() where first + k < job.count {
+            let i = job.first + first + k
+            blocks.append(CacheIndex.LandedBlock(objectID: o.id, gen: o.gen, index: i, crc: crc,
+                                                 bytes: o.blockRange(i, blockSize: bs).count64))
+        }
+        cache.noteLanded(blocks)
+        answerEarly(job, landed: Set(blocks.map(\.index)), error: nil)
+    }
+
+    /// Early requests of a finished job: answered with its error, or once every block they
+    /// wait for has landed.
     private func answerEarly(job jid: Int, _ job: Job, blocks: [CacheIndex.LandedBlock], error: FillError?, md5: String?) {
-        if error == nil, job.md5, let m = md5, m != job.object.etag { return }
+        if error == nil, job.md5, let m = md5, m != job.object.etag { return }  // wait for the refetch
+        if error == nil { cache.noteLanded(blocks) }
+        answerEarly(job, landed: Set(job.first..<(job.first + job.count)), error: error)
+    }
+
+    private func answerEarly(_ job: Job, landed: Set<Int>, error: FillError?) {
         var finished: [(Done, CachedObject, FillError?)] = []
         lock.lock()
-        let early = job.requests.filter { requests[$0]?.early == true }
-        if !early.isEmpty && error == nil { cache.noteLanded(blocks) }
-        for rid in early {
-            guard var r = requests[rid] else { continue }
-            r.remaining -= 1
-            if r.error == nil { r.error = error }
-            if r.remaining == 0 {
-                requests[rid] = nil
+        for rid in job.requests {
+            guard var r = requests[rid], r.early else { continue }
+            if let error {
+                r.error = r.error ?? error
+                r.waitingBlocks.removeAll()
+            } else {
+                r.waitingBlocks.subtract(landed)
+            }
+            if r.waitingBlocks.isEmpty {
+                requests[rid] = nil  // answered: later completions skip it
                 finished.append((r.done, r.object, r.error))
             } else {
                 requests[rid] = r
             }
         }
-        // They were answered: the commit must not count them again.
-        jobs[jid]?.requests.removeAll { early.contains($0) }
         lock.unlock()
         for (done, o, e) in finished { done(o, e) }
     }
@@ -347,7 +410,7 @@ public final class CacheFiller: @unchecked Sendable {
             }
             if err == nil && !job.md5 && o.etagIsMD5 && verifyMD5 { hashNow.append(o) }
             for rid in job.requests {
-                guard var r = requests[rid] else { continue }
+                guard var r = requests[rid], !r.early else { continue }
                 r.remaining -= 1
                 if r.error == nil { r.error = err }
                 if r.remaining == 0 {

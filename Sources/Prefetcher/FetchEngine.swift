@@ -185,6 +185,15 @@ public final class FetchEngine: @unchecked Sendable {
         return true
     }
 
+    /// Takes back a queued fetch no worker has yet (it completes never). False if it was
+    /// dispatched, is waiting out a retry, or is unknown.
+    public func withdraw(_ id: Int) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard jobs[id] != nil, queue.remove(where: { $0 == id }) != nil else { return false }
+        jobs[id] = nil
+        return true
+    }
+
     public func snapshot() -> EngineStats {
         lock.lock(); defer { lock.unlock() }
         var s = stats
@@ -261,7 +270,10 @@ public final class FetchEngine: @unchecked Sendable {
             dispatch()
             completions += onCompleteLater
             onCompleteLater.removeAll()
+            let landings = landedLater
+            landedLater.removeAll()
             lock.unlock()
+            if let onLanded { for (tag, first, crcs) in landings { onLanded(tag, first, crcs) } }
             for c in completions { onComplete(c) }
             completions.removeAll()
         }
@@ -292,6 +304,11 @@ public final class FetchEngine: @unchecked Sendable {
             case .ready: w.ready = true
             case .progress(let p):
                 for (id, bytes) in p { account(w, id: id, bytes: bytes) }
+            case .landed(let id, let first, let crcs):
+                // Block indices from the order's original start (a retry starts later).
+                guard let job = jobs[id], let bs = job.current.blockSize, w.inflight[id] != nil else { break }
+                let base = Int((job.current.start - job.original.start) / bs)
+                landedLater.append((job.tag, base + first, crcs))
             case .done(let r):
                 account(w, id: r.id, bytes: r.bytes)
                 w.inflight[r.id] = nil
@@ -392,6 +409,10 @@ public final class FetchEngine: @unchecked Sendable {
         if reason != "retired" { logger.info("worker \(w.pid) \(reason); its work was requeued") }
     }
     private var onCompleteLater: [FetchCompletion] = []
+    /// Block landings to hand to `onLanded` outside the lock: (tag, first block, CRCs).
+    private var landedLater: [(Int, Int, [UInt32])] = []
+    /// Called on the engine thread when blocks of a block order are written, before it is done.
+    public var onLanded: (@Sendable (_ tag: Int, _ firstBlock: Int, _ crcs: [UInt32]) -> Void)?
 
     private func spawnWorker() throws {
         let w = try WorkerProcess.spawn(executable: executable, config: workerConfig)

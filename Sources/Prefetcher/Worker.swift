@@ -97,6 +97,10 @@ final class WorkerLoop {
         var crc = CRC32C()
         var blockFill: Int64 = 0
         var md5: Insecure.MD5?
+        /// Finished blocks already announced with a `landed` report.
+        var announced = 0
+        /// A mount read waits on it (urgent or read-ahead lane, or promoted while running).
+        var priority = false
         var durable: Int64 { staging == nil ? written : flushed }
         init(order: FetchOrder, transfer: CurlTransfer, fd: Int32, startedAt: Double) {
             self.order = order; self.transfer = transfer; self.fd = fd; self.startedAt = startedAt
@@ -166,7 +170,9 @@ final class WorkerLoop {
             }
             startWaiting()
             if anyPaused, hasBudget() {
-                for a in active.values where a.transfer.paused { a.transfer.resume() }
+                // Bulk transfers stay paused while a mount read is being fetched.
+                let yielding = priorityActive
+                for a in active.values where a.transfer.paused && (a.priority || !yielding) { a.transfer.resume() }
             }
             for (t, rc) in multi.perform() { finish(t, curlCode: rc) }
             let now = MonotonicTime.now()
@@ -186,6 +192,10 @@ final class WorkerLoop {
         case .configure: break
         case .fetch(let o): enqueue(o)
         case .promote(let id, let lane):
+            if let a = active[id], lane < .bulk {
+                a.priority = true  // running already: it gets the bandwidth from now on
+                priorityCount += 1
+            }
             if let i = waiting.firstIndex(where: { $0.id == id }), lane < waiting[i].lane {
                 var o = waiting.remove(at: i)
                 o.lane = lane
@@ -193,7 +203,10 @@ final class WorkerLoop {
             }
         case .cancel(let id):
             waiting.removeAll { $0.id == id }
-            if let a = active[id] { multi.remove(a.transfer); close(a.fd); active[id] = nil; idle.append(a.transfer) }
+            if let a = active[id] {
+                if a.priority { priorityCount -= 1 }
+                multi.remove(a.transfer); close(a.fd); active[id] = nil; idle.append(a.transfer)
+            }
         case .rate(let r):
             if let r, r > 0 {
                 // Burst of a tenth of a second (at least one receive buffer) keeps pacing smooth.
@@ -238,20 +251,33 @@ final class WorkerLoop {
                     a.staging = .allocate(byteCount: Self.stagingSize, alignment: Self.directAlignment)
                 }
                 t.tag = o.id
-                t.sink = { [unowned a] buf in try WorkerLoop.write(a, buf) }
-                let priority = o.lane < .bulk
-                t.admit = { [unowned self] n in self.admit(n, priority: priority) }
+                t.sink = { [unowned a, unowned self] buf in
+                    try WorkerLoop.write(a, buf)
+                    // Announce blocks as they are written (not with O_DIRECT staging, where
+                    // bytes reach the file later), so waiting readers get them at once.
+                    if a.staging == nil && a.crcs.count > a.announced {
+                        try self.send(.landed(id: a.order.id, first: a.announced, crcs: Array(a.crcs[a.announced...])))
+                        a.announced = a.crcs.count
+                    }
+                }
+                a.priority = o.lane < .bulk
+                if a.priority { priorityCount += 1 }
+                t.admit = { [unowned self, unowned a] n in self.admit(n, priority: a.priority) }
                 active[o.id] = a
                 try multi.add(t)
             } catch {
                 close(fd)
-                active[o.id] = nil
+                if active.removeValue(forKey: o.id)?.priority == true { priorityCount -= 1 }
                 report(FetchReport(id: o.id, bytes: 0, error: S3Error(
                     kind: .transport(curlCode: -1), operation: "GetObject", bucket: o.bucket, key: o.key,
                     message: "could not start transfer: \(error)"), firstByteLatency: nil))
             }
         }
     }
+
+    /// Transfers marked priority that are still active.
+    var priorityCount = 0
+    var priorityActive: Bool { priorityCount > 0 }
 
     func hasBudget() -> Bool {
         guard bucket != nil else { return true }
@@ -262,6 +288,9 @@ final class WorkerLoop {
     /// reads and read-ahead are never paused: they spend the budget (so bulk work waits
     /// longer) but go first, so a prefetch under MAX_SPEED cannot starve a read.
     func admit(_ n: Int, priority: Bool = false) -> Bool {
+        // While a mount read is being fetched, bulk transfers pause: their TCP windows close and
+        // the read gets the link (measured: reads waiting on a prefetch went from 100–400 ms).
+        if !priority && priorityActive { return false }
         guard bucket != nil else { return true }
         let now = MonotonicTime.now()
         if priority {
@@ -352,6 +381,7 @@ final class WorkerLoop {
 
     func finish(_ t: CurlTransfer, curlCode: Int32) {
         guard let a = active.removeValue(forKey: t.tag) else { return }
+        if a.priority { priorityCount -= 1 }
         let o = a.order
         var err = ResponseCheck.error(for: t, curlCode: curlCode, operation: "GetObject", bucket: o.bucket, key: o.key)
         do { try Self.flushStaging(a) } catch {

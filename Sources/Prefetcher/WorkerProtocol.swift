@@ -128,6 +128,9 @@ public enum FromWorker: Codable, Sendable, Equatable {
     case ready(pid: Int32)
     /// Bytes written so far per in-flight order; also the worker's heartbeat.
     case progress([Int: Int64])
+    /// Block orders: blocks `first…` (counted from the order's start) are written, with their
+    /// CRC32Cs, before the order is done, so a reader waiting on one need not wait for the rest.
+    case landed(id: Int, first: Int, crcs: [UInt32])
     case done(FetchReport)
 }
 
@@ -157,6 +160,8 @@ public enum LineCodec {
                          r.md5 ?? "-"])
         case .progress(let p):
             return line(["P"] + p.map { "\($0.key):\($0.value)" })
+        case .landed(let id, let first, let crcs):
+            return line(["L", String(id), String(first), crcs.map { String($0, radix: 16) }.joined(separator: ",")])
         default:
             return try json(m)
         }
@@ -205,6 +210,15 @@ public enum LineCodec {
                 r.md5 = f[6] == "-" ? nil : f[6]
             }
             return .done(r)
+        case UInt8(ascii: "L"):
+            let f = fields(line)
+            guard f.count == 4, let id = Int(f[1]), let first = Int(f[2]), first >= 0 else { throw bad(line) }
+            var crcs: [UInt32] = []
+            for c in f[3].split(separator: ",") {
+                guard let v = UInt32(c, radix: 16) else { throw bad(line) }
+                crcs.append(v)
+            }
+            return .landed(id: id, first: first, crcs: crcs)
         case UInt8(ascii: "P"):
             var p: [Int: Int64] = [:]
             for item in fields(line).dropFirst() {

@@ -30,6 +30,15 @@ final class CacheFillerTests: XCTestCase {
         func promote(_ id: Int, to lane: Lane) -> Bool {
             lock.lock(); promotions.append((id, lane)); lock.unlock(); return true
         }
+        /// Whether queued fetches can be taken back (as if no worker had them yet).
+        var withdrawable = false
+        var withdrawn: [Int] = []
+        func withdraw(_ id: Int) -> Bool {
+            lock.lock(); defer { lock.unlock() }
+            guard withdrawable else { return false }
+            withdrawn.append(id)
+            return true
+        }
         var all: [Sub] { lock.lock(); defer { lock.unlock() }; return subs }
     }
 
@@ -108,6 +117,34 @@ final class CacheFillerTests: XCTestCase {
         XCTAssertEqual(fake.all.count, 3)
     }
 
+    func testAnUrgentReadSplitsAQueuedRunInsteadOfWaitingForAllOfIt() throws {
+        let (c, objs, fake, f) = try setup(sizes: [20 * bs])
+        defer { f.stop() }
+        fake.withdrawable = true
+        let o = objs[0]
+        let data = content(o.size)
+        let r = Results()
+        f.fill(o, bucket: "b", lane: .bulk) { r.add($0, $1) }
+        XCTAssertEqual(fake.all.count, 3)
+        f.fill(o, bucket: "b", blocks: [9, 10], lane: .urgent, whenLanded: true) { r.add($0, $1) }
+        // Run 8…15 was taken back and split: 8 (bulk), 9…10 (urgent), 11…15 (bulk).
+        XCTAssertEqual(fake.withdrawn, [2])
+        let after = Array(fake.all.dropFirst(3))
+        XCTAssertEqual(after.map(\.range.lowerBound), [8 * bs, 9 * bs, 11 * bs])
+        XCTAssertEqual(after.map(\.range.upperBound), [9 * bs - 1, 11 * bs - 1, 16 * bs - 1])
+        XCTAssertEqual(after.map(\.lane), [.bulk, .urgent, .bulk])
+        XCTAssertTrue(fake.promotions.isEmpty)
+        complete(f, after[1], data)
+        XCTAssertEqual(r.wait(for: 1).count, 1, "the read is answered by its own small fetch")
+        // Everything else still completes the bulk request, each block fetched once.
+        for sub in [fake.all[0], fake.all[2], after[0], after[2]] { complete(f, sub, data) }
+        XCTAssertEqual(r.wait(for: 2).count, 2)
+        let fetched = fake.all.filter { !fake.withdrawn.contains($0.id) }.map { ($0.range.upperBound - $0.range.lowerBound + 1) }
+        XCTAssertEqual(fetched.reduce(0, +), o.size, "no block fetched twice")
+        f.stop()
+        XCTAssertEqual(try c.index.object(id: o.id)?.cachedBytes, o.size)
+    }
+
     func testAMountReadIsAnsweredWhenItsBlocksLandBeforeTheyAreRecorded() throws {
         let (c, objs, fake, f) = try setup(sizes: [4 * bs])
         defer { f.stop() }
@@ -129,6 +166,26 @@ final class CacheFillerTests: XCTestCase {
         XCTAssertEqual(fake.all.count, 1)
         f.stop()
         XCTAssertEqual(try c.index.presentBlocks(objectID: o.id).keys.sorted(), [1, 2, 3], "and then recorded")
+    }
+
+    func testAReadWaitingInsideALongFetchIsAnsweredWhenItsBlockLands() throws {
+        let (c, objs, fake, f) = try setup(sizes: [8 * bs])
+        defer { f.stop() }
+        let o = objs[0]
+        let data = content(o.size)
+        let r = Results()
+        f.fill(o, bucket: "b", lane: .bulk) { _, _ in }  // one 8-block fetch
+        f.fill(o, bucket: "b", blocks: [1], lane: .urgent, whenLanded: true) { r.add($0, $1) }
+        XCTAssertEqual(fake.all.count, 1)
+        // The worker has written blocks 0 and 1 of 8: the read of block 1 is answered now.
+        let fd = open(fake.all[0].path, O_WRONLY | O_CREAT, 0o644)
+        _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, Int(2 * bs), 0) }
+        close(fd)
+        f.blocksLanded(tag: fake.all[0].tag, first: 0, crcs: [CRC32C.checksum(Array(data[0..<Int(bs)])),
+                                                              CRC32C.checksum(Array(data[Int(bs)..<Int(2 * bs)]))])
+        XCTAssertEqual(r.wait(for: 1).count, 1)
+        XCTAssertEqual(try c.read(o, offset: bs, count: 100), Array(data[Int(bs)..<Int(bs + 100)]))
+        XCTAssertNil(try c.read(o, offset: 3 * bs, count: 100), "block 3 has not landed")
     }
 
     func testWholeSmallObjectAsksForMD5AndAMismatchIsFetchedAgainThenAccepted() throws {

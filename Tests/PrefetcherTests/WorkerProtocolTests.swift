@@ -189,6 +189,10 @@ final class LineCodecTests: XCTestCase {
         let b = try LineCodec.encode(FromWorker.done(r))
         XCTAssertEqual(try LineCodec.decode(FromWorker.self, ArraySlice(b.dropLast())), .done(r))
         XCTAssertEqual(try roundTrip(ToWorker.promote(id: 9, lane: .urgent)), .promote(id: 9, lane: .urgent))
+        let l = FromWorker.landed(id: 4, first: 2, crcs: [1, 0xDEAD_BEEF])
+        let lb = try LineCodec.encode(l)
+        XCTAssertEqual(lb.first, UInt8(ascii: "L"))
+        XCTAssertEqual(try LineCodec.decode(FromWorker.self, ArraySlice(lb.dropLast())), l)
         XCTAssertThrowsError(try LineCodec.decode(FromWorker.self, ArraySlice(Array("D\t1\t2\t-\t-\tzz\t-".utf8))),
                              "a CRC that is not hex is a protocol error")
     }
