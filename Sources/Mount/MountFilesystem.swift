@@ -38,6 +38,8 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     private var handles: [UInt64: Handle] = [:]
     /// Blocks fetched ahead of a sequential reader (`--read-ahead`, in MiB = blocks).
     let readAheadBlocks: Int
+    /// Read-ahead goes out in fetches of this many blocks, in parallel over several connections.
+    static let readAheadRunBlocks = 2
     private let replies = DispatchQueue(label: "soak.mount.replies", attributes: .concurrent)
 
     public init(namespace: Namespace, cache: DiskCache, filler: CacheFiller, bucket: String, uid: UInt32, gid: UInt32,
@@ -157,7 +159,9 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         if go { h.readAheadUpTo = last }
         handles[fh] = h
         lock.unlock()
-        if go { filler.fill(o, bucket: bucket, blocks: Array(from...last), lane: .readAhead) { _, _ in } }
+        if go {
+            filler.fill(o, bucket: bucket, blocks: Array(from...last), lane: .readAhead, runBlocks: Self.readAheadRunBlocks) { _, _ in }
+        }
     }
 
     public func statfs(_ r: FuseRequest) {

@@ -149,8 +149,10 @@ public final class CacheFiller: @unchecked Sendable {
 
     /// Fetches `blocks` of `object` (all missing blocks when nil) unless present or already on
     /// their way; `done` runs once every one of them is recorded or failed.
+    /// `runBlocks` caps the blocks per fetch for this request (default `maxRunBlocks`): smaller
+    /// runs spread a reader's read-ahead over several connections.
     public func fill(_ object: CachedObject, bucket: String, blocks wanted: [Int]? = nil, lane: Lane,
-                     whenLanded: Bool = false, done: @escaping Done) {
+                     whenLanded: Bool = false, runBlocks: Int? = nil, done: @escaping Done) {
         let bs = cache.blockSize
         let all = wanted ?? Array(0..<object.blockCount(blockSize: bs))
         var present: [Int: UInt32]
@@ -214,7 +216,7 @@ public final class CacheFiller: @unchecked Sendable {
         let whole = object.blockCount(blockSize: bs)
         while k < fresh.count {
             var n = 1
-            while k + n < fresh.count, fresh[k + n] == fresh[k] + n, n < maxRunBlocks { n += 1 }
+            while k + n < fresh.count, fresh[k + n] == fresh[k] + n, n < (runBlocks ?? maxRunBlocks) { n += 1 }
             let jid = nextID; nextID += 1
             let md5 = verifyMD5 && object.etagIsMD5 && fresh[k] == 0 && n == whole && !md5Strikes.contains(object.id)
             jobs[jid] = Job(object: object, bucket: bucket, first: fresh[k], count: n, lane: lane, requests: [rid], md5: md5)
@@ -294,7 +296,7 @@ public final class CacheFiller: @unchecked Sendable {
                                                  bytes: o.blockRange(i, blockSize: bs).count64))
         }
         cache.noteLanded(blocks)
-        answerEarly(job, landed: Set(blocks.map(\.index)), error: nil)
+        answerEarly(jid, landed: Set(blocks.map(\.index)), error: nil)
     }
 
     /// Early requests of a finished job: answered with its error, or once every block they
@@ -302,13 +304,14 @@ public final class CacheFiller: @unchecked Sendable {
     private func answerEarly(job jid: Int, _ job: Job, blocks: [CacheIndex.LandedBlock], error: FillError?, md5: String?) {
         if error == nil, job.md5, let m = md5, m != job.object.etag { return }  // wait for the refetch
         if error == nil { cache.noteLanded(blocks) }
-        answerEarly(job, landed: Set(job.first..<(job.first + job.count)), error: error)
+        answerEarly(jid, landed: Set(job.first..<(job.first + job.count)), error: error)
     }
 
-    private func answerEarly(_ job: Job, landed: Set<Int>, error: FillError?) {
+    private func answerEarly(_ jid: Int, landed: Set<Int>, error: FillError?) {
         var finished: [(Done, CachedObject, FillError?)] = []
         lock.lock()
-        for rid in job.requests {
+        // The job's requests as they are now: one may have joined since its caller looked.
+        for rid in jobs[jid]?.requests ?? [] {
             guard var r = requests[rid], r.early else { continue }
             if let error {
                 r.error = r.error ?? error
@@ -410,7 +413,20 @@ public final class CacheFiller: @unchecked Sendable {
             }
             if err == nil && !job.md5 && o.etagIsMD5 && verifyMD5 { hashNow.append(o) }
             for rid in job.requests {
-                guard var r = requests[rid], !r.early else { continue }
+                guard var r = requests[rid] else { continue }
+                if r.early {
+                    // Answered when its blocks landed, normally. One that joined this job after
+                    // the landing was announced is answered now: its blocks are recorded (or failed).
+                    r.waitingBlocks.subtract(job.first..<(job.first + job.count))
+                    if e != nil { r.error = r.error ?? e; r.waitingBlocks.removeAll() }
+                    if r.waitingBlocks.isEmpty {
+                        requests[rid] = nil
+                        finished.append((r.done, r.object, r.error))
+                    } else {
+                        requests[rid] = r
+                    }
+                    continue
+                }
                 r.remaining -= 1
                 if r.error == nil { r.error = err }
                 if r.remaining == 0 {
