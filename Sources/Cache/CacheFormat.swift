@@ -10,6 +10,9 @@
 /// bumped when an object's data is dropped (eviction, corruption, a 412), so a fetch that was in
 /// flight then lands in a file nobody references and its commit is refused.
 import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum CacheFormat {
     /// Bump on any incompatible change to the schema or the data layout.
@@ -57,7 +60,15 @@ public enum CacheFormat {
     /// Opens (creating if new) and checks the format: a newer version is refused, an older one
     /// (none exists yet) would be rebuilt by the caller.
     static func prepare(_ db: SQLiteDatabase) throws -> Status {
-        try db.exec("PRAGMA journal_mode=WAL")
+        // Switching a new file to WAL needs it to itself, and SQLite's busy handler does not
+        // cover that: two processes opening a new cache at once retry here.
+        var waited = 0.0
+        while true {
+            do { try db.exec("PRAGMA journal_mode=WAL"); break } catch let e as SQLiteError where e.isBusy && waited < 30 {
+                usleep(20_000)
+                waited += 0.02
+            }
+        }
         try db.exec("PRAGMA synchronous=NORMAL")
         try db.exec("PRAGMA foreign_keys=ON")
         return try db.transaction {

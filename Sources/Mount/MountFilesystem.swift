@@ -14,7 +14,27 @@ import SoakCore
 import Glibc
 #endif
 
+/// A FUSE request answered at most once, whoever gets there first (the fetch or the deadline).
+final class OnceReply: @unchecked Sendable {
+    private let request: FuseRequest
+    private let lock = NSLock()
+    private var sent = false
+    init(_ r: FuseRequest) { request = r }
+    /// Runs `send` unless a reply went out already; true if it ran.
+    func reply(_ send: (FuseRequest) -> Void) -> Bool {
+        lock.lock()
+        if sent { lock.unlock(); return false }
+        sent = true
+        lock.unlock()
+        send(request)
+        return true
+    }
+}
+
 public final class MountFilesystem: FuseHandler, @unchecked Sendable {
+    /// A read that missed is answered EIO if its data has not come after this long (retries
+    /// with backoff take up to ~15 s, a hung worker is replaced after 30 s).
+    static let missDeadline = 120.0
     // @unchecked: the namespace is immutable; counters and open handles are guarded by `lock`.
     let namespace: Namespace
     let cache: DiskCache
@@ -123,21 +143,26 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         record(hit: false)
         let bs = cache.blockSize
         let blocks = Array(Int(offset / bs)...Int((offset + Int64(count) - 1) / bs))
+        let once = OnceReply(r)
+        // A reader stuck in the kernel is the worst failure a mount has: whatever happens to
+        // the fetch, the read is answered (EIO) after `missDeadline`.
+        replies.asyncAfter(deadline: .now() + Self.missDeadline) { [logger] in
+            if once.reply({ $0.reply(error: EIO) }) {
+                logger.error("read \(o.key) at \(offset) got no data within \(Int(Self.missDeadline)) s; answered EIO")
+            }
+        }
         filler.fill(o, bucket: bucket, blocks: blocks, lane: .urgent, whenLanded: true) { [self] _, err in
             if let err {
                 logger.warning("read \(o.key) at \(offset) failed: \(err)")
-                return r.reply(error: Self.errno(for: err))
+                _ = once.reply { $0.reply(error: Self.errno(for: err)) }
+                return
             }
             // Off the committer thread: the pread and reply.
             replies.async { [self] in
-                do {
-                    if let bytes = try cache.read(o, offset: offset, count: count) {
-                        bytes.withUnsafeBytes { r.reply(data: $0) }
-                    } else {
-                        r.reply(error: EIO)  // evicted or corrupt again at once: let the reader retry
-                    }
-                } catch {
-                    r.reply(error: EIO)
+                let bytes = try? cache.read(o, offset: offset, count: count)
+                _ = once.reply { r in
+                    // nil: evicted or corrupt again at once; the reader may retry.
+                    if let bytes { bytes.withUnsafeBytes { r.reply(data: $0) } } else { r.reply(error: EIO) }
                 }
             }
         }
