@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // C libraries from Debian, each behind a thin prefixed shim header.
@@ -46,6 +47,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log")]),
         // Read-only FUSE view over the cache (part 3).
         .target(name: "Mount", dependencies: ["SoakCore", "S3", "Cache", "Prefetcher", "CFuse",
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "soak", dependencies: [
             "SoakCore", "S3", "Prefetcher", "Cache", "Mount",

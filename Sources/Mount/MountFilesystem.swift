@@ -58,6 +58,8 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     private var handles: [UInt64: Handle] = [:]
     /// Blocks fetched ahead of a sequential reader (`--read-ahead`, in MiB = blocks).
     let readAheadBlocks: Int
+    /// Called with each read's latency (seconds) and whether it was a hit (for metrics).
+    public var readObserver: (@Sendable (Double, Bool) -> Void)?
     /// Read-ahead goes out in fetches of this many blocks, in parallel over several connections.
     static let readAheadRunBlocks = 2
     private let replies = DispatchQueue(label: "soak.mount.replies", attributes: .concurrent)
@@ -130,11 +132,14 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         guard offset < o.size, size > 0 else { return r.reply(data: UnsafeRawBufferPointer(start: nil, count: 0)) }
         let count = Int(min(Int64(size), o.size - offset))
         logger.trace("read \(o.key) at \(offset) for \(size) bytes")
+        let t0 = MonotonicTime.now()
         readAhead(fh: fh, o, offset: offset, count: count)
         do {
             if let bytes = try cache.read(o, offset: offset, count: count) {
                 record(hit: true)
-                return bytes.withUnsafeBytes { r.reply(data: $0) }
+                bytes.withUnsafeBytes { r.reply(data: $0) }
+                readObserver?(MonotonicTime.now() - t0, true)
+                return
             }
         } catch {
             logger.error("read \(o.key) at \(offset): \(error)")
@@ -164,6 +169,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                     // nil: evicted or corrupt again at once; the reader may retry.
                     if let bytes { bytes.withUnsafeBytes { r.reply(data: $0) } } else { r.reply(error: EIO) }
                 }
+                readObserver?(MonotonicTime.now() - t0, false)
             }
         }
     }

@@ -16,7 +16,7 @@ public enum MountHelper {
     static let valued: [String: String] = [
         "cache_dir": "--cache-dir", "cache_size": "--cache-size", "endpoint_url": "--endpoint-url", "region": "--region",
         "uid": "--uid", "gid": "--gid", "metadata_ttl": "--metadata-ttl", "read_ahead": "--read-ahead",
-        "log_level": "--log-level", "addressing": "--addressing", "include": "--include", "exclude": "--exclude",
+        "log_level": "--log-level", "metrics_address": "--metrics-address", "addressing": "--addressing", "include": "--include", "exclude": "--exclude",
     ]
     static let flags: [String: String] = ["allow_other": "--allow-other", "prefetch": "--prefetch", "foreground": "--foreground"]
 

@@ -26,6 +26,8 @@ public struct MountOptions: Sendable {
     public var threads: UInt32 = 16
     /// MiB fetched ahead of a sequential reader (1 MiB blocks).
     public var readAheadMiB = 8
+    /// HOST:PORT to serve Prometheus metrics on (nil: none).
+    public var metricsAddress: String?
     public init(bucket: String, prefix: String, endpoint: String, mountpoint: String, filter: KeyFilter) {
         self.bucket = bucket; self.prefix = prefix; self.endpoint = endpoint; self.mountpoint = mountpoint
         self.filter = filter
@@ -109,6 +111,21 @@ public final class MountService: @unchecked Sendable {
             throw MountError("cache directory \(cache.directory) belongs to a running mount; use another --cache-dir")
         }
         try Self.prepareMountpoint(options.mountpoint, logger: logger)
+        let metrics = options.metricsAddress.map { _ in MountMetrics() }
+        final class FSBox: @unchecked Sendable { var fs: MountFilesystem?; var engine: FetchEngine? }
+        let fsBox = FSBox()
+        let metricsServer = try options.metricsAddress.map { address in
+            try MetricsServer(address: address) { [cache] in
+                guard let metrics else { return [] }
+                if let fs = fsBox.fs, let engine = fsBox.engine {
+                    let counts = fs.readCounts
+                    metrics.update(engine: engine.snapshot(), hits: counts.hits, misses: counts.misses,
+                                   cached: (try? cache.index.counter("bytes")) ?? 0,
+                                   evicted: (try? cache.index.counter("evicted")) ?? 0)
+                }
+                return metrics.render()
+            }
+        }
         let objects = try listIntoIndex()
         let visible = objects.filter { o in
             KeyFilter.relativeKey(o.key, prefix: options.prefix).map { options.filter.includes($0) } ?? false
@@ -123,10 +140,16 @@ public final class MountService: @unchecked Sendable {
         let filler = CacheFiller(cache: cache, submitter: engine, logger: logger)
         box.filler = filler
         engine.onLanded = { tag, first, crcs in box.filler?.blocksLanded(tag: tag, first: first, crcs: crcs) }
+        if let metrics { engine.onFetchLatency = { metrics.recordFetch(firstByte: $0, lane: $1) } }
         try engine.start()
         let fs = MountFilesystem(namespace: ns, cache: cache, filler: filler, bucket: options.bucket, uid: options.uid,
                                  gid: options.gid, ttl: options.metadataTTL, readAheadBlocks: options.readAheadMiB,
                                  logger: logger)
+        if let metrics { fs.readObserver = { metrics.recordRead(seconds: $0, hit: $1) } }
+        fsBox.fs = fs
+        fsBox.engine = engine
+        metricsServer?.start()
+        defer { metricsServer?.stop() }
         var mountOptions = ["ro", "default_permissions", "fsname=soak:\(options.bucket)/\(options.prefix)", "subtype=soak"]
         if options.allowOther { mountOptions.append("allow_other") }
         let session: FuseSession

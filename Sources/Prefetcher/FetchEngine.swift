@@ -67,10 +67,13 @@ public struct EngineStats: Sendable, Codable {
     public var queued = 0
     /// Ready work per lane: urgent, read-ahead, bulk.
     public var queuedByLane: [Int] = [0, 0, 0]
+    /// Bytes written per lane (urgent, read-ahead, bulk), as reported by workers.
+    public var bytesByLane: [Int64] = [0, 0, 0]
     public var inflight = 0
     public var workerRestarts = 0
     /// Bytes per second over the last optimization interval.
     public var rate: Double = 0
+    public init() {}
 }
 
 public final class FetchEngine: @unchecked Sendable {
@@ -272,7 +275,10 @@ public final class FetchEngine: @unchecked Sendable {
             onCompleteLater.removeAll()
             let landings = landedLater
             landedLater.removeAll()
+            let latencies = latenciesLater
+            latenciesLater.removeAll()
             lock.unlock()
+            if let onFetchLatency { for (l, lane) in latencies { onFetchLatency(l, lane) } }
             if let onLanded { for (tag, first, crcs) in landings { onLanded(tag, first, crcs) } }
             for c in completions { onComplete(c) }
             completions.removeAll()
@@ -322,6 +328,7 @@ public final class FetchEngine: @unchecked Sendable {
         guard let before = w.inflight[id] else { return }
         if bytes > before {
             stats.bytes += bytes - before
+            if let lane = jobs[id]?.lane { stats.bytesByLane[lane.rawValue] += bytes - before }
             windowBytes += bytes - before
             w.inflight[id] = bytes
         }
@@ -329,7 +336,10 @@ public final class FetchEngine: @unchecked Sendable {
 
     private func finish(report r: FetchReport, into completions: inout [FetchCompletion]) {
         guard var job = jobs[r.id] else { return }
-        if let lat = r.firstByteLatency { windowLatencies.append(lat) }
+        if let lat = r.firstByteLatency {
+            windowLatencies.append(lat)
+            if onFetchLatency != nil { latenciesLater.append((lat, job.lane)) }
+        }
         guard let err = r.error else {
             jobs[r.id] = nil
             stats.completed += 1
@@ -411,6 +421,9 @@ public final class FetchEngine: @unchecked Sendable {
     private var onCompleteLater: [FetchCompletion] = []
     /// Block landings to hand to `onLanded` outside the lock: (tag, first block, CRCs).
     private var landedLater: [(Int, Int, [UInt32])] = []
+    private var latenciesLater: [(Double, Lane)] = []
+    /// Called on the engine thread with each fetch's time to first byte (seconds) and lane.
+    public var onFetchLatency: (@Sendable (Double, Lane) -> Void)?
     /// Called on the engine thread when blocks of a block order are written, before it is done.
     public var onLanded: (@Sendable (_ tag: Int, _ firstBlock: Int, _ crcs: [UInt32]) -> Void)?
 

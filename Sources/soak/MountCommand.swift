@@ -32,6 +32,7 @@ struct MountCommand: ParsableCommand {
     @Option(name: .customLong("metadata-ttl"), help: "Seconds the kernel may cache names and attributes.") var metadataTTL: Double = 60
     @Flag(help: "Warm every shown object into the cache while mounted (bulk lane; reads always go first).") var prefetch = false
     @Option(name: .customLong("read-ahead"), help: "MiB fetched ahead of a sequential reader (0 = off).") var readAhead: Int = 8
+    @Option(name: .customLong("metrics-address"), help: "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9100), GET /metrics.") var metricsAddress: String?
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
@@ -62,6 +63,7 @@ struct MountCommand: ParsableCommand {
         options.metadataTTL = metadataTTL
         options.prefetch = prefetch
         options.readAheadMiB = readAhead
+        options.metricsAddress = metricsAddress
         let service = MountService(options: options, store: store, cache: cache, builder: builder, settings: settings,
                                    workerExecutable: try selfExecutable(), logger: logger)
         try service.run(ready: {

@@ -191,11 +191,48 @@ final class MountIntegrationTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(s.hits, 1, "the remount read from the cache")
     }
 
+    /// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+    func freePort() -> UInt16 {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(s) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+        return UInt16(bigEndian: addr.sin_port)
+    }
+
+    /// GET /metrics over a plain socket.
+    func scrape(_ port: UInt16) -> String {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(s) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { return "" }
+        let req = Array("GET /metrics HTTP/1.0\r\n\r\n".utf8)
+        _ = req.withUnsafeBytes { send(s, $0.baseAddress, $0.count, 0) }
+        var out = [UInt8](), buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(s, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     func testPrewarmAndStatusAreHandedToTheRunningMount() throws {
         var files: [String: Int] = [:]
         for i in 0..<20 { files["w\(i).bin"] = 200_000 + i }
         let sums = try upload(files, prefix: "pw/")
-        let p = try mountForeground("pw")
+        let port = freePort()
+        let p = try mountForeground("pw", ["--metrics-address", "127.0.0.1:\(port)"])
         let st = try Harness.soak(["status", "--cache-dir", cacheDir, "--json"])
         XCTAssertEqual(st.status, 0, st.stderr)
         XCTAssertTrue(st.stdout.contains("\"pid\":\(p.processIdentifier)"), st.stdout)
@@ -213,6 +250,14 @@ final class MountIntegrationTests: XCTestCase {
         for (k, sum) in sums { XCTAssertEqual(try Harness.sha256(mnt + "/" + k), sum, k) }
         let last = try Harness.soak(["status", "--cache-dir", cacheDir, "--json"])
         XCTAssertTrue(last.stdout.contains("\"misses\":0"), last.stdout)
+        // Prometheus metrics: the 20 reads were hits, and the prewarm's bytes count in the bulk lane.
+        let m = scrape(port)
+        XCTAssertTrue(m.hasPrefix("HTTP/1.1 200"), m)
+        let hits = m.firstMatch(of: /soak_cache_hits_total ([0-9]+)/).flatMap { Int($0.1) } ?? 0
+        XCTAssertGreaterThanOrEqual(hits, 20, m)
+        XCTAssertTrue(m.contains("soak_cache_misses_total 0"), m)
+        XCTAssertTrue(m.contains("soak_fetched_bytes_total{lane=\"bulk\"} \(files.values.reduce(0, +))"), m)
+        XCTAssertTrue(m.contains("soak_read_seconds_count{result=\"hit\"} \(hits)"), m)
         // A second mount may not take the same cache directory.
         let other = work + "/mnt2"
         try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)

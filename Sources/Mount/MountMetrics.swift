@@ -1,0 +1,153 @@
+/// Prometheus metrics of a mount (`--metrics-address 127.0.0.1:PORT`), with swift-prometheus:
+/// bytes fetched by lane, cache hits and misses, evictions, retries by cause, workers, queue
+/// depths, and histograms of fetch time-to-first-byte and read latency. Served as text on
+/// `GET /metrics` by a small HTTP listener on its own thread.
+import Foundation
+import Logging
+import Prefetcher
+import Prometheus
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class MountMetrics: @unchecked Sendable {
+    // @unchecked: swift-prometheus metrics are thread-safe; `last` is guarded by `lock`.
+    let registry = PrometheusCollectorRegistry()
+    private let lock = NSLock()
+    private let fetchedBytes: [Counter]
+    private let hits: Counter
+    private let misses: Counter
+    private let evictedBytes: Gauge
+    private let retries: [String: Counter]
+    private let workers: Gauge
+    private let queueDepth: [Gauge]
+    private let inflight: Gauge
+    private let cachedBytes: Gauge
+    private let fetchTTFB: [ValueHistogram]
+    private let readLatency: [String: ValueHistogram]
+    private var last = EngineStats()
+    private var lastHits: Int64 = 0, lastMisses: Int64 = 0
+
+    public init() {
+        let registry = self.registry
+        let lanes = ["urgent", "readahead", "bulk"]
+        fetchedBytes = lanes.map { registry.makeCounter(name: "soak_fetched_bytes_total", labels: [("lane", $0)],
+                                                        help: "Bytes fetched from S3, by scheduling lane") }
+        hits = registry.makeCounter(name: "soak_cache_hits_total", help: "Mount reads served from the cache")
+        misses = registry.makeCounter(name: "soak_cache_misses_total", help: "Mount reads that had to fetch")
+        evictedBytes = registry.makeGauge(name: "soak_evicted_bytes", help: "Bytes evicted from the cache directory (all time)")
+        retries = Dictionary(uniqueKeysWithValues: ["throttled", "other"].map {
+            ($0, registry.makeCounter(name: "soak_retries_total", labels: [("cause", $0)], help: "Fetches retried, by cause"))
+        })
+        workers = registry.makeGauge(name: "soak_workers", help: "Live worker processes")
+        queueDepth = lanes.map { registry.makeGauge(name: "soak_queue_depth", labels: [("lane", $0)], help: "Fetches waiting, by lane") }
+        inflight = registry.makeGauge(name: "soak_fetches_in_flight", help: "Fetches held by workers")
+        cachedBytes = registry.makeGauge(name: "soak_cached_bytes", help: "Bytes in the cache directory")
+        let seconds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+        fetchTTFB = lanes.map { registry.makeValueHistogram(name: "soak_fetch_first_byte_seconds", labels: [("lane", $0)],
+                                                            buckets: seconds) }
+        readLatency = Dictionary(uniqueKeysWithValues: ["hit", "miss"].map {
+            ($0, registry.makeValueHistogram(name: "soak_read_seconds", labels: [("result", $0)], buckets: seconds))
+        })
+    }
+
+    public func recordFetch(firstByte seconds: Double, lane: Lane) { fetchTTFB[lane.rawValue].record(seconds) }
+    public func recordRead(seconds: Double, hit: Bool) { readLatency[hit ? "hit" : "miss"]?.record(seconds) }
+
+    /// Brings counters and gauges up to date from the engine and cache figures.
+    public func update(engine e: EngineStats, hits h: Int64, misses m: Int64, cached: Int64, evicted: Int64) {
+        lock.lock()
+        for i in 0..<3 where e.bytesByLane[i] > last.bytesByLane[i] { fetchedBytes[i].increment(by: e.bytesByLane[i] - last.bytesByLane[i]) }
+        if e.throttled > last.throttled { retries["throttled"]!.increment(by: Int64(e.throttled - last.throttled)) }
+        let other = (e.retries - e.throttled) - (last.retries - last.throttled)
+        if other > 0 { retries["other"]!.increment(by: Int64(other)) }
+        if h > lastHits { hits.increment(by: h - lastHits) }
+        if m > lastMisses { misses.increment(by: m - lastMisses) }
+        last = e; lastHits = h; lastMisses = m
+        lock.unlock()
+        workers.set(Double(e.workers))
+        for i in 0..<3 { queueDepth[i].set(Double(e.queuedByLane[i])) }
+        inflight.set(Double(e.inflight))
+        cachedBytes.set(Double(cached))
+        evictedBytes.set(Double(evicted))
+    }
+
+    public func render() -> [UInt8] { registry.emitToBuffer() }
+}
+
+/// A minimal HTTP/1.0-style listener: any GET answers with `render()` as Prometheus text.
+public final class MetricsServer: @unchecked Sendable {
+    // @unchecked: `fd` is set before the thread starts and closed by `stop`.
+    private var fd: Int32 = -1
+    private let render: @Sendable () -> [UInt8]
+
+    /// `address` is HOST:PORT with an IPv4 host (e.g. 127.0.0.1:9100).
+    public init(address: String, render: @escaping @Sendable () -> [UInt8]) throws {
+        self.render = render
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1]) else {
+            throw MountError("invalid --metrics-address '\(address)': expected HOST:PORT, e.g. 127.0.0.1:9100")
+        }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, String(parts[0]), &addr.sin_addr) == 1 else {
+            throw MountError("invalid --metrics-address '\(address)': '\(parts[0])' is not an IPv4 address")
+        }
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else { throw MountError("metrics socket: \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0, listen(s, 16) == 0 else {
+            let e = errno
+            close(s)
+            throw MountError("cannot serve metrics on \(address): \(String(cString: strerror(e)))")
+        }
+        fd = s
+    }
+
+    public func start() {
+        let s = fd
+        let t = Thread { [self] in
+            while true {
+                let c = accept(s, nil, nil)
+                if c < 0 { if errno == EINTR { continue }; return }
+                serve(c)
+            }
+        }
+        t.name = "soak-metrics"
+        t.start()
+    }
+
+    public func stop() { if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)); close(fd); fd = -1 } }
+
+    private func serve(_ c: Int32) {
+        defer { close(c) }
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var request = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 2048)
+        while request.count < 16_384 {
+            let n = chunk.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            request += chunk[0..<n]
+            if request.count >= 4, request.suffix(4) == [13, 10, 13, 10] { break }
+        }
+        let ok = request.starts(with: Array("GET ".utf8))
+        let body = ok ? render() : Array("only GET /metrics\n".utf8)
+        let head = "HTTP/1.1 \(ok ? "200 OK" : "405 Method Not Allowed")\r\nContent-Type: text/plain; version=0.0.4\r\n"
+            + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        let out = Array(head.utf8) + body
+        out.withUnsafeBytes { p in
+            var off = 0
+            while off < p.count {
+                let n = send(c, p.baseAddress! + off, p.count - off, Int32(MSG_NOSIGNAL))
+                if n <= 0 { break }
+                off += n
+            }
+        }
+    }
+}
