@@ -93,6 +93,15 @@ public final class MountService: @unchecked Sendable {
         }
     }
 
+    /// Blocks (or unblocks) SIGINT, SIGTERM and SIGHUP for the calling thread; threads it starts
+    /// afterwards inherit the mask. `soak mount` blocks them first thing, before any thread exists.
+    public static func setStopSignals(blocked: Bool) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for sig in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, sig) }
+        pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nil)
+    }
+
     /// Whether `path` is the mount point of some file system (from /proc/self/mountinfo).
     static func isMountpoint(_ path: String) -> Bool {
         guard let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
@@ -185,6 +194,10 @@ public final class MountService: @unchecked Sendable {
         flusher.start()
         logger.info("mounted s3://\(options.bucket)/\(options.prefix) at \(options.mountpoint)")
         ready()
+        // The stop signals go to this thread only (every other thread was started with them
+        // blocked, see `blockStopSignals`): libfuse's handler must interrupt the loop's own
+        // wait, or the loop would only notice the request to stop at the next FUSE request.
+        Self.setStopSignals(blocked: false)
         let rc = session.run(threads: options.threads)
         logger.info("unmounting \(options.mountpoint) (loop ended with \(rc))")
         control.stop()

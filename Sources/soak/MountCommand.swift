@@ -46,6 +46,8 @@ struct MountCommand: ParsableCommand {
         }
         let daemon = env["SOAK_MOUNT_DAEMON"] == "1"
         if daemon { _ = setsid() }
+        // Before any thread starts: see MountService.setStopSignals.
+        MountService.setStopSignals(blocked: true)
         SoakLogging.bootstrap(level: level)
         let logger = Logger(label: "soak")
         var settings = try EngineSettings.fromEnvironment(env)
