@@ -241,19 +241,10 @@ public final class MountService: @unchecked Sendable {
     private func listIntoIndex() throws -> [CachedObject] {
         let bucketID = try cache.index.bucketID(endpoint: options.endpoint, name: options.bucket)
         let stamp = Int64(Date().timeIntervalSince1970 * 1000)
-        var token: String?
-        var random = SystemRandomNumberGenerator()
-        repeat {
-            let page = try withRetries(
-                policy: settings.retry, clock: SystemClock(), random: &random,
-                isRetryable: { ($0 as? S3Error)?.isRetryable ?? false }, retryAfter: { ($0 as? S3Error)?.retryAfter },
-                onRetry: { n, e, d in self.logger.warning("listing failed (attempt \(n)), retrying in \(d) s: \(e)") }) {
-                try store.listPage(bucket: options.bucket, prefix: options.prefix, delimiter: nil,
-                                   continuationToken: token, maxKeys: 1000)
-            }
+        _ = try ListingPager.run(store: store, bucket: options.bucket, prefix: options.prefix, retry: settings.retry,
+                                 logger: logger) { page in
             cache.discard(try cache.index.recordListing(bucketID: bucketID, objects: page.objects, stamp: stamp).dropped)
-            token = page.isTruncated ? page.nextContinuationToken : nil
-        } while token != nil
+        }
         cache.discard(try cache.index.finishListing(bucketID: bucketID, prefix: options.prefix, stamp: stamp))
         return try cache.index.objects(bucketID: bucketID, prefix: options.prefix)
     }

@@ -115,19 +115,8 @@ public final class Downloader: @unchecked Sendable {
         var interrupted = false
         do {
             var gate = ConflictGate<(ObjectInfo, SafePath)>()
-            var token: String?
-            repeat {
-                if shouldStop() { interrupted = true; break }
-                let page = try withRetries(
-                    policy: settings.retry, clock: SystemClock(), random: &randomSource,
-                    isRetryable: { ($0 as? S3Error)?.isRetryable ?? false },
-                    retryAfter: { ($0 as? S3Error)?.retryAfter },
-                    onRetry: { n, e, d in
-                        self.logger.warning("listing failed (attempt \(n)), retrying in \(String(format: "%.1f", d)) s: \(e)")
-                    }) {
-                    try store.listPage(bucket: options.bucket, prefix: options.prefix, delimiter: nil,
-                                       continuationToken: token, maxKeys: 1000)
-                }
+            let complete = try ListingPager.run(store: store, bucket: options.bucket, prefix: options.prefix,
+                                                retry: settings.retry, logger: logger, shouldStop: shouldStop) { page in
                 for o in page.objects {
                     lock.lock(); summary.listed += 1; lock.unlock()
                     guard let (rel, p) = select(o) else { continue }
@@ -135,17 +124,9 @@ public final class Downloader: @unchecked Sendable {
                     for (c, _) in released.conflicts { reportConflict(c) }
                     for (r, rp) in released.ready { startObject(r, rp, engine: engine) }
                 }
-                if page.isTruncated {
-                    guard let next = page.nextContinuationToken, next != token else {
-                        throw S3Error(kind: .invalidResponse, operation: "ListObjectsV2", bucket: options.bucket,
-                                      message: "truncated listing without a new continuation token")
-                    }
-                    token = next
-                } else {
-                    token = nil
-                }
                 tick(progress())
-            } while token != nil
+            }
+            interrupted = !complete
             if !interrupted { for (r, rp) in gate.finish() { startObject(r, rp, engine: engine) } }
         } catch {
             engine.stop()
@@ -297,7 +278,6 @@ public final class Downloader: @unchecked Sendable {
     /// Worker PIDs of the running engine (tests kill one to prove recovery).
     public func workerPIDs() -> [pid_t] { engine?.workerPIDs() ?? [] }
 
-    private var randomSource = SystemRandomNumberGenerator()
 
     // MARK: - Completion (engine thread)
 

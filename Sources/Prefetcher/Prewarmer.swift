@@ -87,7 +87,6 @@ public final class Prewarmer: @unchecked Sendable {
     private var bytesAlreadyDone: Int64 = 0
     private var objectsDone = 0
     private var engine: FetchEngine?
-    private var randomSource = SystemRandomNumberGenerator()
 
     /// An engine and filler already running (a mount's): used instead of starting new ones, so
     /// one cache directory has one scheduler and one worker pool.
@@ -126,34 +125,15 @@ public final class Prewarmer: @unchecked Sendable {
 
         var interrupted = false
         do {
-            var token: String?
-            repeat {
-                if shouldStop() { interrupted = true; break }
-                let page = try withRetries(
-                    policy: settings.retry, clock: SystemClock(), random: &randomSource,
-                    isRetryable: { ($0 as? S3Error)?.isRetryable ?? false },
-                    retryAfter: { ($0 as? S3Error)?.retryAfter },
-                    onRetry: { n, e, d in
-                        self.logger.warning("listing failed (attempt \(n)), retrying in \(String(format: "%.1f", d)) s: \(e)")
-                    }) {
-                    try store.listPage(bucket: options.bucket, prefix: options.prefix, delimiter: nil,
-                                       continuationToken: token, maxKeys: 1000)
-                }
+            let complete = try ListingPager.run(store: store, bucket: options.bucket, prefix: options.prefix,
+                                                retry: settings.retry, logger: logger, shouldStop: shouldStop) { page in
                 let (rows, dropped) = try cache.index.recordListing(bucketID: bucketID, objects: page.objects, stamp: stamp)
                 cache.discard(dropped)
                 lock.lock(); summary.listed += rows.count; lock.unlock()
                 for o in rows where selects(o) { start(o, filler: filler) }
-                if page.isTruncated {
-                    guard let next = page.nextContinuationToken, next != token else {
-                        throw S3Error(kind: .invalidResponse, operation: "ListObjectsV2", bucket: options.bucket,
-                                      message: "truncated listing without a new continuation token")
-                    }
-                    token = next
-                } else {
-                    token = nil
-                }
                 tick(progress())
-            } while token != nil
+            }
+            interrupted = !complete
             if !interrupted {
                 let gone = try cache.index.finishListing(bucketID: bucketID, prefix: options.prefix, stamp: stamp)
                 cache.discard(gone)
