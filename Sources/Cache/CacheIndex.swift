@@ -188,6 +188,19 @@ public final class CacheIndex: @unchecked Sendable {
         }
     }
 
+    /// Present blocks of an object among `range`: index → CRC32C (the mount's read path asks
+    /// only for the blocks under a read, not all of a large object's).
+    public func presentBlocks(objectID: Int64, in range: ClosedRange<Int>) throws -> [Int: UInt32] {
+        try locked {
+            var out: [Int: UInt32] = [:]
+            try stmt("SELECT idx, crc FROM blocks WHERE obj=?1 AND idx BETWEEN ?2 AND ?3")
+                .query([.int(objectID), .int(Int64(range.lowerBound)), .int(Int64(range.upperBound))]) {
+                    out[Int($0.int(0))] = UInt32(truncatingIfNeeded: $0.int(1))
+                }
+            return out
+        }
+    }
+
     /// Present blocks of an object: index → CRC32C.
     public func presentBlocks(objectID: Int64) throws -> [Int: UInt32] {
         try locked {

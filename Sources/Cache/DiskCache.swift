@@ -226,8 +226,8 @@ public final class DiskCache: @unchecked Sendable {
         guard count > 0, offset < o.size else { return [] }
         let end = min(o.size, offset + Int64(count)) - 1
         let first = Int(offset / blockSize), last = Int(end / blockSize)
-        var present = try index.presentBlocks(objectID: o.id)
-        for (i, crc) in landedBlocks(o) where present[i] == nil {
+        var present = try index.presentBlocks(objectID: o.id, in: first...last)
+        for (i, crc) in landedBlocks(o) where present[i] == nil && (first...last).contains(i) {
             present[i] = crc
             trust(o, i)  // written by this process's worker, CRC computed as it streamed
         }
