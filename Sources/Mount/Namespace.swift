@@ -49,25 +49,19 @@ public final class Namespace: @unchecked Sendable {
                 continue
             }
             var dir = Self.rootIno
-            var ok = true
             for (i, name) in parts.enumerated() {
-                let last = i == parts.count - 1
-                if last && !isMarker {
-                    if let existing = nodes[Int(dir - 1)].children[name] {
-                        let n = nodes[Int(existing - 1)]
-                        hide(o.key, n.isDirectory ? "it is also a directory prefix; the directory is shown"
-                                                  : "a duplicate name", logger)
-                        ok = false
-                        break
-                    }
-                    let n = add(parent: dir, name: name, object: o, mtime: o.mtime ?? now)
-                    totalBytes += o.size
-                    _ = n
-                } else {
+                guard i == parts.count - 1 && !isMarker else {
                     dir = directory(named: name, in: dir, now: now, logger: logger)
+                    continue
                 }
+                if let existing = nodes[Int(dir - 1)].children[name] {
+                    hide(o.key, nodes[Int(existing - 1)].isDirectory ? "it is also a directory prefix; the directory is shown"
+                                                                     : "a duplicate name", logger)
+                    break
+                }
+                add(parent: dir, name: name, object: o, mtime: o.mtime ?? now)
+                totalBytes += o.size
             }
-            _ = ok
         }
         for n in nodes where n.isDirectory {
             n.ordered = n.children.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }.map(\.value)

@@ -60,14 +60,21 @@ public protocol ObjectStore: Sendable {
 }
 
 extension ObjectStore {
-    /// Every object under `prefix`, following continuation tokens.
-    public func listAll(bucket: String, prefix: String, pageSize: Int = 1000,
-                        _ body: (ObjectInfo) throws -> Void) throws {
+    /// Every page under `prefix` in order, following continuation tokens; a truncated page
+    /// without a new token is refused (it would loop forever). `fetch` wraps each page request
+    /// (callers add retries there). `body` returns false to stop early; the result says whether
+    /// the listing was complete.
+    @discardableResult
+    public func listPages(bucket: String, prefix: String, pageSize: Int = 1000,
+                          fetch: (() throws -> ListPage) throws -> ListPage = { try $0() },
+                          _ body: (ListPage) throws -> Bool) throws -> Bool {
         var token: String? = nil
         repeat {
-            let page = try listPage(bucket: bucket, prefix: prefix, delimiter: nil,
-                                    continuationToken: token, maxKeys: pageSize)
-            for o in page.objects { try body(o) }
+            let current = token
+            let page = try fetch {
+                try listPage(bucket: bucket, prefix: prefix, delimiter: nil, continuationToken: current, maxKeys: pageSize)
+            }
+            guard try body(page) else { return false }
             if page.isTruncated {
                 guard let next = page.nextContinuationToken, next != token else {
                     throw S3Error(kind: .invalidResponse, operation: "ListObjectsV2", bucket: bucket,
@@ -78,5 +85,15 @@ extension ObjectStore {
                 token = nil
             }
         } while token != nil
+        return true
+    }
+
+    /// Every object under `prefix`, following continuation tokens.
+    public func listAll(bucket: String, prefix: String, pageSize: Int = 1000,
+                        _ body: (ObjectInfo) throws -> Void) throws {
+        try listPages(bucket: bucket, prefix: prefix, pageSize: pageSize) { page in
+            for o in page.objects { try body(o) }
+            return true
+        }
     }
 }

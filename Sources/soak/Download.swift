@@ -19,6 +19,15 @@ struct S3Options: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "debug, info, warning or error.")
     var logLevel: String = "warning"
 
+    /// The engine settings from the environment contract, logging at `level` in workers too,
+    /// with the one warning users must see when TLS verification is off.
+    func engineSettings(env: [String: String], level: Logger.Level, logger: Logger) throws -> EngineSettings {
+        var settings = try EngineSettings.fromEnvironment(env)
+        settings.logLevel = "\(level)"
+        if !settings.transport.verifyTLS { logger.warning("S3_VERIFY_SSL=false: TLS certificates are NOT verified") }
+        return settings
+    }
+
     /// Resolves credentials, region and endpoint into a request builder.
     func builder(env: [String: String]) throws -> S3RequestBuilder {
         guard let mode = Addressing(rawValue: addressing) else {
@@ -54,9 +63,7 @@ struct Download: ParsableCommand {
         let logger = Logger(label: "soak")
         let uri = try S3URI(parsing: source)
         guard !destination.isEmpty else { throw UsageError("DEST must not be empty") }
-        var settings = try EngineSettings.fromEnvironment(env)
-        settings.logLevel = "\(level)"
-        if !settings.transport.verifyTLS { logger.warning("S3_VERIFY_SSL=false: TLS certificates are NOT verified") }
+        let settings = try s3.engineSettings(env: env, level: level, logger: logger)
         let builder = try s3.builder(env: env)
         let store = try CurlObjectStore(builder: builder, options: settings.transport)
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)

@@ -50,9 +50,7 @@ struct MountCommand: ParsableCommand {
         MountService.setStopSignals(blocked: true)
         SoakLogging.bootstrap(level: level)
         let logger = Logger(label: "soak")
-        var settings = try EngineSettings.fromEnvironment(env)
-        settings.logLevel = "\(level)"
-        if !settings.transport.verifyTLS { logger.warning("S3_VERIFY_SSL=false: TLS certificates are NOT verified") }
+        let settings = try s3.engineSettings(env: env, level: level, logger: logger)
         let builder = try s3.builder(env: env)
         let store = try CurlObjectStore(builder: builder, options: settings.transport)
         let cache = try cacheOptions.open(env: env)

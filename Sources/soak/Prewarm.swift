@@ -30,9 +30,7 @@ struct Prewarm: ParsableCommand {
         let logger = Logger(label: "soak")
         let uri = try S3URI(parsing: source)
         let shard = try self.shard.map { try Shard(parsing: $0) } ?? .all
-        var settings = try EngineSettings.fromEnvironment(env)
-        settings.logLevel = "\(level)"
-        if !settings.transport.verifyTLS { logger.warning("S3_VERIFY_SSL=false: TLS certificates are NOT verified") }
+        let settings = try s3.engineSettings(env: env, level: level, logger: logger)
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
         // A mount that owns this cache directory runs the prewarm on its own engine.
         if let fd = ControlSocket.connect(cacheDir: cacheOptions.directory(env: env)) {

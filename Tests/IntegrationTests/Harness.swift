@@ -78,6 +78,23 @@ enum Harness {
         if r.status != 0 { throw NSError(domain: "fixture", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.stderr]) }
     }
 
+    /// Writes `files` (relative key → size) into `source` (default: a fresh directory in `work`)
+    /// and uploads the tree to `bucket` under `prefix` in one go; returns relative key → sha256.
+    static func uploadTree(_ files: [String: Int], bucket: String, prefix: String, work: String,
+                           source: String? = nil, seed: UInt64 = 1) throws -> [String: String] {
+        let src = source ?? work + "/src-\(UUID().uuidString.prefix(6))"
+        var sums: [String: String] = [:]
+        for (i, (key, size)) in files.sorted(by: { $0.key < $1.key }).enumerated() {
+            let path = src + "/" + key
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            try makeFile(path, size: size, seed: seed &+ UInt64(i))
+            sums[key] = try sha256(path)
+        }
+        try fixture(["putdir", bucket, prefix, src])
+        return sums
+    }
+
     static func uniqueBucket(_ name: String) -> String {
         "soak-it-\(name)-\(UInt32.random(in: 0...UInt32.max))"
     }

@@ -32,17 +32,8 @@ final class MountIntegrationTests: XCTestCase {
     }
 
     func upload(_ files: [String: Int], prefix: String) throws -> [String: String] {
-        let src = work + "/src"
-        var sums: [String: String] = [:]
-        for (i, (key, size)) in files.sorted(by: { $0.key < $1.key }).enumerated() {
-            let path = src + "/" + key
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                    withIntermediateDirectories: true)
-            try Harness.makeFile(path, size: size, seed: UInt64(i + 1))
-            sums[key] = try Harness.sha256(path)
-        }
-        try Harness.fixture(["putdir", bucket, prefix, src])
-        return sums
+        // Kept in work/src: tests compare reads through the mount with these files.
+        try Harness.uploadTree(files, bucket: bucket, prefix: prefix, work: work, source: work + "/src")
     }
 
     /// Starts `soak mount --foreground` and waits until the mountpoint is a mount.

@@ -29,20 +29,8 @@ final class PrewarmIntegrationTests: XCTestCase {
                          env: env, timeout: timeout, onStart: onStart)
     }
 
-    /// Writes `files` (relative key → size) into a directory and uploads it in one go; returns
-    /// relative key → sha256.
     func upload(_ files: [String: Int], prefix: String, seed: UInt64 = 1) throws -> [String: String] {
-        let src = work + "/src-\(UUID().uuidString.prefix(6))"
-        var sums: [String: String] = [:]
-        for (i, (key, size)) in files.sorted(by: { $0.key < $1.key }).enumerated() {
-            let path = src + "/" + key
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                    withIntermediateDirectories: true)
-            try Harness.makeFile(path, size: size, seed: seed &+ UInt64(i))
-            sums[key] = try Harness.sha256(path)
-        }
-        try Harness.fixture(["putdir", bucket, prefix, src])
-        return sums
+        try Harness.uploadTree(files, bucket: bucket, prefix: prefix, work: work, seed: seed)
     }
 
     /// sha256 of an object read back through the cache (checksums checked as the mount would),
