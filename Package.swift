@@ -61,7 +61,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "CacheTests", dependencies: ["Cache", "S3", "SoakCore"]),
         .testTarget(name: "MountTests", dependencies: ["Mount", "Cache", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache", "Mount"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -158,6 +158,24 @@ public final class CacheIndex: @unchecked Sendable {
         }
     }
 
+    /// After a complete delimiter listing of one directory `prefix`: its direct children (keys
+    /// with no further `/`) that the listing did not stamp were deleted remotely. Deeper keys
+    /// belong to the listings of subdirectories and are left alone.
+    public func finishDirectoryListing(bucketID: Int64, prefix: String, stamp: Int64) throws -> [DroppedData] {
+        try locked {
+            try db.transaction {
+                var gone: [CachedObject] = []
+                try stmt("""
+                    SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND listed<?3
+                    AND substr(key, 1, length(?2))=?2 AND length(key)>length(?2) AND instr(substr(key, length(?2)+1), '/')=0
+                    """).query([.int(bucketID), .text(prefix), .int(stamp)]) { gone.append(object(from: $0)) }
+                var dropped: [DroppedData] = []
+                for o in gone { dropped.append(try deleteObjectRow(o)) }
+                return dropped
+            }
+        }
+    }
+
     /// Inside a transaction: removes an object row (its blocks cascade) and its byte count.
     private func deleteObjectRow(_ o: CachedObject) throws -> DroppedData {
         try stmt("DELETE FROM objects WHERE id=?1").run([.int(o.id)])
@@ -190,11 +208,16 @@ public final class CacheIndex: @unchecked Sendable {
 
     /// Present blocks of an object among `range`: index → CRC32C (the mount's read path asks
     /// only for the blocks under a read, not all of a large object's).
-    public func presentBlocks(objectID: Int64, in range: ClosedRange<Int>) throws -> [Int: UInt32] {
+    /// Only blocks of generation `gen`: a reader holding an older version's file must not
+    /// take a newer generation's blocks for its own.
+    public func presentBlocks(objectID: Int64, gen: Int64, in range: ClosedRange<Int>) throws -> [Int: UInt32] {
         try locked {
             var out: [Int: UInt32] = [:]
-            try stmt("SELECT idx, crc FROM blocks WHERE obj=?1 AND idx BETWEEN ?2 AND ?3")
-                .query([.int(objectID), .int(Int64(range.lowerBound)), .int(Int64(range.upperBound))]) {
+            try stmt("""
+                SELECT b.idx, b.crc FROM blocks b JOIN objects o ON o.id=b.obj
+                WHERE b.obj=?1 AND o.gen=?4 AND b.idx BETWEEN ?2 AND ?3
+                """)
+                .query([.int(objectID), .int(Int64(range.lowerBound)), .int(Int64(range.upperBound)), .int(gen)]) {
                     out[Int($0.int(0))] = UInt32(truncatingIfNeeded: $0.int(1))
                 }
             return out
@@ -312,8 +335,15 @@ public final class CacheIndex: @unchecked Sendable {
         try locked { try stmt("UPDATE objects SET verified=?2 WHERE id=?1").run([.int(objectID), .int(Int64(v.rawValue))]) }
     }
 
-    public func touch(objectID: Int64, now: Int64) throws {
-        try locked { try stmt("UPDATE objects SET atime=?2 WHERE id=?1 AND cached>0").run([.int(objectID), .int(now)]) }
+    /// Marks objects used at `now` (their place in the LRU order), in one transaction.
+    public func touch(objectIDs: [Int64], now: Int64) throws {
+        guard !objectIDs.isEmpty else { return }
+        try locked {
+            try db.transaction {
+                let up = try stmt("UPDATE objects SET atime=?2 WHERE id=?1 AND cached>0")
+                for id in objectIDs { try up.run([.int(id), .int(now)]) }
+            }
+        }
     }
 
     public func count(_ name: String, _ delta: Int64) throws {

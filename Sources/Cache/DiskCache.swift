@@ -30,8 +30,11 @@ public final class DiskCache: @unchecked Sendable {
     private let logger: Logger
     private let lock = NSLock()
     private var pins: [Int64: Int] = [:]
-    /// Blocks this process wrote or checked: served without re-checking their CRC.
-    private var trusted = Set<BlockRef>()
+    /// Objects used since the last `flushAccess`.
+    private var accessed = Set<Int64>()
+    /// Blocks this process wrote or checked, by object: served without re-checking their CRC
+    /// or asking the index (the hit path's fast case). Only for the generation named.
+    private var trusted: [Int64: (gen: Int64, blocks: Set<Int>)] = [:]
     /// Blocks a worker of this process wrote that are not yet recorded (the next commit will):
     /// servable at once, so a mount read need not wait for the sync. Object id → gen, index → CRC.
     private var landed: [Int64: (gen: Int64, blocks: [Int: UInt32])] = [:]
@@ -98,7 +101,7 @@ public final class DiskCache: @unchecked Sendable {
     private func unlinkData(_ d: CacheIndex.DroppedData) {
         unlink(dataPath(id: d.id, gen: d.gen))
         lock.lock()
-        trusted = trusted.filter { $0.object != d.id }
+        if trusted[d.id]?.gen == d.gen { trusted[d.id] = nil }
         landed[d.id] = nil
         lock.unlock()
     }
@@ -146,7 +149,7 @@ public final class DiskCache: @unchecked Sendable {
         logger.trace("syncfs took \(Int((MonotonicTime.now() - t0) * 1000)) ms")
         let accepted = try index.commit(blocks, now: Self.now())
         lock.lock()
-        for b in accepted { trusted.insert(BlockRef(object: b.objectID, gen: b.gen, index: b.index)) }
+        for b in accepted { trustLocked(b.objectID, gen: b.gen, b.index) }
         lock.unlock()
         forgetLanded(blocks)
         if accepted.count < blocks.count {
@@ -167,6 +170,15 @@ public final class DiskCache: @unchecked Sendable {
     /// fetches it again into a new generation's file.
     public func dropData(_ o: CachedObject, evicted: Bool = false) throws {
         if let d = try index.dropData(objectID: o.id, expectedGen: o.gen, evicted: evicted) { unlinkData(d) }
+    }
+
+    /// Notes that an object was used (a mount open): `flushAccess` moves it up the LRU order.
+    public func noteAccess(_ id: Int64) { lock.lock(); accessed.insert(id); lock.unlock() }
+
+    /// Records the uses noted since the last call, in one index transaction.
+    public func flushAccess() throws {
+        lock.lock(); let ids = accessed; accessed.removeAll(); lock.unlock()
+        try index.touch(objectIDs: Array(ids), now: Self.now())
     }
 
     // MARK: - Capacity
@@ -224,58 +236,80 @@ public final class DiskCache: @unchecked Sendable {
     /// block that was just dropped.
     public func read(_ o: CachedObject, offset: Int64, count: Int) throws -> [UInt8]? {
         guard count > 0, offset < o.size else { return [] }
-        let end = min(o.size, offset + Int64(count)) - 1
-        let first = Int(offset / blockSize), last = Int(end / blockSize)
-        var present = try index.presentBlocks(objectID: o.id, in: first...last)
-        for (i, crc) in landedBlocks(o) where present[i] == nil && (first...last).contains(i) {
-            present[i] = crc
-            trust(o, i)  // written by this process's worker, CRC computed as it streamed
-        }
-        guard (first...last).allSatisfy({ present[$0] != nil }) else { return nil }
-        let path = dataPath(o)
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            // The index claims blocks of a file that is gone: the blocks are not there.
-            try dropData(o)
-            return nil
-        }
+        guard let fd = try openData(o) else { return nil }
         defer { close(fd) }
-        var bad: [Int] = []
-        for i in first...last where !isTrusted(o, i) {
-            if try checkBlock(fd: fd, o, i, crc: present[i]!) { trust(o, i) } else { bad.append(i) }
-        }
-        if !bad.isEmpty {
-            logger.warning("cache block(s) \(bad) of \(o.key) failed their checksum; dropped, will fetch again")
-            _ = try index.dropBlocks(objectID: o.id, indices: bad) { o.blockRange($0, blockSize: blockSize).count64 }
-            return nil
-        }
-        var out = [UInt8](repeating: 0, count: Int(end - offset + 1))
-        let n = try preadFull(fd: fd, &out, at: offset, path: path)
-        guard n == out.count else { return nil }
-        return out
+        var out = [UInt8](repeating: 0, count: Int(min(o.size - offset, Int64(count))))
+        let n = try out.withUnsafeMutableBytes { try read(o, offset: offset, into: $0, fd: fd) }
+        return n == out.count ? out : nil
     }
 
-    private func isTrusted(_ o: CachedObject, _ i: Int) -> Bool {
+    /// Opens an object version's data file for reading; nil if it has none. A file the index
+    /// claims blocks of but that is gone has its blocks dropped (they are not there).
+    public func openData(_ o: CachedObject) throws -> Int32? {
+        let fd = open(dataPath(o), O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { return fd }
+        guard errno == ENOENT else { throw LocalIOError(errno: errno, operation: "open", path: dataPath(o)) }
+        let current = try index.object(id: o.id)
+        if !landedBlocks(o).isEmpty || (current.map { $0.gen == o.gen && $0.cachedBytes > 0 } ?? false) {
+            try dropData(o)
+        }
+        return nil
+    }
+
+    /// The mount's hit path: reads `buf.count` bytes of `o` at `offset` through `fd` (its open
+    /// data file) if every block under them is present, else nil (a miss, or a corrupt block
+    /// that was just dropped). Blocks this process trusts need no index query at all.
+    public func read(_ o: CachedObject, offset: Int64, into buf: UnsafeMutableRawBufferPointer, fd: Int32) throws -> Int? {
+        let count = Int(min(Int64(buf.count), o.size - offset))
+        guard count > 0 else { return 0 }
+        let first = Int(offset / blockSize), last = Int((offset + Int64(count) - 1) / blockSize)
+        if !isTrusted(o, first...last) {
+            var present = try index.presentBlocks(objectID: o.id, gen: o.gen, in: first...last)
+            for (i, crc) in landedBlocks(o) where present[i] == nil && (first...last).contains(i) {
+                present[i] = crc
+                trust(o, i)  // written by this process's worker, CRC computed as it streamed
+            }
+            guard (first...last).allSatisfy({ present[$0] != nil }) else { return nil }
+            var bad: [Int] = []
+            for i in first...last where !isTrusted(o, i...i) {
+                if try checkBlock(fd: fd, o, i, crc: present[i]!) { trust(o, i) } else { bad.append(i) }
+            }
+            if !bad.isEmpty {
+                logger.warning("cache block(s) \(bad) of \(o.key) failed their checksum; dropped, will fetch again")
+                _ = try index.dropBlocks(objectID: o.id, indices: bad) { o.blockRange($0, blockSize: blockSize).count64 }
+                return nil
+            }
+        }
+        let n = try preadFull(fd: fd, UnsafeMutableRawBufferPointer(rebasing: buf[0..<count]), at: offset, path: dataPath(o))
+        return n == count ? n : nil
+    }
+
+    private func isTrusted(_ o: CachedObject, _ r: ClosedRange<Int>) -> Bool {
         lock.lock(); defer { lock.unlock() }
-        return trusted.contains(BlockRef(object: o.id, gen: o.gen, index: i))
+        guard let t = trusted[o.id], t.gen == o.gen else { return false }
+        return r.allSatisfy { t.blocks.contains($0) }
     }
     private func trust(_ o: CachedObject, _ i: Int) {
-        lock.lock(); trusted.insert(BlockRef(object: o.id, gen: o.gen, index: i)); lock.unlock()
+        lock.lock(); trustLocked(o.id, gen: o.gen, i); lock.unlock()
+    }
+    private func trustLocked(_ id: Int64, gen: Int64, _ i: Int) {
+        if trusted[id]?.gen != gen { trusted[id] = (gen, []) }
+        trusted[id]!.blocks.insert(i)
     }
 
     /// Reads block `i` and compares its CRC32C.
     func checkBlock(fd: Int32, _ o: CachedObject, _ i: Int, crc: UInt32) throws -> Bool {
         let r = o.blockRange(i, blockSize: blockSize)
         var buf = [UInt8](repeating: 0, count: Int(r.count64))
-        let n = try preadFull(fd: fd, &buf, at: r.lowerBound, path: dataPath(o))
+        let n = try buf.withUnsafeMutableBytes { try preadFull(fd: fd, $0, at: r.lowerBound, path: dataPath(o)) }
         return n == buf.count && CRC32C.checksum(buf) == crc
     }
 
-    private func preadFull(fd: Int32, _ buf: inout [UInt8], at offset: Int64, path: String) throws -> Int {
+    private func preadFull(fd: Int32, _ buf: UnsafeMutableRawBufferPointer, at offset: Int64, path: String) throws -> Int {
         var done = 0
         let total = buf.count
         while done < total {
-            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, total - done, off_t(offset) + off_t(done)) }
+            let n = pread(fd, buf.baseAddress! + done, total - done, off_t(offset) + off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw LocalIOError(errno: errno, operation: "pread", path: path)

@@ -27,7 +27,8 @@ public protocol FuseHandler: AnyObject, Sendable {
     func lookup(_ r: FuseRequest, parent: UInt64, name: String)
     func getattr(_ r: FuseRequest, ino: UInt64)
     func opendir(_ r: FuseRequest, ino: UInt64)
-    func readdir(_ r: FuseRequest, ino: UInt64, size: Int, offset: Int64)
+    func readdir(_ r: FuseRequest, ino: UInt64, fh: UInt64, size: Int, offset: Int64)
+    func releasedir(_ r: FuseRequest, ino: UInt64, fh: UInt64)
     func open(_ r: FuseRequest, ino: UInt64, flags: Int32)
     func read(_ r: FuseRequest, ino: UInt64, fh: UInt64, size: Int, offset: Int64)
     func release(_ r: FuseRequest, ino: UInt64, fh: UInt64)
@@ -202,10 +203,13 @@ public final class FuseSession: @unchecked Sendable {
         }
         ops.getattr = { req, ino, _ in fuseHandler(req).getattr(FuseRequest(req: req!), ino: UInt64(ino)) }
         ops.opendir = { req, ino, _ in fuseHandler(req).opendir(FuseRequest(req: req!), ino: UInt64(ino)) }
-        ops.readdir = { req, ino, size, off, _ in
-            fuseHandler(req).readdir(FuseRequest(req: req!), ino: UInt64(ino), size: size, offset: Int64(off))
+        ops.readdir = { req, ino, size, off, fi in
+            fuseHandler(req).readdir(FuseRequest(req: req!), ino: UInt64(ino), fh: fi?.pointee.fh ?? 0, size: size,
+                                     offset: Int64(off))
         }
-        ops.releasedir = { req, _, _ in _ = fuse_reply_err(req, 0) }
+        ops.releasedir = { req, ino, fi in
+            fuseHandler(req).releasedir(FuseRequest(req: req!), ino: UInt64(ino), fh: fi?.pointee.fh ?? 0)
+        }
         ops.open = { req, ino, fi in
             fuseHandler(req).open(FuseRequest(req: req!), ino: UInt64(ino), flags: fi?.pointee.flags ?? 0)
         }

@@ -1,14 +1,18 @@
 /// The read-only file system the mount serves: answers FUSE requests from the namespace (built
-/// from the listing in the cache index) and the block cache.
+/// from listings in the cache index) and the block cache.
 ///
-/// Read path: a hit is answered on the FUSE thread (index lookup, `pread`, reply). A miss asks
-/// `CacheFiller` for the blocks under the read in the **urgent** lane, which overtakes queued
-/// prefetch work and joins a fetch already under way instead of starting another; the reply is
-/// sent when the blocks are recorded. Errors map to errno in `errno(for:)`, the one place.
+/// Read path: a hit is answered on the FUSE thread: the blocks are checked present (in memory
+/// for blocks this process already trusts, else one index query), `pread` from the open file's
+/// data-file descriptor into a pooled buffer, reply. A miss asks `CacheFiller` for the blocks
+/// under the read in the **urgent** lane, which overtakes queued prefetch work and joins a fetch
+/// already under way instead of starting another; the reply is sent when the blocks land.
+/// Opens after `--metadata-ttl` ask the remote for the file's current version first. Errors
+/// map to errno in `errno(for:)`, the one place.
 import Cache
 import Foundation
 import Logging
 import Prefetcher
+import S3
 import SoakCore
 #if canImport(Glibc)
 import Glibc
@@ -35,10 +39,11 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     /// A read that missed is answered EIO if its data has not come after this long (retries
     /// with backoff take up to ~15 s, a hung worker is replaced after 30 s).
     static let missDeadline = 120.0
-    // @unchecked: the namespace is immutable; counters and open handles are guarded by `lock`.
+    // @unchecked: the namespace locks itself; counters and open handles are guarded by `lock`.
     let namespace: Namespace
     let cache: DiskCache
     let filler: CacheFiller
+    let remote: MountRemote?
     let bucket: String
     let uid: UInt32
     let gid: UInt32
@@ -52,10 +57,22 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     private var totalHits: Int64 = 0
     private var totalMisses: Int64 = 0
     private var nextFH: UInt64 = 1
-    /// Open files: object (pinned while open) and where the last read ended, to spot
+    /// An open file: the object version it opened (pinned while open, never mixed with another),
+    /// its data file's descriptor once it has one, and where the last read ended, to spot
     /// sequential readers.
-    private struct Handle { var objectID: Int64; var nextOffset: Int64 = 0; var readAheadUpTo = -1 }
-    private var handles: [UInt64: Handle] = [:]
+    private final class OpenFile {
+        var object: CachedObject
+        let ino: UInt64
+        var fd: Int32 = -1
+        var users = 0
+        var released = false
+        var nextOffset: Int64 = 0
+        var readAheadUpTo = -1
+        init(object: CachedObject, ino: UInt64) { self.object = object; self.ino = ino }
+    }
+    private var handles: [UInt64: OpenFile] = [:]
+    /// Open directories: the entries readdir pages through (a snapshot taken at opendir).
+    private var directories: [UInt64: [(name: String, attr: FuseAttributes)]] = [:]
     /// Blocks fetched ahead of a sequential reader (`--read-ahead`, in MiB = blocks).
     let readAheadBlocks: Int
     /// Called with each read's latency (seconds) and whether it was a hit (for metrics).
@@ -63,16 +80,17 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     /// Read-ahead goes out in fetches of this many blocks, in parallel over several connections.
     static let readAheadRunBlocks = 2
     private let replies = DispatchQueue(label: "soak.mount.replies", attributes: .concurrent)
+    private let buffers = BufferPool(size: Int(FuseSession.maxReadahead))
 
-    public init(namespace: Namespace, cache: DiskCache, filler: CacheFiller, bucket: String, uid: UInt32, gid: UInt32,
-                ttl: Double, readAheadBlocks: Int, logger: Logger) {
-        self.namespace = namespace; self.cache = cache; self.filler = filler; self.bucket = bucket
+    public init(namespace: Namespace, cache: DiskCache, filler: CacheFiller, remote: MountRemote?, bucket: String,
+                uid: UInt32, gid: UInt32, ttl: Double, readAheadBlocks: Int, logger: Logger) {
+        self.namespace = namespace; self.cache = cache; self.filler = filler; self.remote = remote; self.bucket = bucket
         self.uid = uid; self.gid = gid; self.ttl = ttl; self.readAheadBlocks = readAheadBlocks; self.logger = logger
     }
 
-    func attributes(_ n: Namespace.Node) -> FuseAttributes {
-        FuseAttributes(ino: n.ino, size: n.object?.size ?? 0, isDirectory: n.isDirectory,
-                       links: n.isDirectory ? 2 + n.subdirectories : 1, mtime: n.mtime, uid: uid, gid: gid)
+    func attributes(_ e: Namespace.Entry) -> FuseAttributes {
+        FuseAttributes(ino: e.ino, size: e.object?.size ?? 0, isDirectory: e.isDirectory, links: e.links,
+                       mtime: e.mtime, uid: uid, gid: gid)
     }
 
     /// errno for a failed fill: the one place errors become errno.
@@ -85,67 +103,169 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         }
     }
 
+    /// errno for a listing that failed with nothing cached to show.
+    static func errno(forListing e: Error) -> Int32 {
+        (e as? S3Error)?.status == 403 ? EACCES : EIO
+    }
+
+    // MARK: - Names
+
     public func lookup(_ r: FuseRequest, parent: UInt64, name: String) {
-        guard let n = namespace.lookup(parent: parent, name: name) else { return r.replyNoEntry(ttl: ttl) }
-        r.reply(entry: attributes(n), ttl: ttl)
+        do {
+            guard let e = try namespace.lookup(parent: parent, name: name) else { return r.replyNoEntry(ttl: ttl) }
+            r.reply(entry: attributes(e), ttl: ttl)
+        } catch {
+            logger.error("lookup of \(name): \(error)")
+            r.reply(error: Self.errno(forListing: error))
+        }
     }
 
     public func getattr(_ r: FuseRequest, ino: UInt64) {
-        guard let n = namespace.node(ino) else { return r.reply(error: ENOENT) }
-        r.reply(attr: attributes(n), ttl: ttl)
+        guard let e = namespace.entry(ino) else { return r.reply(error: ENOENT) }
+        r.reply(attr: attributes(e), ttl: ttl)
     }
 
     public func opendir(_ r: FuseRequest, ino: UInt64) {
-        guard let n = namespace.node(ino) else { return r.reply(error: ENOENT) }
-        guard n.isDirectory else { return r.reply(error: ENOTDIR) }
-        r.reply(open: 0, keepCache: true)
+        guard let e = namespace.entry(ino) else { return r.reply(error: ENOENT) }
+        guard e.isDirectory else { return r.reply(error: ENOTDIR) }
+        let c: (dir: Namespace.Entry, parent: Namespace.Entry, children: [Namespace.Entry])?
+        do { c = try namespace.contents(ino) } catch {
+            logger.error("listing a directory: \(error)")
+            return r.reply(error: Self.errno(forListing: error))
+        }
+        guard let c else { return r.reply(error: ENOTDIR) }
+        var entries: [(name: String, attr: FuseAttributes)] = [(".", attributes(c.dir)), ("..", attributes(c.parent))]
+        entries.reserveCapacity(c.children.count + 2)
+        for child in c.children { entries.append((child.name, attributes(child))) }
+        lock.lock()
+        let fh = nextFH; nextFH += 1
+        directories[fh] = entries
+        lock.unlock()
+        r.reply(open: fh, keepCache: false)
     }
 
-    public func readdir(_ r: FuseRequest, ino: UInt64, size: Int, offset: Int64) {
-        guard let n = namespace.node(ino), n.isDirectory else { return r.reply(error: ENOTDIR) }
-        var entries: [(name: String, attr: FuseAttributes)] = [(".", attributes(n))]
-        entries.append(("..", attributes(namespace.node(n.parent) ?? n)))
-        for c in n.ordered { if let child = namespace.node(c) { entries.append((child.name, attributes(child))) } }
+    public func readdir(_ r: FuseRequest, ino: UInt64, fh: UInt64, size: Int, offset: Int64) {
+        lock.lock(); let entries = directories[fh]; lock.unlock()
+        guard let entries else { return r.reply(error: EBADF) }
         r.reply(directory: entries, size: size, offset: offset)
     }
 
-    public func open(_ r: FuseRequest, ino: UInt64, flags: Int32) {
-        guard let n = namespace.node(ino) else { return r.reply(error: ENOENT) }
-        guard let o = n.object else { return r.reply(error: EISDIR) }
-        if flags & O_ACCMODE != O_RDONLY || flags & (O_TRUNC | O_APPEND) != 0 { return r.reply(error: EROFS) }
-        lock.lock()
-        let fh = nextFH; nextFH += 1
-        handles[fh] = Handle(objectID: o.id)
-        lock.unlock()
-        cache.pin(o.id)
-        r.reply(open: fh, keepCache: true)
-    }
-
-    public func release(_ r: FuseRequest, ino: UInt64, fh: UInt64) {
-        lock.lock(); let h = handles.removeValue(forKey: fh); lock.unlock()
-        if let h { cache.unpin(h.objectID) }
+    public func releasedir(_ r: FuseRequest, ino: UInt64, fh: UInt64) {
+        lock.lock(); directories[fh] = nil; lock.unlock()
         r.reply(error: 0)
     }
 
+    // MARK: - Files
+
+    public func open(_ r: FuseRequest, ino: UInt64, flags: Int32) {
+        guard let e = namespace.entry(ino) else { return r.reply(error: ENOENT) }
+        guard let o = e.object else { return r.reply(error: EISDIR) }
+        if flags & O_ACCMODE != O_RDONLY || flags & (O_TRUNC | O_APPEND) != 0 { return r.reply(error: EROFS) }
+        guard let remote, namespace.needsRevalidation(ino) else { return finishOpen(r, ino: ino, o) }
+        // After the TTL: ask for the current version (a HEAD) off the FUSE thread.
+        replies.async { [self] in
+            do {
+                guard let current = try remote.current(o), let e = namespace.update(ino, object: current) else {
+                    namespace.update(ino, object: nil)
+                    return r.reply(error: ENOENT)
+                }
+                // A new version has a new inode: ESTALE makes the kernel look the name up again
+                // (LOOKUP_REVAL) and open that, while files open on the old inode keep the old bytes.
+                guard e.ino == ino else { return r.reply(error: ESTALE) }
+                finishOpen(r, ino: ino, current)
+            } catch {
+                logger.warning("could not revalidate \(o.key), opening the cached version: \(error)")
+                finishOpen(r, ino: ino, o)
+            }
+        }
+    }
+
+    private func finishOpen(_ r: FuseRequest, ino: UInt64, _ shown: CachedObject) {
+        // The index row has the current generation (data dropped since the listing moves it on).
+        var o = shown
+        if let row = try? cache.index.object(id: shown.id), row.etag == shown.etag { o = row }
+        lock.lock()
+        let fh = nextFH; nextFH += 1
+        handles[fh] = OpenFile(object: o, ino: ino)
+        lock.unlock()
+        cache.pin(o.id)
+        cache.noteAccess(o.id)
+        r.reply(open: fh, keepCache: true)  // an inode's bytes never change
+    }
+
+    public func release(_ r: FuseRequest, ino: UInt64, fh: UInt64) {
+        lock.lock()
+        let h = handles.removeValue(forKey: fh)
+        var fd: Int32 = -1
+        if let h {
+            h.released = true
+            if h.users == 0 { fd = h.fd; h.fd = -1 }
+        }
+        lock.unlock()
+        if fd >= 0 { close(fd) }
+        if let h { cache.unpin(h.object.id) }
+        r.reply(error: 0)
+    }
+
+    /// The open file's object and data-file descriptor (opened on first use), held until
+    /// `endUse`; nil fd if the object has no data file yet.
+    private func beginUse(_ fh: UInt64) -> (OpenFile, Int32)? {
+        lock.lock()
+        guard let h = handles[fh] else { lock.unlock(); return nil }
+        h.users += 1
+        var fd = h.fd
+        let o = h.object
+        lock.unlock()
+        if fd < 0, let opened = try? cache.openData(o) {
+            lock.lock()
+            if h.fd < 0 && h.object.gen == o.gen { h.fd = opened; fd = opened } else { close(opened); fd = h.fd }
+            lock.unlock()
+        }
+        return (h, fd)
+    }
+
+    private func endUse(_ h: OpenFile) {
+        lock.lock()
+        h.users -= 1
+        var fd: Int32 = -1
+        if h.released && h.users == 0 { fd = h.fd; h.fd = -1 }
+        lock.unlock()
+        if fd >= 0 { close(fd) }
+    }
+
     public func read(_ r: FuseRequest, ino: UInt64, fh: UInt64, size: Int, offset: Int64) {
-        guard let n = namespace.node(ino), let o = n.object else { return r.reply(error: EISDIR) }
+        guard let (h, fd) = beginUse(fh) else { return r.reply(error: EBADF) }
+        defer { endUse(h) }
+        let o = h.object
         guard offset < o.size, size > 0 else { return r.reply(data: UnsafeRawBufferPointer(start: nil, count: 0)) }
         let count = Int(min(Int64(size), o.size - offset))
-        logger.trace("read \(o.key) at \(offset) for \(size) bytes")
         let t0 = MonotonicTime.now()
-        readAhead(fh: fh, o, offset: offset, count: count)
-        do {
-            if let bytes = try cache.read(o, offset: offset, count: count) {
-                record(hit: true)
-                bytes.withUnsafeBytes { r.reply(data: $0) }
-                readObserver?(MonotonicTime.now() - t0, true)
-                return
+        readAhead(h, offset: offset, count: count)
+        if fd >= 0 {
+            do {
+                let served = try buffers.with(count) { buf -> Bool in
+                    guard let n = try cache.read(o, offset: offset, into: buf, fd: fd) else { return false }
+                    r.reply(data: UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+                    return true
+                }
+                if served {
+                    record(hit: true)
+                    readObserver?(MonotonicTime.now() - t0, true)
+                    return
+                }
+            } catch {
+                logger.error("read \(o.key) at \(offset): \(error)")
+                return r.reply(error: EIO)
             }
-        } catch {
-            logger.error("read \(o.key) at \(offset): \(error)")
-            return r.reply(error: EIO)
         }
         record(hit: false)
+        miss(r, h, offset: offset, count: count, t0: t0)
+    }
+
+    /// Fetches the blocks under a read urgently and replies when they land (or fail, or the
+    /// deadline passes).
+    private func miss(_ r: FuseRequest, _ h: OpenFile, offset: Int64, count: Int, t0: Double) {
+        let o = h.object
         let bs = cache.blockSize
         let blocks = Array(Int(offset / bs)...Int((offset + Int64(count) - 1) / bs))
         let once = OnceReply(r)
@@ -156,19 +276,27 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                 logger.error("read \(o.key) at \(offset) got no data within \(Int(Self.missDeadline)) s; answered EIO")
             }
         }
+        let ino = h.ino
         filler.fill(o, bucket: bucket, blocks: blocks, lane: .urgent, whenLanded: true) { [self] _, err in
             if let err {
                 logger.warning("read \(o.key) at \(offset) failed: \(err)")
+                if case .changed = err { namespace.markStale(ino) }  // the next open sees the new version
                 _ = once.reply { $0.reply(error: Self.errno(for: err)) }
                 return
             }
-            // Off the committer thread: the pread and reply.
+            // Off the committer thread: the pread and reply, through a descriptor of its own
+            // (the open file may be released meanwhile).
             replies.async { [self] in
-                let bytes = try? cache.read(o, offset: offset, count: count)
-                _ = once.reply { r in
-                    // nil: evicted or corrupt again at once; the reader may retry.
-                    if let bytes { bytes.withUnsafeBytes { r.reply(data: $0) } } else { r.reply(error: EIO) }
+                var n: Int? = nil
+                let fd = (try? cache.openData(o)) ?? nil
+                _ = try? buffers.with(count) { buf in
+                    if let fd { n = try? cache.read(o, offset: offset, into: buf, fd: fd) }
+                    _ = once.reply { r in
+                        // nil: evicted or corrupt again at once; the reader may retry.
+                        if let n { r.reply(data: UnsafeRawBufferPointer(rebasing: buf[0..<n])) } else { r.reply(error: EIO) }
+                    }
                 }
+                if let fd { close(fd) }
                 readObserver?(MonotonicTime.now() - t0, false)
             }
         }
@@ -176,19 +304,18 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
 
     /// A reader continuing where its last read ended gets the next `readAheadBlocks` blocks
     /// fetched in the read-ahead lane (behind mount misses, ahead of prefetch), once per block.
-    private func readAhead(fh: UInt64, _ o: CachedObject, offset: Int64, count: Int) {
+    private func readAhead(_ h: OpenFile, offset: Int64, count: Int) {
         guard readAheadBlocks > 0 else { return }
         let bs = cache.blockSize
         let block = Int((offset + Int64(count) - 1) / bs)
         lock.lock()
-        guard var h = handles[fh] else { lock.unlock(); return }
+        let o = h.object
         let sequential = offset == h.nextOffset && offset > 0
         h.nextOffset = offset + Int64(count)
         let last = min(o.blockCount(blockSize: bs) - 1, block + readAheadBlocks)
         let from = max(block + 1, h.readAheadUpTo + 1)
         let go = sequential && from <= last
         if go { h.readAheadUpTo = last }
-        handles[fh] = h
         lock.unlock()
         if go {
             filler.fill(o, bucket: bucket, blocks: Array(from...last), lane: .readAhead, runBlocks: Self.readAheadRunBlocks) { _, _ in }
@@ -196,7 +323,8 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     }
 
     public func statfs(_ r: FuseRequest) {
-        r.reply(statfs: UInt64((namespace.totalBytes + (1 << 20) - 1) >> 20), files: UInt64(namespace.count))
+        let t = namespace.totals
+        r.reply(statfs: UInt64((t.bytes + (1 << 20) - 1) >> 20), files: UInt64(t.inodes))
     }
 
     private func record(hit: Bool) {
@@ -211,10 +339,12 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         return (totalHits, totalMisses)
     }
 
-    /// Adds the hits and misses since the last call to the index's counters.
+    /// Adds the hits and misses since the last call to the index's counters, and the objects
+    /// opened since to the LRU order.
     public func flushCounters() {
         lock.lock(); let h = hits, m = misses; hits = 0; misses = 0; lock.unlock()
         if h > 0 { try? cache.index.count("hits", h) }
         if m > 0 { try? cache.index.count("misses", m) }
+        try? cache.flushAccess()
     }
 }

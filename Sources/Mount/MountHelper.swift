@@ -15,7 +15,7 @@ public enum MountHelper {
     /// key=value options and the soak flag each becomes.
     static let valued: [String: String] = [
         "cache_dir": "--cache-dir", "cache_size": "--cache-size", "endpoint_url": "--endpoint-url", "region": "--region",
-        "uid": "--uid", "gid": "--gid", "metadata_ttl": "--metadata-ttl", "read_ahead": "--read-ahead",
+        "uid": "--uid", "gid": "--gid", "metadata_ttl": "--metadata-ttl", "eager_listing": "--eager-listing", "read_ahead": "--read-ahead",
         "log_level": "--log-level", "metrics_address": "--metrics-address", "addressing": "--addressing", "include": "--include", "exclude": "--exclude",
     ]
     static let flags: [String: String] = ["allow_other": "--allow-other", "prefetch": "--prefetch", "foreground": "--foreground"]
@@ -49,7 +49,7 @@ public enum MountHelper {
             if kv.count == 2, kv[0] == "profile" { env["AWS_PROFILE"] = kv[1]; continue }
             if kv.count == 1, let flag = flags[kv[0]] { out.append(flag); continue }
             throw UsageError("\(name): unknown option '\(o)' (cache_dir=, cache_size=, endpoint_url=, region=, profile=, "
-                             + "uid=, gid=, metadata_ttl=, read_ahead=, log_level=, allow_other, prefetch)")
+                             + "uid=, gid=, metadata_ttl=, eager_listing=, read_ahead=, log_level=, allow_other, prefetch)")
         }
         return (out, env)
     }

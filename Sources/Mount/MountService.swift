@@ -1,5 +1,6 @@
-/// `soak mount`: list the prefix into the cache index, build the namespace, start the engine
-/// and the fill scheduler, mount, serve until unmounted or signalled, then stop cleanly.
+/// `soak mount`: list the prefix into the cache index (whole if it is small, else lazily per
+/// directory), build the namespace, start the engine and the fill scheduler, mount, serve until
+/// unmounted or signalled, then stop cleanly.
 import Cache
 import Foundation
 import Logging
@@ -28,6 +29,9 @@ public struct MountOptions: Sendable {
     public var readAheadMiB = 8
     /// HOST:PORT to serve Prometheus metrics on (nil: none).
     public var metricsAddress: String?
+    /// A prefix with at most this many keys is listed whole at mount time (`ls -lR` and `find`
+    /// then need no request); a larger one is listed per directory as it is used.
+    public var eagerListingKeys = MountService.defaultEagerListingKeys
     public init(bucket: String, prefix: String, endpoint: String, mountpoint: String, filter: KeyFilter) {
         self.bucket = bucket; self.prefix = prefix; self.endpoint = endpoint; self.mountpoint = mountpoint
         self.filter = filter
@@ -35,17 +39,20 @@ public struct MountOptions: Sendable {
 }
 
 public final class MountService: @unchecked Sendable {
+    /// 10 pages of ListObjectsV2: under a second to list and record, so small prefixes mount
+    /// with the whole tree known while large ones still mount at once.
+    public static let defaultEagerListingKeys = 10_000
     private let options: MountOptions
-    private let store: ObjectStore
+    private let stores: ObjectStorePool
     private let cache: DiskCache
     private let builder: S3RequestBuilder
     private let settings: EngineSettings
     private let workerExecutable: String
     private let logger: Logger
 
-    public init(options: MountOptions, store: ObjectStore, cache: DiskCache, builder: S3RequestBuilder,
-                settings: EngineSettings, workerExecutable: String, logger: Logger) {
-        self.options = options; self.store = store; self.cache = cache; self.builder = builder
+    public init(options: MountOptions, makeStore: @escaping @Sendable () throws -> ObjectStore, cache: DiskCache,
+                builder: S3RequestBuilder, settings: EngineSettings, workerExecutable: String, logger: Logger) {
+        self.options = options; self.stores = ObjectStorePool(make: makeStore); self.cache = cache; self.builder = builder
         self.settings = settings; self.workerExecutable = workerExecutable; self.logger = logger
     }
 
@@ -135,12 +142,20 @@ public final class MountService: @unchecked Sendable {
                 return metrics.render()
             }
         }
-        let objects = try listIntoIndex()
-        let visible = objects.filter { o in
-            KeyFilter.relativeKey(o.key, prefix: options.prefix).map { options.filter.includes($0) } ?? false
+        let bucketID = try cache.index.bucketID(endpoint: options.endpoint, name: options.bucket)
+        let remote = S3MountRemote(stores: stores, cache: cache, bucket: options.bucket, bucketID: bucketID,
+                                   retry: settings.retry, logger: logger)
+        let ns = Namespace(prefix: options.prefix, ttl: options.metadataTTL, filter: options.filter, remote: remote,
+                           logger: logger)
+        if let objects = try listWhole(bucketID: bucketID) {
+            ns.populate(objects: objects)
+            let t = ns.totals
+            logger.info("listed \(objects.count) keys: \(t.files) files, \(t.inodes) inodes, \(ns.hidden.count) keys not shown")
+        } else {
+            // Large: list the root now (a bad bucket or credentials fail here, not at first ls).
+            _ = try ns.contents(Namespace.rootIno)
+            logger.info("over \(options.eagerListingKeys) keys: directories are listed as they are used")
         }
-        let ns = Namespace(objects: visible, prefix: options.prefix, now: Date().timeIntervalSince1970, logger: logger)
-        logger.info("namespace: \(ns.count) inodes, \(ns.hidden.count) keys not shown")
 
         final class Box: @unchecked Sendable { var filler: CacheFiller? }
         let box = Box()
@@ -151,7 +166,7 @@ public final class MountService: @unchecked Sendable {
         engine.onLanded = { tag, first, crcs in box.filler?.blocksLanded(tag: tag, first: first, crcs: crcs) }
         if let metrics { engine.onFetchLatency = { metrics.recordFetch(firstByte: $0, lane: $1) } }
         try engine.start()
-        let fs = MountFilesystem(namespace: ns, cache: cache, filler: filler, bucket: options.bucket, uid: options.uid,
+        let fs = MountFilesystem(namespace: ns, cache: cache, filler: filler, remote: remote, bucket: options.bucket, uid: options.uid,
                                  gid: options.gid, ttl: options.metadataTTL, readAheadBlocks: options.readAheadMiB,
                                  logger: logger)
         if let metrics { fs.readObserver = { metrics.recordRead(seconds: $0, hit: $1) } }
@@ -170,11 +185,12 @@ public final class MountService: @unchecked Sendable {
             throw error
         }
         Self.raiseKernelReadAhead(options.mountpoint, kib: Int(FuseSession.maxReadahead >> 10), logger: logger)
-        if options.prefetch {
-            for o in visible where !o.isComplete && !(o.key.hasSuffix("/") && o.size == 0) {
-                filler.fill(o, bucket: options.bucket, lane: .bulk) { _, _ in }
-            }
-        }
+        final class Stop: @unchecked Sendable { var value = false }
+        let stopPrefetch = Stop()
+        let prefetcher = options.prefetch ? Thread { [self] in
+            prefetch(engine: engine, filler: filler) { stopPrefetch.value }
+        } : nil
+        prefetcher?.start()
         let started = MonotonicTime.now()
         let control = ControlServer(cacheDir: cache.directory) { [self] req, send in
             switch req.op {
@@ -201,6 +217,7 @@ public final class MountService: @unchecked Sendable {
         let rc = session.run(threads: options.threads)
         logger.info("unmounting \(options.mountpoint) (loop ended with \(rc))")
         control.stop()
+        stopPrefetch.value = true
         session.close()
         flusher.cancel()
         engine.stop()
@@ -219,6 +236,8 @@ public final class MountService: @unchecked Sendable {
         }
         let p = PrewarmOptions(bucket: req.bucket ?? options.bucket, prefix: req.prefix ?? options.prefix,
                                endpoint: options.endpoint, filter: KeyFilter(req.rules ?? []), shard: shard)
+        let store: ObjectStore
+        do { store = try stores.dedicated() } catch { _ = send(ControlReply(error: "\(error)")); return }
         let prewarmer = Prewarmer(options: p, store: store, cache: cache, builder: builder, settings: settings,
                                   workerExecutable: workerExecutable, logger: logger, shared: (engine, filler))
         final class Gone: @unchecked Sendable { var value = false }
@@ -237,15 +256,37 @@ public final class MountService: @unchecked Sendable {
         }
     }
 
-    /// Lists the whole prefix into the index (one listing; the namespace is built from it).
-    private func listIntoIndex() throws -> [CachedObject] {
-        let bucketID = try cache.index.bucketID(endpoint: options.endpoint, name: options.bucket)
-        let stamp = Int64(Date().timeIntervalSince1970 * 1000)
-        _ = try ListingPager.run(store: store, bucket: options.bucket, prefix: options.prefix, retry: settings.retry,
-                                 logger: logger) { page in
-            cache.discard(try cache.index.recordListing(bucketID: bucketID, objects: page.objects, stamp: stamp).dropped)
+    /// `--prefetch`: a prewarm of the mount's prefix and filters on its engine, in the bulk lane.
+    private func prefetch(engine: FetchEngine, filler: CacheFiller, shouldStop: @escaping () -> Bool) {
+        let p = PrewarmOptions(bucket: options.bucket, prefix: options.prefix, endpoint: options.endpoint,
+                               filter: options.filter)
+        do {
+            let prewarmer = Prewarmer(options: p, store: try stores.dedicated(), cache: cache, builder: builder,
+                                      settings: settings, workerExecutable: workerExecutable, logger: logger,
+                                      shared: (engine, filler))
+            let summary = try prewarmer.run(shouldStop: shouldStop)
+            logger.info("prefetch done: \(summary.selected) objects selected, \(summary.bytesFetched) bytes fetched, \(summary.failures.count) failed")
+        } catch {
+            logger.error("prefetch failed: \(error)")
         }
+    }
+
+    /// Lists the whole prefix into the index if it has at most `eagerListingKeys` keys and
+    /// returns its rows; nil (after recording what it saw) when it has more.
+    private func listWhole(bucketID: Int64) throws -> [CachedObject]? {
+        let stamp = Int64(Date().timeIntervalSince1970 * 1000)
+        var rows: [CachedObject] = []
+        let limit = options.eagerListingKeys
+        let complete = try stores.with { store in
+            try ListingPager.run(store: store, bucket: options.bucket, prefix: options.prefix, retry: settings.retry,
+                                 logger: logger, shouldStop: { rows.count > limit }) { page in
+                let r = try cache.index.recordListing(bucketID: bucketID, objects: page.objects, stamp: stamp)
+                cache.discard(r.dropped)
+                rows += r.objects
+            }
+        }
+        guard complete, rows.count <= limit else { return nil }
         cache.discard(try cache.index.finishListing(bucketID: bucketID, prefix: options.prefix, stamp: stamp))
-        return try cache.index.objects(bucketID: bucketID, prefix: options.prefix)
+        return rows
     }
 }

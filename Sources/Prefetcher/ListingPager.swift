@@ -7,11 +7,12 @@ import SoakCore
 /// handle objects page by page so work starts before the listing ends.
 public enum ListingPager {
     /// Returns false when `shouldStop` ended the listing early (it is asked before each page).
-    public static func run(store: ObjectStore, bucket: String, prefix: String, retry: RetryPolicy, logger: Logger,
+    public static func run(store: ObjectStore, bucket: String, prefix: String, delimiter: String? = nil,
+                           retry: RetryPolicy, logger: Logger,
                            shouldStop: () -> Bool = { false }, page handle: (ListPage) throws -> Void) throws -> Bool {
         if shouldStop() { return false }
         var random = SystemRandomNumberGenerator()
-        return try store.listPages(bucket: bucket, prefix: prefix, fetch: { request in
+        return try store.listPages(bucket: bucket, prefix: prefix, delimiter: delimiter, fetch: { request in
             try withRetries(
                 policy: retry, clock: SystemClock(), random: &random,
                 isRetryable: { ($0 as? S3Error)?.isRetryable ?? false },

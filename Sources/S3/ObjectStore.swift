@@ -65,14 +65,14 @@ extension ObjectStore {
     /// (callers add retries there). `body` returns false to stop early; the result says whether
     /// the listing was complete.
     @discardableResult
-    public func listPages(bucket: String, prefix: String, pageSize: Int = 1000,
+    public func listPages(bucket: String, prefix: String, delimiter: String? = nil, pageSize: Int = 1000,
                           fetch: (() throws -> ListPage) throws -> ListPage = { try $0() },
                           _ body: (ListPage) throws -> Bool) throws -> Bool {
         var token: String? = nil
         repeat {
             let current = token
             let page = try fetch {
-                try listPage(bucket: bucket, prefix: prefix, delimiter: nil, continuationToken: current, maxKeys: pageSize)
+                try listPage(bucket: bucket, prefix: prefix, delimiter: delimiter, continuationToken: current, maxKeys: pageSize)
             }
             guard try body(page) else { return false }
             if page.isTruncated {

@@ -29,7 +29,8 @@ struct MountCommand: ParsableCommand {
     @Flag(name: .customLong("allow-other"), help: "Let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root).") var allowOther = false
     @Option(help: "Owner uid of files (default: yours).") var uid: UInt32?
     @Option(help: "Owner gid of files (default: yours).") var gid: UInt32?
-    @Option(name: .customLong("metadata-ttl"), help: "Seconds the kernel may cache names and attributes.") var metadataTTL: Double = 60
+    @Option(name: .customLong("metadata-ttl"), help: "Seconds names, attributes and directory listings are trusted before they are asked again (a file opened after that is checked with a HEAD).") var metadataTTL: Double = 60
+    @Option(name: .customLong("eager-listing"), help: "List the whole prefix at mount time if it has at most this many keys; larger prefixes are listed per directory as used (0 = always per directory).") var eagerListing: Int = MountService.defaultEagerListingKeys
     @Flag(help: "Warm every shown object into the cache while mounted (bulk lane; reads always go first).") var prefetch = false
     @Option(name: .customLong("read-ahead"), help: "MiB fetched ahead of a sequential reader (0 = off).") var readAhead: Int = 8
     @Option(name: .customLong("metrics-address"), help: "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9100), GET /metrics.") var metricsAddress: String?
@@ -39,6 +40,7 @@ struct MountCommand: ParsableCommand {
         let level = try SoakLogging.parseLevel(s3.logLevel)
         let uri = try S3URI(parsing: source)
         guard metadataTTL >= 0, metadataTTL.isFinite else { throw UsageError("invalid --metadata-ttl: expected seconds >= 0") }
+        guard eagerListing >= 0 else { throw UsageError("invalid --eager-listing \(eagerListing): expected a key count >= 0") }
         guard (0...1024).contains(readAhead) else { throw UsageError("invalid --read-ahead \(readAhead): expected 0...1024 MiB") }
         let dir = mountpoint.hasPrefix("/") ? mountpoint : FileManager.default.currentDirectoryPath + "/" + mountpoint
         if !foreground && env["SOAK_MOUNT_DAEMON"] == nil {
@@ -52,7 +54,8 @@ struct MountCommand: ParsableCommand {
         let logger = Logger(label: "soak")
         let settings = try s3.engineSettings(env: env, level: level, logger: logger)
         let builder = try s3.builder(env: env)
-        let store = try CurlObjectStore(builder: builder, options: settings.transport)
+        let transport = settings.transport
+        _ = try CurlObjectStore(builder: builder, options: transport)  // bad settings fail here, once
         let cache = try cacheOptions.open(env: env)
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
         var options = MountOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
@@ -64,7 +67,9 @@ struct MountCommand: ParsableCommand {
         options.prefetch = prefetch
         options.readAheadMiB = readAhead
         options.metricsAddress = metricsAddress
-        let service = MountService(options: options, store: store, cache: cache, builder: builder, settings: settings,
+        options.eagerListingKeys = eagerListing
+        let service = MountService(options: options, makeStore: { try CurlObjectStore(builder: builder, options: transport) },
+                                   cache: cache, builder: builder, settings: settings,
                                    workerExecutable: try selfExecutable(), logger: logger)
         try service.run(ready: {
             if daemon {

@@ -199,7 +199,7 @@ final class DiskCacheTests: XCTestCase {
         try fill(c, objs[0], data); usleep(2000)
         try fill(c, objs[1], data); usleep(2000)
         try fill(c, objs[2], data); usleep(2000)
-        try c.index.touch(objectID: objs[0].id, now: Int64(Date().timeIntervalSince1970 * 1000))  // k0 used again
+        c.noteAccess(objs[0].id); try c.flushAccess()  // k0 used again
         c.pin(objs[1].id)
         try fill(c, objs[3], data)
         // Over by one: the LRU unpinned object is k2 (k1 pinned, k0 touched).

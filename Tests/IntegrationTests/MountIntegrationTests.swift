@@ -1,6 +1,10 @@
 import Cache
 import Crypto
 import Foundation
+import Logging
+@testable import Mount
+import S3
+import SoakCore
 import XCTest
 
 /// `soak mount` with a real FUSE mount over SeaweedFS: the tree and every byte match the bucket,
@@ -125,6 +129,128 @@ final class MountIntegrationTests: XCTestCase {
         let v = try Harness.soak(["cache", "verify", "--cache-dir", cacheDir, "--json"])
         XCTAssertTrue(v.stdout.contains("\"corruptBlocks\":0"), v.stdout)
         XCTAssertGreaterThan(try DiskCache(directory: cacheDir).stats().bytes, 20 * 1024 * 1024)
+    }
+
+    /// Every regular file under the mount (relative path → size), walking it like `find`.
+    func tree() -> [String: Int] {
+        var out: [String: Int] = [:]
+        for case let rel as String in FileManager.default.enumerator(atPath: mnt)! {
+            var d: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: mnt + "/" + rel, isDirectory: &d), !d.boolValue else { continue }
+            out[rel] = ((try? FileManager.default.attributesOfItem(atPath: mnt + "/" + rel))?[.size] as? NSNumber)?.intValue
+        }
+        return out
+    }
+
+    func testLazyPerDirectoryListingShowsTheSameTree() throws {
+        var files: [String: Int] = ["top.bin": 300_000, "a/b/c/deep.txt": 4096, "a/side.txt": 10, "z/empty.dat": 0]
+        for i in 0..<12 { files["many/f\(i).bin"] = 5_000 + i }
+        let sums = try upload(files, prefix: "lz/")
+        try Harness.fixture(["put", bucket, "lz/marker-only/", "/dev/null"])
+        let p = try mountForeground("lz", ["--eager-listing", "0", "--log-level", "info"])
+        XCTAssertEqual(tree(), files)
+        var d: ObjCBool = false
+        XCTAssertTrue(FileManager.default.fileExists(atPath: mnt + "/marker-only", isDirectory: &d) && d.boolValue)
+        for (key, sum) in sums { XCTAssertEqual(try Harness.sha256(mnt + "/" + key), sum, key) }
+        kill(p.processIdentifier, SIGTERM)
+        XCTAssertTrue(waitExit(p))
+        let log = try String(contentsOfFile: try XCTUnwrap(lastLog()), encoding: .utf8)
+        XCTAssertTrue(log.contains("directories are listed as they are used"), log)
+    }
+
+    func lastLog() throws -> String? {
+        try FileManager.default.contentsOfDirectory(atPath: work).filter { $0.hasPrefix("mount-") }
+            .map { work + "/" + $0 }
+            .max { ((try? FileManager.default.attributesOfItem(atPath: $0)[.modificationDate] as? Date) ?? .distantPast)
+                < ((try? FileManager.default.attributesOfItem(atPath: $1)[.modificationDate] as? Date) ?? .distantPast) }
+    }
+
+    func testRemoteChangesAreSeenAfterTheMetadataTTL() throws {
+        let sums = try upload(["a.txt": 50_000, "b.txt": 1000, "d/x.txt": 10], prefix: "ttl/")
+        try mountForeground("ttl", ["--metadata-ttl", "1"])
+        XCTAssertEqual(try Harness.sha256(mnt + "/a.txt"), sums["a.txt"])
+        let oldFD = open(mnt + "/a.txt", O_RDONLY)
+        XCTAssertGreaterThanOrEqual(oldFD, 0)
+        defer { close(oldFD) }
+        // Overwrite a.txt (other size and bytes), add c.txt and d/y.txt, delete b.txt.
+        try Harness.makeFile(work + "/a2", size: 70_000, seed: 99)
+        try Harness.fixture(["put", bucket, "ttl/a.txt", work + "/a2"])
+        try Harness.fixture(["put", bucket, "ttl/c.txt", work + "/a2"])
+        try Harness.fixture(["put", bucket, "ttl/d/y.txt", work + "/a2"])
+        try Harness.fixture(["delete", bucket, "ttl/b.txt"])
+        Thread.sleep(forTimeInterval: 2.2)
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: mnt)), ["a.txt", "c.txt", "d"])
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: mnt + "/d")), ["x.txt", "y.txt"])
+        let a2 = try Harness.sha256(work + "/a2")
+        XCTAssertEqual(try Harness.sha256(mnt + "/a.txt"), a2, "an open after the TTL sees the new version")
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: mnt + "/a.txt")[.size] as? NSNumber)?.intValue, 70_000)
+        // The file opened before the change never mixes versions: old bytes, or ESTALE.
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = pread(oldFD, &buf, 4096, 40_000)
+        if n < 0 {
+            XCTAssertEqual(errno, ESTALE)
+        } else {
+            let src = open(work + "/src/a.txt", O_RDONLY)
+            var want = [UInt8](repeating: 0, count: 4096)
+            XCTAssertEqual(pread(src, &want, 4096, 40_000), n)
+            close(src)
+            XCTAssertTrue(buf[0..<n] == want[0..<n], "the old open reads the old version")
+        }
+    }
+
+    /// An open whose name the kernel still trusts, of a file last confirmed more than the TTL
+    /// ago, asks S3 (HEAD) first; a changed object answers ESTALE once, the kernel looks the name
+    /// up again and opens the new version.
+    func testAnOpenAfterTheTTLRevalidatesWithAHEAD() throws {
+        let sums = try upload(["f.bin": 30_000], prefix: "hd/")
+        try mountForeground("hd", ["--metadata-ttl", "2", "--log-level", "info"])
+        let t0 = Date()
+        _ = try FileManager.default.contentsOfDirectory(atPath: mnt)  // listed at T0
+        try Harness.makeFile(work + "/f2", size: 40_000, seed: 5)
+        try Harness.fixture(["put", bucket, "hd/f.bin", work + "/f2"])
+        Thread.sleep(forTimeInterval: max(0, 1.2 + t0.timeIntervalSinceNow))
+        // A lookup from the T0 listing: the kernel trusts the name for 2 s from now.
+        let old = try FileManager.default.attributesOfItem(atPath: mnt + "/f.bin")
+        XCTAssertEqual((old[.size] as? NSNumber)?.intValue, 30_000)
+        XCTAssertEqual(sums.count, 1)
+        Thread.sleep(forTimeInterval: max(0, 2.3 + t0.timeIntervalSinceNow))
+        // The name is still trusted, the object is older than the TTL: the open asks S3.
+        XCTAssertEqual(try Harness.sha256(mnt + "/f.bin"), try Harness.sha256(work + "/f2"))
+        let log = try String(contentsOfFile: try XCTUnwrap(lastLog()), encoding: .utf8)
+        XCTAssertTrue(log.contains("hd/f.bin changed (ETag"), "the open sent a HEAD: \(log)")
+    }
+
+    /// The HEAD an open sends after the TTL must agree with the listing for unchanged objects
+    /// (single-part and multipart ETags alike), or every revalidation would drop cached data.
+    func testRevalidationByHEADAgreesWithTheListing() throws {
+        _ = try upload(["s.bin": 100_000, "sub/x": 5], prefix: "rv/")
+        try Harness.makeFile(work + "/m", size: 12 * 1024 * 1024, seed: 7)
+        try Harness.fixture(["multipart", bucket, "rv/m.bin", work + "/m", "\(5 * 1024 * 1024)"])
+        let cache = try DiskCache(directory: cacheDir)
+        let env = Harness.env
+        let builder = S3RequestBuilder(endpoint: try S3Endpoint(url: endpoint, region: env["AWS_REGION"] ?? "us-east-1"),
+                                       credentials: Credentials(accessKeyId: env["AWS_ACCESS_KEY_ID"] ?? "",
+                                                                secretAccessKey: env["AWS_SECRET_ACCESS_KEY"] ?? ""))
+        let pool = ObjectStorePool { try CurlObjectStore(builder: builder, options: TransportOptions()) }
+        let remote = S3MountRemote(stores: pool, cache: cache, bucket: bucket,
+                                   bucketID: try cache.index.bucketID(endpoint: endpoint, name: bucket),
+                                   retry: RetryPolicy(maxAttempts: 2, baseDelay: 0.01, maxDelay: 0.1), logger: Logger(label: "t"))
+        let listing = try remote.listDirectory("rv/")
+        XCTAssertEqual(Set(listing.objects.map(\.key)), ["rv/s.bin", "rv/m.bin"])
+        XCTAssertEqual(listing.prefixes, ["rv/sub/"])
+        for o in listing.objects {
+            let c = try XCTUnwrap(remote.current(o))
+            XCTAssertEqual(c.id, o.id, "\(o.key): unchanged, same row")
+            XCTAssertEqual(c.etag, o.etag, o.key)
+        }
+        let s = try XCTUnwrap(listing.objects.first { $0.key == "rv/s.bin" })
+        try Harness.fixture(["put", bucket, "rv/s.bin", work + "/m"])
+        let changed = try XCTUnwrap(remote.current(s))
+        XCTAssertNotEqual(changed.etag, s.etag)
+        XCTAssertEqual(changed.size, 12 * 1024 * 1024)
+        XCTAssertNil(try cache.index.object(id: s.id), "the old version's row is gone")
+        try Harness.fixture(["delete", bucket, "rv/m.bin"])
+        XCTAssertNil(try remote.current(try XCTUnwrap(listing.objects.first { $0.key == "rv/m.bin" })))
     }
 
     func testEightConcurrentReadersGetIdenticalBytes() throws {
