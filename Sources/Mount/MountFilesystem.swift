@@ -79,6 +79,17 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     public var readObserver: (@Sendable (Double, Bool) -> Void)?
     /// Read-ahead goes out in fetches of this many blocks, in parallel over several connections.
     static let readAheadRunBlocks = 2
+    /// A first read at offset 0 at least this large is the start of a sequential reader (the
+    /// kernel's read-ahead makes `cat`'s first request 128 KiB or more; a 4 KiB `pread` is not).
+    static let sequentialStartBytes = 128 << 10
+    /// A reader opening the files of a directory in name order gets the next this many files'
+    /// first `--read-ahead` blocks fetched ahead (`cat dir/*`, `xargs cat`, data loaders).
+    static let directoryReadAheadFiles = 8
+    /// Opens remembered per directory to spot such readers (8 parallel readers × a few files).
+    static let recentOpensPerDirectory = 64
+    /// Recently opened files per directory (oldest first), and files already read ahead.
+    private var recentOpens: [UInt64: [UInt64]] = [:]
+    private var readAheadFiles = Set<UInt64>()
     private let replies = DispatchQueue(label: "soak.mount.replies", attributes: .concurrent)
     private let buffers = BufferPool(size: Int(FuseSession.maxReadahead))
 
@@ -191,6 +202,34 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         cache.pin(o.id)
         cache.noteAccess(o.id)
         r.reply(open: fh, keepCache: true)  // an inode's bytes never change
+        readAheadInDirectory(opened: ino)
+    }
+
+    /// If the file before `ino` in its directory was opened recently, the reader is going
+    /// through the directory in order: fetch the start of the next files in the read-ahead lane.
+    private func readAheadInDirectory(opened ino: UInt64) {
+        guard readAheadBlocks > 0, let parent = namespace.entry(ino)?.parent else { return }
+        let (previous, next) = namespace.neighbors(ino, following: Self.directoryReadAheadFiles)
+        lock.lock()
+        var recent = recentOpens[parent] ?? []
+        let inOrder = previous.map { recent.contains($0) } ?? false
+        recent.append(ino)
+        if recent.count > Self.recentOpensPerDirectory { recent.removeFirst(recent.count - Self.recentOpensPerDirectory) }
+        recentOpens[parent] = recent
+        if recentOpens.count > 1024 { recentOpens = [parent: recent] }  // bound: directories long done
+        var todo: [CachedObject] = []
+        if inOrder {
+            for e in next where readAheadFiles.insert(e.ino).inserted {
+                if let o = e.object, o.size > 0, !o.isComplete { todo.append(o) }
+            }
+            if readAheadFiles.count > 65_536 { readAheadFiles.removeAll() }
+        }
+        lock.unlock()
+        let bs = cache.blockSize
+        for o in todo {
+            let blocks = Array(0..<min(o.blockCount(blockSize: bs), readAheadBlocks))
+            filler.fill(o, bucket: bucket, blocks: blocks, lane: .readAhead, runBlocks: Self.readAheadRunBlocks) { _, _ in }
+        }
     }
 
     public func release(_ r: FuseRequest, ino: UInt64, fh: UInt64) {
@@ -310,7 +349,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         let block = Int((offset + Int64(count) - 1) / bs)
         lock.lock()
         let o = h.object
-        let sequential = offset == h.nextOffset && offset > 0
+        let sequential = offset == h.nextOffset && (offset > 0 || count >= Self.sequentialStartBytes)
         h.nextOffset = offset + Int64(count)
         let last = min(o.blockCount(blockSize: bs) - 1, block + readAheadBlocks)
         let from = max(block + 1, h.readAheadUpTo + 1)

@@ -198,6 +198,26 @@ final class MountIntegrationTests: XCTestCase {
         }
     }
 
+    /// A reader going through a directory in name order has the next files fetched ahead.
+    func testReadingADirectoryInOrderFetchesTheNextFilesAhead() throws {
+        var files: [String: Int] = [:]
+        for i in 0..<20 { files[String(format: "f%02d.bin", i)] = 64 * 1024 + i }
+        let sums = try upload(files, prefix: "dra/")
+        try mountForeground("dra")
+        XCTAssertEqual(try Harness.sha256(mnt + "/f00.bin"), sums["f00.bin"])
+        XCTAssertEqual(try Harness.sha256(mnt + "/f01.bin"), sums["f01.bin"])
+        let cache = try DiskCache(directory: cacheDir)
+        let bucketID = try cache.index.bucketID(endpoint: endpoint, name: bucket)
+        func complete(_ i: Int) throws -> Bool {
+            try cache.index.lookup(bucketID: bucketID, key: String(format: "dra/f%02d.bin", i))?.isComplete ?? false
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while try !(2..<10).allSatisfy(complete), Date() < deadline { usleep(50_000) }
+        XCTAssertTrue(try (2..<10).allSatisfy(complete), "f02…f09 fetched ahead of the reader")
+        XCTAssertFalse(try complete(15), "not the whole directory")
+        for (k, sum) in sums { XCTAssertEqual(try Harness.sha256(mnt + "/" + k), sum, k) }
+    }
+
     /// An open whose name the kernel still trusts, of a file last confirmed more than the TTL
     /// ago, asks S3 (HEAD) first; a changed object answers ESTALE once, the kernel looks the name
     /// up again and opens the new version.

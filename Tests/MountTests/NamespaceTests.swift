@@ -77,6 +77,17 @@ final class NamespaceTests: XCTestCase {
         XCTAssertEqual(try names(n, Namespace.rootIno), ["y"])
     }
 
+    func testNeighborsAreFilesInNameOrder() throws {
+        let n = ns(["p/a", "p/b/x", "p/c", "p/d", "p/e", "p/f"])
+        let a = try XCTUnwrap(path(n, "a")), c = try XCTUnwrap(path(n, "c")), f = try XCTUnwrap(path(n, "f"))
+        let around = n.neighbors(c.ino, following: 2)
+        XCTAssertEqual(around.previous, a.ino, "the directory b is skipped")
+        XCTAssertEqual(around.next.map(\.name), ["d", "e"])
+        XCTAssertNil(n.neighbors(a.ino, following: 8).previous)
+        XCTAssertEqual(n.neighbors(a.ino, following: 8).next.map(\.name), ["c", "d", "e", "f"])
+        XCTAssertEqual(n.neighbors(f.ino, following: 8).next.count, 0)
+    }
+
     // MARK: - Lazy listing and refresh
 
     /// A bucket behind the remote: the test edits `objects`; listings derive from it.
