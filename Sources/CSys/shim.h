@@ -73,15 +73,9 @@ static inline uint32_t csys_crc32c(uint32_t crc, const void *buf, size_t n, int 
 /* Whole-filesystem flush of the filesystem holding fd (one call for many files). */
 int syncfs(int fd);
 static inline int csys_syncfs(int fd) { return syncfs(fd); }
-/* Frees the blocks of a byte range, keeping the file size (evicting part of a cached file). */
-#ifndef FALLOC_FL_KEEP_SIZE
-#define FALLOC_FL_KEEP_SIZE 0x01
-#endif
-#ifndef FALLOC_FL_PUNCH_HOLE
-#define FALLOC_FL_PUNCH_HOLE 0x02
-#endif
-int fallocate(int fd, int mode, off_t offset, off_t len);
-static inline int csys_punch_hole(int fd, off_t offset, off_t len) {
-    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
-}
+/* Lowers the calling thread's CPU priority to nice 19 (on Linux nice is per thread). */
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static inline int csys_lower_thread_priority(void) { return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19); }
 #endif

@@ -18,7 +18,7 @@ public enum MountHelper {
         "uid": "--uid", "gid": "--gid", "metadata_ttl": "--metadata-ttl", "eager_listing": "--eager-listing", "read_ahead": "--read-ahead",
         "log_level": "--log-level", "metrics_address": "--metrics-address", "addressing": "--addressing", "include": "--include", "exclude": "--exclude",
     ]
-    static let flags: [String: String] = ["allow_other": "--allow-other", "prefetch": "--prefetch", "foreground": "--foreground"]
+    static let flags: [String: String] = ["allow_other": "--allow-other", "prefetch": "--prefetch", "no_verify_md5": "--no-verify-md5", "foreground": "--foreground"]
 
     /// `SOURCE DIR [-o opts] [-n] [-s] [-f] [-v]` → arguments of `soak mount`, plus environment
     /// (`profile=NAME` sets AWS_PROFILE).

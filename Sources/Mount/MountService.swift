@@ -23,6 +23,8 @@ public struct MountOptions: Sendable {
     public var metadataTTL = 60.0
     /// Warm every selected object in the bulk lane while mounted.
     public var prefetch = false
+    /// Check complete single-part objects against their ETag's MD5 (see `CacheFiller`).
+    public var verifyMD5 = true
     /// FUSE threads serving requests.
     public var threads: UInt32 = 16
     /// MiB fetched ahead of a sequential reader (1 MiB blocks).
@@ -161,7 +163,8 @@ public final class MountService: @unchecked Sendable {
         let box = Box()
         let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
                                  logger: logger) { c in box.filler?.completed(c) }
-        let filler = CacheFiller(cache: cache, submitter: engine, logger: logger)
+        let filler = CacheFiller(cache: cache, submitter: engine, logger: logger, verifyMD5: options.verifyMD5,
+                                 backgroundVerify: true)
         box.filler = filler
         engine.onLanded = { tag, first, crcs in box.filler?.blocksLanded(tag: tag, first: first, crcs: crcs) }
         if let metrics { engine.onFetchLatency = { metrics.recordFetch(firstByte: $0, lane: $1) } }

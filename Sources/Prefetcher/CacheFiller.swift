@@ -118,15 +118,31 @@ public final class CacheFiller: @unchecked Sendable {
     private var landed: [Landed] = []
     private var stopping = false
     private var committer: Thread?
-    private let verifyQueue = DispatchQueue(label: "soak.cache.md5")
+    /// MD5 checks of complete objects, one at a time (see `init`'s `backgroundVerify`).
+    private var verifyQueue: IdleQueue!
+    private let backgroundVerify: Bool
 
+    /// `backgroundVerify`: MD5 checks wait while blocks are being fetched (up to 30 s) and run at
+    /// the lowest CPU priority, so a mount's readers never compete with them; off (prewarm),
+    /// they run alongside the fetches.
     public init(cache: DiskCache, submitter: FetchSubmitter, logger: Logger, maxRunBlocks: Int = defaultMaxRunBlocks,
-                verifyMD5: Bool = true) {
+                verifyMD5: Bool = true, backgroundVerify: Bool = false) {
         self.cache = cache
         self.verifyMD5 = verifyMD5
         self.submitter = submitter
         self.logger = logger
         self.maxRunBlocks = max(1, maxRunBlocks)
+        self.backgroundVerify = backgroundVerify
+        let busy: (@Sendable () -> Bool)?
+        if backgroundVerify {
+            final class Weak: @unchecked Sendable { weak var filler: CacheFiller? }
+            let w = Weak()
+            busy = { (w.filler?.pendingBlocks ?? 0) > 0 }
+            defer { w.filler = self }
+        } else {
+            busy = nil
+        }
+        verifyQueue = IdleQueue(name: "soak-md5", background: busy)
         let t = Thread { [unowned self] in self.commitLoop() }
         t.name = "soak-committer"
         committer = t
@@ -141,7 +157,7 @@ public final class CacheFiller: @unchecked Sendable {
             if done { break }
             usleep(1000)
         }
-        verifyQueue.sync {}
+        verifyQueue.stop()
     }
 
     /// Blocks being fetched now (for `soak status` and tests).
@@ -218,7 +234,10 @@ public final class CacheFiller: @unchecked Sendable {
             var n = 1
             while k + n < fresh.count, fresh[k + n] == fresh[k] + n, n < (runBlocks ?? maxRunBlocks) { n += 1 }
             let jid = nextID; nextID += 1
-            let md5 = verifyMD5 && object.etagIsMD5 && fresh[k] == 0 && n == whole && !md5Strikes.contains(object.id)
+            // Streamed in the worker for a whole-object fetch, unless checks wait for idle time
+            // (then the object is hashed from its file once complete, like a multi-order one).
+            let md5 = verifyMD5 && !backgroundVerify && object.etagIsMD5 && fresh[k] == 0 && n == whole
+                && !md5Strikes.contains(object.id)
             jobs[jid] = Job(object: object, bucket: bucket, first: fresh[k], count: n, lane: lane, requests: [rid], md5: md5)
             for i in fresh[k]..<(fresh[k] + n) { pending[BlockKey(object: object.id, gen: object.gen, index: i)] = jid }
             newJobs.append(jid)

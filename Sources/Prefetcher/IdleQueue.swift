@@ -1,0 +1,65 @@
+import CSys
+import Foundation
+import SoakCore
+
+/// A serial queue on a thread of its own, for work that must be done but may wait, such as
+/// hashing complete objects against their ETag. In background mode the thread runs at the
+/// lowest CPU priority (nice 19) and holds each job while `busy()` says readers and fetches are
+/// under way (at most `maxDeferral` seconds, so the work is never postponed forever).
+final class IdleQueue: @unchecked Sendable {
+    // @unchecked: `jobs`, `running` and `stopping` are guarded by `cond`.
+    private let cond = NSCondition()
+    private var jobs: [@Sendable () -> Void] = []
+    private var running = false
+    private var stopping = false
+    private let busy: (@Sendable () -> Bool)?
+    /// Longest a job waits for the process to be idle.
+    static let maxDeferral = 30.0
+    /// How often a deferred job checks again.
+    static let recheckInterval = 0.1
+
+    /// `busy` nil: jobs run at once at normal priority.
+    init(name: String, background busy: (@Sendable () -> Bool)?) {
+        self.busy = busy
+        let t = Thread { [self] in  // strong: the thread lives until `stop`
+            if busy != nil { _ = csys_lower_thread_priority() }
+            loop()
+        }
+        t.name = name
+        t.start()
+    }
+
+    func async(_ job: @escaping @Sendable () -> Void) {
+        cond.lock(); jobs.append(job); cond.broadcast(); cond.unlock()
+    }
+
+    /// Runs what is queued (without waiting for idleness), then ends the thread.
+    func stop() {
+        cond.lock()
+        stopping = true
+        cond.broadcast()
+        while !jobs.isEmpty || running { cond.wait() }
+        cond.unlock()
+    }
+
+    private func loop() {
+        while true {
+            cond.lock()
+            while jobs.isEmpty && !stopping { cond.wait() }
+            if jobs.isEmpty { cond.unlock(); return }
+            let job = jobs.removeFirst()
+            running = true
+            cond.unlock()
+            if let busy {
+                let start = MonotonicTime.now()
+                while busy() && MonotonicTime.now() - start < Self.maxDeferral {
+                    cond.lock(); let done = stopping; cond.unlock()
+                    if done { break }
+                    Thread.sleep(forTimeInterval: Self.recheckInterval)
+                }
+            }
+            job()
+            cond.lock(); running = false; cond.broadcast(); cond.unlock()
+        }
+    }
+}
