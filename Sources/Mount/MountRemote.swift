@@ -83,7 +83,7 @@ final class S3MountRemote: MountRemote, @unchecked Sendable {
         if info.etag == object.etag && info.size == object.size {
             return try cache.index.object(id: object.id) ?? object
         }
-        logger.info("\(object.key) changed (ETag \(object.etag) → \(info.etag)); the next reads fetch the new version")
+        logger.info("\(PathError.printable(object.key)) changed (ETag \(object.etag) → \(info.etag)); the next reads fetch the new version")
         let r = try cache.index.recordListing(bucketID: bucketID, objects: [info], stamp: Self.stamp())
         cache.discard(r.dropped)
         return r.objects.first

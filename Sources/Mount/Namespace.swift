@@ -195,7 +195,7 @@ public final class Namespace: @unchecked Sendable {
     /// Logged once per key or prefix, however often it is listed again.
     private func hide(_ key: String, _ reason: String) {
         guard hiddenReasons.updateValue(reason, forKey: key) == nil else { return }
-        logger.warning("not shown in the mount: \(key): \(reason)")
+        logger.warning("not shown in the mount: \(PathError.printable(key)): \(reason)")
     }
 
     static func sameVersion(_ a: CachedObject, _ b: CachedObject) -> Bool {

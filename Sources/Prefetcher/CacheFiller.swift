@@ -379,6 +379,8 @@ public final class CacheFiller: @unchecked Sendable {
         var outcome: [Int: FillError?] = [:]
         var resubmit: [Int] = []
         var verified: [(Int64, CachedObject.Verification)] = []
+        // Whole-object fetches that needed a retry have no streamed MD5: hash them from the file.
+        var unhashed = Set<Int>()
         for l in batch {
             lock.lock(); let job = jobs[l.job]; lock.unlock()
             guard let job else { continue }
@@ -386,6 +388,7 @@ public final class CacheFiller: @unchecked Sendable {
             if case .changed = err ?? .local("") {
                 do { try cache.dropData(job.object) } catch { logger.warning("could not drop \(job.object.key): \(error)") }
             }
+            if err == nil && job.md5 && l.md5 == nil { unhashed.insert(l.job) }
             if err == nil, let md5 = l.md5, job.md5 {
                 if md5 == job.object.etag {
                     verified.append((job.object.id, .md5Match))
@@ -430,7 +433,7 @@ public final class CacheFiller: @unchecked Sendable {
                 pending[key] = nil
                 if err == nil && !accepted.contains(key) { err = .evicted(key: o.key) }
             }
-            if err == nil && !job.md5 && o.etagIsMD5 && verifyMD5 { hashNow.append(o) }
+            if err == nil && (!job.md5 || unhashed.contains(jid)) && o.etagIsMD5 && verifyMD5 { hashNow.append(o) }
             for rid in job.requests {
                 guard var r = requests[rid] else { continue }
                 if r.early {

@@ -32,7 +32,8 @@ public struct DownloadOptions: Sendable {
 public struct DownloadFailure: Sendable, Codable, CustomStringConvertible {
     public var key: String
     public var reason: String
-    public var description: String { "\(key): \(reason)" }
+    /// One line whatever the key holds (newlines, control characters, very long keys).
+    public var description: String { "\(PathError.printable(key)): \(reason)" }
 }
 
 public struct DownloadSummary: Sendable {

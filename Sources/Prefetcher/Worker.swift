@@ -245,6 +245,7 @@ final class WorkerLoop {
                 let req = config.builder.getObject(bucket: o.bucket, key: o.key, range: o.start...o.end,
                                                    ifMatch: o.etag)
                 try t.prepare(method: "GET", url: req.url, headers: req.headers, options: transport)
+                t.expectedRange = o.start...o.end
                 let a = Active(order: o, transfer: t, fd: fd, startedAt: MonotonicTime.now())
                 if o.md5 { a.md5 = Insecure.MD5() }
                 if direct {

@@ -160,6 +160,13 @@ public final class CurlTransfer {
     public var admit: ((Int) -> Bool)?
     /// True while the transfer is paused by `admit`.
     public private(set) var paused = false
+    /// The byte range asked for (set after `prepare`): the response head is checked against it
+    /// before any body byte reaches the sink, so a wrong Content-Range never puts bytes at the
+    /// wrong offsets. A mismatch aborts the transfer with `headProblem` set.
+    public var expectedRange: ClosedRange<Int64>?
+    /// Why the response head did not match `expectedRange`.
+    public private(set) var headProblem: String?
+    private var headChecked = false
 
     public init() throws {
         CurlGlobal.initialize()
@@ -178,6 +185,7 @@ public final class CurlTransfer {
         curl_easy_reset(handle)
         head = ResponseHead(); errorBody.removeAll(keepingCapacity: true); bodyBytes = 0
         sinkError = nil; firstByteAt = nil; paused = false; admit = nil
+        expectedRange = nil; headProblem = nil; headChecked = false
         if let headerList { curl_slist_free_all(headerList); self.headerList = nil }
         for h in headers {
             // Host is implied by the URL; passing it again would duplicate it.
@@ -243,6 +251,13 @@ public final class CurlTransfer {
 
     fileprivate func onBody(_ buf: UnsafeRawBufferPointer) -> BodyVerdict {
         if head.status >= 200 && head.status < 300 {
+            if !headChecked {
+                headChecked = true
+                if let r = expectedRange, let p = ResponseCheck.rangeProblem(head, requested: r) {
+                    headProblem = p
+                    return .refused
+                }
+            }
             if let admit, !admit(buf.count) { paused = true; return .paused }
             if firstByteAt == nil { firstByteAt = MonotonicTime.now() }
             do { try sink(buf) } catch { sinkError = error; return .refused }

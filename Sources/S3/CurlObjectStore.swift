@@ -43,7 +43,7 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
                     sink: (UnsafeRawBufferPointer) throws -> Void) throws -> GetResult {
         let req = builder.getObject(bucket: bucket, key: key, range: range, ifMatch: ifMatch)
         return try withoutActuallyEscaping(sink) { sink in
-            let head = try run("GetObject", bucket: bucket, key: key, method: "GET", req, sink: sink)
+            let head = try run("GetObject", bucket: bucket, key: key, method: "GET", req, range: range, sink: sink)
             try ResponseCheck.checkRange(head, requested: range, bodyBytes: transferBytes,
                                          operation: "GetObject", bucket: bucket, key: key)
             return GetResult(status: head.status, etag: head.etag, bytes: transferBytes,
@@ -55,9 +55,11 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
 
     @discardableResult
     private func run(_ op: String, bucket: String, key: String?, method: String, _ req: SignedRequest,
+                     range: ClosedRange<Int64>? = nil,
                      sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> ResponseHead {
         lock.lock(); defer { lock.unlock() }
         try transfer.prepare(method: method, url: req.url, headers: req.headers, options: options)
+        transfer.expectedRange = range
         transfer.sink = sink
         defer { transfer.sink = { _ in } }
         let rc = transfer.perform()
@@ -75,6 +77,10 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
 public enum ResponseCheck {
     public static func error(for t: CurlTransfer, curlCode: Int32, operation: String, bucket: String,
                              key: String?) -> S3Error? {
+        if let p = t.headProblem {
+            return S3Error(kind: .invalidResponse, operation: operation, bucket: bucket, key: key,
+                           status: t.head.status, message: p)
+        }
         if let sinkError = t.sinkError {
             let errno: Int32 = (sinkError as? LocalIOError)?.errno ?? 5
             return S3Error(kind: .localIO(errno: errno), operation: operation, bucket: bucket, key: key,
@@ -103,28 +109,45 @@ public enum ResponseCheck {
                        code: body?.code, message: message, retryAfter: t.head.retryAfter)
     }
 
+    /// Why a response head does not answer a GET of range `r`, or nil if it does: a 206 must
+    /// carry exactly that range (cut at the object's end), a 200 (Range ignored) must be the
+    /// whole object from byte 0 and no longer than asked.
+    public static func rangeProblem(_ head: ResponseHead, requested r: ClosedRange<Int64>) -> String? {
+        let want = r.upperBound - r.lowerBound + 1
+        switch head.status {
+        case 206:
+            guard let cr = head.contentRange else { return "206 response without a Content-Range" }
+            let end = cr.total.map { min(r.upperBound, $0 - 1) } ?? r.upperBound
+            guard cr.start == r.lowerBound, cr.end == end else {
+                return "Content-Range bytes \(cr.start)-\(cr.end) does not match the requested range \(r.lowerBound)-\(r.upperBound)"
+            }
+            if let len = head.contentLength, len != cr.end - cr.start + 1 {
+                return "Content-Length \(len) does not match Content-Range bytes \(cr.start)-\(cr.end)"
+            }
+        case 200:
+            guard r.lowerBound == 0 else { return "server ignored the Range header" }
+            if let len = head.contentLength, len > want {
+                return "server ignored the Range header (\(len) bytes for a range of \(want))"
+            }
+        default:
+            break
+        }
+        return nil
+    }
+
     /// A ranged GET must answer 206 with exactly the requested range, and deliver all of it.
     public static func checkRange(_ head: ResponseHead, requested: ClosedRange<Int64>?, bodyBytes: Int64,
                                   operation: String, bucket: String, key: String) throws {
         if let r = requested {
-            let want = r.upperBound - r.lowerBound + 1
-            if head.status == 206 {
-                guard let cr = head.contentRange, cr.start == r.lowerBound else {
-                    throw S3Error(kind: .invalidResponse, operation: operation, bucket: bucket, key: key,
-                                  status: head.status, message: "Content-Range does not match the requested range")
-                }
-                let expect = min(want, cr.end - cr.start + 1)
-                if bodyBytes < expect {
-                    throw S3Error(kind: .shortBody(expected: expect, got: bodyBytes), operation: operation,
-                                  bucket: bucket, key: key, status: head.status,
-                                  message: "body ended after \(bodyBytes) of \(expect) bytes")
-                }
-            } else if head.status == 200 {
-                // A server may ignore Range only when it returns the whole object from byte 0.
-                guard r.lowerBound == 0 else {
-                    throw S3Error(kind: .invalidResponse, operation: operation, bucket: bucket, key: key,
-                                  status: 200, message: "server ignored the Range header")
-                }
+            if let p = rangeProblem(head, requested: r) {
+                throw S3Error(kind: .invalidResponse, operation: operation, bucket: bucket, key: key,
+                              status: head.status, message: p)
+            }
+            if head.status == 206, let cr = head.contentRange, bodyBytes < cr.end - cr.start + 1 {
+                let expect = cr.end - cr.start + 1
+                throw S3Error(kind: .shortBody(expected: expect, got: bodyBytes), operation: operation,
+                              bucket: bucket, key: key, status: head.status,
+                              message: "body ended after \(bodyBytes) of \(expect) bytes")
             }
         }
         if let len = head.contentLength, head.status == 200 || head.status == 206, bodyBytes < len {

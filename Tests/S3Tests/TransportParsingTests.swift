@@ -399,3 +399,36 @@ final class ResponseCheckTests: XCTestCase {
                        .shortBody(expected: 50, got: 49))
     }
 }
+
+/// The check that runs before the first body byte of a ranged GET is written anywhere.
+final class RangeProblemTests: XCTestCase {
+    private func h(_ status: Int, _ extra: [String]) -> ResponseHead { head(["HTTP/1.1 \(status) X"] + extra) }
+
+    func testExactRangeIsAccepted() {
+        XCTAssertNil(ResponseCheck.rangeProblem(h(206, ["Content-Range: bytes 100-199/1000", "Content-Length: 100"]),
+                                                requested: 100...199))
+        XCTAssertNil(ResponseCheck.rangeProblem(h(206, ["Content-Range: bytes 900-999/1000"]), requested: 900...1099),
+                     "cut at the object's end")
+        XCTAssertNil(ResponseCheck.rangeProblem(h(200, ["Content-Length: 50"]), requested: 0...99),
+                     "Range ignored, whole object from 0, shorter than asked")
+        XCTAssertNil(ResponseCheck.rangeProblem(h(412, []), requested: 5...9), "errors are judged elsewhere")
+    }
+
+    func testWrongRangesAreRefused() {
+        let bad: [(ResponseHead, ClosedRange<Int64>)] = [
+            (h(206, ["Content-Range: bytes 101-199/1000"]), 100...199),  // shifted start
+            (h(206, ["Content-Range: bytes 101-200/1000"]), 100...199),  // shifted both
+            (h(206, ["Content-Range: bytes 100-150/1000"]), 100...199),  // ends short
+            (h(206, ["Content-Range: bytes 100-199/150"]), 100...199),   // past the total it states
+            (h(206, ["Content-Range: bytes 100-199/1000", "Content-Length: 99"]), 100...199),
+            (h(206, []), 0...9),                                          // no Content-Range
+            (h(200, ["Content-Length: 1000"]), 100...199),               // Range ignored mid-object
+            (h(200, ["Content-Length: 1000"]), 0...99),                  // Range ignored, more than asked
+        ]
+        for (i, (hd, r)) in bad.enumerated() {
+            XCTAssertNotNil(ResponseCheck.rangeProblem(hd, requested: r), "case \(i)")
+            XCTAssertThrowsError(try ResponseCheck.checkRange(hd, requested: r, bodyBytes: r.upperBound - r.lowerBound + 1,
+                                                              operation: "GetObject", bucket: "b", key: "k"), "case \(i)")
+        }
+    }
+}
