@@ -21,8 +21,10 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
 
     public func listPage(bucket: String, prefix: String, delimiter: String?, continuationToken: String?,
                          maxKeys: Int) throws -> ListPage {
+        // encoding-type=url: keys with characters XML 1.0 cannot carry (U+0001...) arrive
+        // percent-encoded instead of breaking the whole page; the parser decodes them.
         let req = builder.listObjectsV2(bucket: bucket, prefix: prefix, delimiter: delimiter,
-                                        continuationToken: continuationToken, maxKeys: maxKeys)
+                                        continuationToken: continuationToken, maxKeys: maxKeys, encodingTypeURL: true)
         var body = Data()
         try run("ListObjectsV2", bucket: bucket, key: nil, method: "GET", req) { body.append(contentsOf: $0) }
         do {
