@@ -380,10 +380,13 @@ final class ResponseCheckTests: XCTestCase {
         XCTAssertEqual(e?.isRetryable, true)
     }
 
-    func test200ForARangeFromZeroIsAccepted() throws {
-        // A server may ignore Range and send the whole object when the range starts at 0.
-        try check(response(200, length: 1000), 0...99, body: 1000)
+    func test200ForARangeFromZeroIsAcceptedOnlyIfItFitsTheRange() throws {
+        // A server may ignore Range and send the whole object when the range starts at 0 and
+        // covers all of it; more bytes than asked would land past the range, so that is refused.
+        try check(response(200, length: 100), 0...99, body: 100)
+        try check(response(200, length: 60), 0...99, body: 60)
         try check(response(200), 0...99, body: 100)
+        XCTAssertEqual(thrown { try check(response(200, length: 1000), 0...99, body: 1000) }?.kind, .invalidResponse)
     }
 
     func test200ForARangeFromLaterIsInvalid() {
