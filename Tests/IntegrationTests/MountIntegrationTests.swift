@@ -198,6 +198,30 @@ final class MountIntegrationTests: XCTestCase {
         }
     }
 
+    /// The mount is private to its owner unless --allow-other; the cache directory is 0700.
+    func testOtherUsersSeeTheMountOnlyWithAllowOther() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            throw XCTSkip("needs root and setpriv")
+        }
+        _ = try upload(["f.txt": 100], prefix: "ao/")
+        func asNobody() throws -> Int32 {
+            try Harness.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/stat", mnt + "/f.txt"]).status
+        }
+        // The mountpoint's parent must be searchable by nobody for the check to mean anything.
+        chmod(work, 0o755)
+        let p = try mountForeground("ao")
+        XCTAssertNotEqual(try asNobody(), 0, "another user reached a mount without --allow-other")
+        var sb = stat()
+        XCTAssertEqual(stat(cacheDir, &sb), 0)
+        XCTAssertEqual(sb.st_mode & 0o777, 0o700, "the cache directory is private")
+        kill(p.processIdentifier, SIGTERM)
+        XCTAssertTrue(waitExit(p))
+        let q = try mountForeground("ao", ["--allow-other"])
+        XCTAssertEqual(try asNobody(), 0, "--allow-other lets other users in")
+        kill(q.processIdentifier, SIGTERM)
+        XCTAssertTrue(waitExit(q))
+    }
+
     /// A reader going through a directory in name order has the next files fetched ahead.
     func testReadingADirectoryInOrderFetchesTheNextFilesAhead() throws {
         var files: [String: Int] = [:]
