@@ -304,6 +304,11 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                 if served {
                     if let ahead {
                         filler.fill(o, bucket: bucket, blocks: Array(ahead), lane: .readAhead, runBlocks: readAheadRun) { _, _ in }
+                        // Cached blocks ahead of the reader: start reading them from disk now,
+                        // so the next requests find them in the page cache.
+                        let bs = cache.blockSize
+                        _ = posix_fadvise(fd, off_t(Int64(ahead.lowerBound) * bs), off_t(Int64(ahead.count) * bs),
+                                          POSIX_FADV_WILLNEED)
                     }
                     record(hit: true)
                     readObserver?(MonotonicTime.now() - t0, true)
