@@ -155,7 +155,16 @@ public final class Downloader: @unchecked Sendable {
         }
         let result = summary
         lock.unlock()
-        rmdir(dest + "/" + PartialFile.directoryName)
+        let partials = dest + "/" + PartialFile.directoryName
+        if !interrupted && result.failures.isEmpty {
+            // Temporary state files a kill -9 left mid-write (older soaks wrote them through
+            // Foundation's randomly named `.dat.nosync*` files) are never resumed from.
+            for n in (try? FileManager.default.contentsOfDirectory(atPath: partials)) ?? []
+            where n.hasPrefix(".dat.nosync") || n.hasSuffix(".state.tmp") {
+                unlink(partials + "/" + n)
+            }
+        }
+        rmdir(partials)
         return result
     }
 

@@ -60,8 +60,20 @@ public struct PartialFile: Sendable {
     public func saveState(_ s: PartialState) throws {
         let tmp = statePath + ".tmp"
         let data = try JSONEncoder().encode(s)
-        guard FileManager.default.createFile(atPath: tmp, contents: data) else {
-            throw LocalIOError(errno: errno, operation: "write state", path: tmp)
+        // A plain write to one fixed temporary name, then one rename: Foundation's createFile
+        // writes atomically through a randomly named file of its own, which a kill -9 between
+        // its write and its rename leaves behind for good.
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LocalIOError(errno: errno, operation: "open", path: tmp) }
+        defer { close(fd) }
+        var done = 0
+        try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
+            while done < buf.count {
+                let n = write(fd, buf.baseAddress! + done, buf.count - done)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw LocalIOError(errno: n < 0 ? errno : EIO, operation: "write state", path: tmp) }
+                done += n
+            }
         }
         guard rename(tmp, statePath) == 0 else { throw LocalIOError(errno: errno, operation: "rename", path: tmp) }
     }

@@ -43,6 +43,17 @@ final class PartialFileTests: XCTestCase {
         try FileManager.default.contentsOfDirectory(atPath: partialDir).sorted()
     }
 
+    /// The state is written through one fixed temporary name and renamed: nothing else ever
+    /// appears in the directory (a kill -9 mid-write can leave only `<state>.tmp`, which the
+    /// next save replaces).
+    func testSavingStateLeavesOnlyTheStateFile() throws {
+        let p = PartialFile(destination: dest, relativePath: "a/b.bin")
+        for i in 0..<5 { try p.saveState(state(done: Set(0..<i))) }
+        XCTAssertEqual(try listing(), [URL(fileURLWithPath: p.statePath).lastPathComponent])
+        XCTAssertEqual(try JSONDecoder().decode(PartialState.self, from: Data(contentsOf: URL(fileURLWithPath: p.statePath))).done,
+                       Set(0..<4))
+    }
+
     // MARK: - Names
 
     func testNamesAreHashesInsideThePartialDirectory() {
