@@ -344,6 +344,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         }
         let ino = h.ino
         filler.fill(o, bucket: bucket, blocks: blocks, lane: .urgent, whenLanded: true) { [self] _, err in
+            let landed = MonotonicTime.now()
             if let err {
                 logger.warning("read \(o.key) at \(offset) failed: \(err)")
                 if case .changed = err { namespace.markStale(ino) }  // the next open sees the new version
@@ -363,7 +364,9 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                     }
                 }
                 if let fd { close(fd) }
-                readObserver?(MonotonicTime.now() - t0, false)
+                let end = MonotonicTime.now()
+                logger.debug("miss \(PathError.printable(o.key)) at \(offset): \(Int((end - t0) * 1000)) ms (blocks landed after \(Int((landed - t0) * 1000)) ms)")
+                readObserver?(end - t0, false)
             }
         }
     }
