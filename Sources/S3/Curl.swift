@@ -106,7 +106,7 @@ public struct ResponseHead: Sendable, Equatable {
         } else if hasPrefix("etag:") {
             etag = ETag.normalize(value(after: 5))
         } else if hasPrefix("content-length:") {
-            contentLength = Int64(value(after: 15))
+            contentLength = Int64(value(after: 15)).flatMap { $0 >= 0 ? $0 : nil }
         } else if hasPrefix("content-range:") {
             contentRange = Self.parseContentRange(value(after: 14))
         } else if hasPrefix("retry-after:") {

@@ -115,7 +115,7 @@ public enum ResponseCheck {
     /// carry exactly that range (cut at the object's end), a 200 (Range ignored) must be the
     /// whole object from byte 0 and no longer than asked.
     public static func rangeProblem(_ head: ResponseHead, requested r: ClosedRange<Int64>) -> String? {
-        let want = r.upperBound - r.lowerBound + 1
+        let span = r.upperBound - r.lowerBound  // length − 1: no overflow for any range from ≥ 0
         switch head.status {
         case 206:
             guard let cr = head.contentRange else { return "206 response without a Content-Range" }
@@ -128,8 +128,8 @@ public enum ResponseCheck {
             }
         case 200:
             guard r.lowerBound == 0 else { return "server ignored the Range header" }
-            if let len = head.contentLength, len > want {
-                return "server ignored the Range header (\(len) bytes for a range of \(want))"
+            if let len = head.contentLength, len > 0, len - 1 > span {
+                return "server ignored the Range header (\(len) bytes for a range of \(span) + 1)"
             }
         default:
             break

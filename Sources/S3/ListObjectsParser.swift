@@ -15,6 +15,7 @@
 /// Malformed XML, a different root element, a `<Contents>` without `<Key>` or a bad `<Size>`
 /// throw `ListObjectsParseError`.
 import Foundation
+import SoakCore
 
 /// Why a listing body could not be used; `description` is one line.
 public struct ListObjectsParseError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -61,8 +62,8 @@ public enum ListObjectsParser {
                         }
                         let s = (size ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
                         guard let n = Int64(s), n >= 0 else {
-                            problem = size == nil ? "<Contents> for '\(k)' has no <Size>"
-                                : "<Contents> for '\(k)' has a bad <Size> '\(s)'"
+                            problem = size == nil ? "<Contents> for '\(PathError.printable(k))' has no <Size>"
+                                : "<Contents> for '\(PathError.printable(k))' has a bad <Size> '\(PathError.printable(s))'"
                             return
                         }
                         page.objects.append(ObjectInfo(key: k, size: n, etag: etag,
@@ -93,13 +94,13 @@ public enum ListObjectsParser {
         if encodingType == "url" {
             for i in page.objects.indices {
                 guard let k = urlDecode(page.objects[i].key) else {
-                    throw ListObjectsParseError("ListObjectsV2 response: undecodable url-encoded key '\(page.objects[i].key)'")
+                    throw ListObjectsParseError("ListObjectsV2 response: undecodable url-encoded key '\(PathError.printable(page.objects[i].key))'")
                 }
                 page.objects[i].key = k
             }
             for i in page.commonPrefixes.indices {
                 guard let p = urlDecode(page.commonPrefixes[i]) else {
-                    throw ListObjectsParseError("ListObjectsV2 response: undecodable url-encoded prefix '\(page.commonPrefixes[i])'")
+                    throw ListObjectsParseError("ListObjectsV2 response: undecodable url-encoded prefix '\(PathError.printable(page.commonPrefixes[i]))'")
                 }
                 page.commonPrefixes[i] = p
             }

@@ -11,14 +11,17 @@
 /// crashed swift-corelibs-foundation inside its libxml2 start-element callback, and a server's
 /// answer must never crash soak. This reader only ever returns or throws, in linear time.
 import Foundation
+import SoakCore
 
 /// Malformed XML, with where the reader gave up.
 struct XMLReadError: Error, Sendable, CustomStringConvertible {
     var message: String
     var line: Int
     var column: Int
+    /// One printable line: the message may quote the document, which is the server's.
     var description: String {
-        line > 0 ? "malformed XML at line \(line), column \(column): \(message)" : "malformed XML: \(message)"
+        let m = PathError.printable(message)
+        return line > 0 ? "malformed XML at line \(line), column \(column): \(m)" : "malformed XML: \(m)"
     }
 }
 
@@ -64,7 +67,7 @@ enum XMLLeafReader {
         }
         func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D }
         func isNameByte(_ c: UInt8) -> Bool {
-            !(isSpace(c) || c == UInt8(ascii: ">") || c == UInt8(ascii: "/") || c == UInt8(ascii: "<")
+            !(c < 0x20 || c == 0x7F || isSpace(c) || c == UInt8(ascii: ">") || c == UInt8(ascii: "/") || c == UInt8(ascii: "<")
                 || c == UInt8(ascii: "=") || c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") || c == UInt8(ascii: "&"))
         }
         /// An element name at `pos`: (local name, index after it).
@@ -134,7 +137,7 @@ enum XMLLeafReader {
                         k = try skip(past: d == UInt8(ascii: "\"") ? "\"" : "'", from: k + 1, what: "attribute value")
                         continue
                     }
-                    if d == UInt8(ascii: "<") { throw fail("bad start tag <\(local)>", at: i) }
+                    if d == UInt8(ascii: "<") || d == 0 { throw fail("bad start tag <\(local)>", at: i) }
                     k += 1
                 }
                 sawRoot = true
@@ -173,10 +176,13 @@ enum XMLLeafReader {
             case "quot": scalar = "\""
             case "apos": scalar = "'"
             default:
+                // Digits only (UInt32(_:radix:) would also take a sign).
                 if ref.hasPrefix("#x") || ref.hasPrefix("#X") {
-                    scalar = UInt32(ref.dropFirst(2), radix: 16).flatMap(Unicode.Scalar.init)
+                    let d = ref.dropFirst(2)
+                    if !d.isEmpty, d.allSatisfy(\.isHexDigit) { scalar = UInt32(d, radix: 16).flatMap(Unicode.Scalar.init) }
                 } else if ref.hasPrefix("#") {
-                    scalar = UInt32(ref.dropFirst(), radix: 10).flatMap(Unicode.Scalar.init)
+                    let d = ref.dropFirst()
+                    if !d.isEmpty, d.allSatisfy({ $0 >= "0" && $0 <= "9" }) { scalar = UInt32(d).flatMap(Unicode.Scalar.init) }
                 }
             }
             guard let s = scalar, s.value != 0 else { throw fail("bad reference &\(ref.prefix(10));", pos) }
