@@ -125,6 +125,7 @@ final class DownloadIntegrationTests: XCTestCase {
         let dest = work + "/dest"
         // Throttle so the kill lands mid-download.
         var killed = false
+        var workers: [pid_t] = []
         let r1 = try download("r/", dest, env: ["MAX_SPEED": "8"], timeout: 60) { p in
             let deadline = Date().addingTimeInterval(20)
             while Date() < deadline {
@@ -132,16 +133,17 @@ final class DownloadIntegrationTests: XCTestCase {
                 let parts = (try? FileManager.default.contentsOfDirectory(atPath: dest + "/.soak-partial")) ?? []
                 if parts.contains(where: { $0.hasSuffix(".state") }) { break }
             }
+            workers = Harness.children(of: p.processIdentifier)
             kill(p.processIdentifier, SIGKILL)
             killed = true
         }
         XCTAssertTrue(killed)
         XCTAssertTrue(r1.uncaughtSignal || r1.status != 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dest + "/big.bin"), "a half file must not appear under its name")
-        // Workers die with their coordinator.
+        // Its workers die with their coordinator (only this run's: other soaks may be running).
+        XCTAssertFalse(workers.isEmpty)
         usleep(500_000)
-        let stray = try Harness.run("/usr/bin/pgrep", ["-f", "soak __worker"])
-        XCTAssertTrue(stray.stdout.isEmpty, "orphan workers: \(stray.stdout)")
+        for w in workers { XCTAssertFalse(Harness.processAlive(w), "worker \(w) outlived its coordinator") }
 
         let r2 = try download("r/", dest)
         XCTAssertEqual(r2.status, 0, r2.stderr)
