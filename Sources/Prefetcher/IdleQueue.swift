@@ -5,22 +5,26 @@ import SoakCore
 /// A serial queue on a thread of its own, for work that must be done but may wait, such as
 /// hashing complete objects against their ETag. In background mode the thread runs at the
 /// lowest CPU priority (nice 19) and holds each job while `busy()` says readers and fetches are
-/// under way (at most `maxDeferral` seconds, so the work is never postponed forever).
+/// under way, until `maxDeferral` seconds after the job was queued: under constant load the
+/// queue still drains, each job at most that late, so it never grows without bound.
 final class IdleQueue: @unchecked Sendable {
     // @unchecked: `jobs`, `running` and `stopping` are guarded by `cond`.
     private let cond = NSCondition()
-    private var jobs: [@Sendable () -> Void] = []
+    private var jobs: [(queued: Double, run: @Sendable () -> Void)] = []
     private var running = false
     private var stopping = false
     private let busy: (@Sendable () -> Bool)?
-    /// Longest a job waits for the process to be idle.
-    static let maxDeferral = 30.0
+    /// Longest a job waits for the process to be idle (30 s: checks stay timely without taking
+    /// CPU from a mount's readers in short bursts of load).
+    static let defaultMaxDeferral = 30.0
+    let maxDeferral: Double
     /// How often a deferred job checks again.
     static let recheckInterval = 0.1
 
     /// `busy` nil: jobs run at once at normal priority.
-    init(name: String, background busy: (@Sendable () -> Bool)?) {
+    init(name: String, background busy: (@Sendable () -> Bool)?, maxDeferral: Double = defaultMaxDeferral) {
         self.busy = busy
+        self.maxDeferral = maxDeferral
         let t = Thread { [self] in  // strong: the thread lives until `stop`
             if busy != nil { _ = csys_lower_thread_priority() }
             loop()
@@ -30,7 +34,7 @@ final class IdleQueue: @unchecked Sendable {
     }
 
     func async(_ job: @escaping @Sendable () -> Void) {
-        cond.lock(); jobs.append(job); cond.broadcast(); cond.unlock()
+        cond.lock(); jobs.append((MonotonicTime.now(), job)); cond.broadcast(); cond.unlock()
     }
 
     /// Runs what is queued (without waiting for idleness), then ends the thread.
@@ -51,14 +55,13 @@ final class IdleQueue: @unchecked Sendable {
             running = true
             cond.unlock()
             if let busy {
-                let start = MonotonicTime.now()
-                while busy() && MonotonicTime.now() - start < Self.maxDeferral {
+                while busy() && MonotonicTime.now() - job.queued < maxDeferral {
                     cond.lock(); let done = stopping; cond.unlock()
                     if done { break }
                     Thread.sleep(forTimeInterval: Self.recheckInterval)
                 }
             }
-            job()
+            job.run()
             cond.lock(); running = false; cond.broadcast(); cond.unlock()
         }
     }

@@ -28,6 +28,20 @@ final class IdleQueueTests: XCTestCase {
         q.stop()
     }
 
+    /// Under constant load each job runs at most `maxDeferral` after it was queued: the queue
+    /// drains instead of holding every job for a full deferral in turn.
+    func testAlwaysBusyStillDrainsEachJobAtMostItsDeferralLate() {
+        let busy = Flag()
+        busy.set(true)
+        let q = IdleQueue(name: "t", background: { busy.get() }, maxDeferral: 0.3)
+        let t0 = Date()
+        for i in 0..<5 { q.async { busy.record(i) } }
+        while busy.runs.count < 5 && Date().timeIntervalSince(t0) < 5 { usleep(10_000) }
+        XCTAssertEqual(busy.runs, [0, 1, 2, 3, 4])
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 1.2, "5 jobs queued together wait one deferral, not five")
+        q.stop()
+    }
+
     func testStopRunsWhatIsQueuedEvenWhileBusy() {
         let busy = Flag()
         busy.set(true)
