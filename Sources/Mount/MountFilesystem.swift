@@ -346,9 +346,13 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         filler.fill(o, bucket: bucket, blocks: blocks, lane: .urgent, whenLanded: true) { [self] _, err in
             let landed = MonotonicTime.now()
             if let err {
-                logger.warning("read \(o.key) at \(offset) failed: \(err)")
-                if case .changed = err { namespace.markStale(ino) }  // the next open sees the new version
-                _ = once.reply { $0.reply(error: Self.errno(for: err)) }
+                logger.warning("read \(PathError.printable(o.key)) at \(offset) failed: \(err)")
+                var e = Self.errno(for: err)
+                // Blocks refused because this version's data was dropped meanwhile (the object
+                // changed under another fetch of it): the same as a 412 here.
+                if case .evicted = err, (try? cache.index.object(id: o.id)).map({ $0?.gen != o.gen }) ?? false { e = ESTALE }
+                if e == ESTALE { namespace.markStale(ino) }  // the next open sees the new version
+                _ = once.reply { $0.reply(error: e) }
                 return
             }
             // Off the committer thread: the pread and reply, through a descriptor of its own
@@ -358,9 +362,17 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                 let fd = (try? cache.openData(o)) ?? nil
                 _ = try? buffers.with(count) { buf in
                     if let fd { n = try? cache.read(o, offset: offset, into: buf, fd: fd) }
+                    // nil: this version's data went meanwhile. Dropped because the object changed
+                    // (a 412 on another fetch of it: its generation moved on): ESTALE, and the
+                    // next open sees the new version. Otherwise evicted or corrupt again at once:
+                    // EIO, and the reader may retry.
+                    var err = EIO
+                    if n == nil, (try? cache.index.object(id: o.id)).map({ $0?.gen != o.gen }) ?? false {
+                        err = ESTALE
+                        namespace.markStale(ino)
+                    }
                     _ = once.reply { r in
-                        // nil: evicted or corrupt again at once; the reader may retry.
-                        if let n { r.reply(data: UnsafeRawBufferPointer(rebasing: buf[0..<n])) } else { r.reply(error: EIO) }
+                        if let n { r.reply(data: UnsafeRawBufferPointer(rebasing: buf[0..<n])) } else { r.reply(error: err) }
                     }
                 }
                 if let fd { close(fd) }
