@@ -55,8 +55,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .testTarget(name: "SoakCoreTests", dependencies: ["SoakCore"]),
-        .testTarget(name: "S3Tests", dependencies: ["S3", "SoakCore"]),
+        // Seeds and generators shared by the seeded property tests.
+        .target(name: "FuzzSupport", dependencies: ["SoakCore"], path: "Tests/FuzzSupport"),
+        .testTarget(name: "SoakCoreTests", dependencies: ["SoakCore", "FuzzSupport"]),
+        .testTarget(name: "S3Tests", dependencies: ["S3", "SoakCore", "FuzzSupport"]),
         .testTarget(name: "PrefetcherTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache",
             .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "CacheTests", dependencies: ["Cache", "S3", "SoakCore"]),
