@@ -304,11 +304,6 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                 if served {
                     if let ahead {
                         filler.fill(o, bucket: bucket, blocks: Array(ahead), lane: .readAhead, runBlocks: readAheadRun) { _, _ in }
-                        // Cached blocks ahead of the reader: start reading them from disk now,
-                        // so the next requests find them in the page cache.
-                        let bs = cache.blockSize
-                        _ = posix_fadvise(fd, off_t(Int64(ahead.lowerBound) * bs), off_t(Int64(ahead.count) * bs),
-                                          POSIX_FADV_WILLNEED)
                     }
                     record(hit: true)
                     readObserver?(MonotonicTime.now() - t0, true)
@@ -350,7 +345,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                 var e = Self.errno(for: err)
                 // Blocks refused because this version's data was dropped meanwhile (the object
                 // changed under another fetch of it): the same as a 412 here.
-                if case .evicted = err, (try? cache.index.object(id: o.id)).map({ $0?.gen != o.gen }) ?? false { e = ESTALE }
+                if case .evicted = err, versionDropped(o) { e = ESTALE }
                 if e == ESTALE { namespace.markStale(ino) }  // the next open sees the new version
                 _ = once.reply { $0.reply(error: e) }
                 return
@@ -367,7 +362,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                     // next open sees the new version. Otherwise evicted or corrupt again at once:
                     // EIO, and the reader may retry.
                     var err = EIO
-                    if n == nil, (try? cache.index.object(id: o.id)).map({ $0?.gen != o.gen }) ?? false {
+                    if n == nil, versionDropped(o) {
                         err = ESTALE
                         namespace.markStale(ino)
                     }
@@ -381,6 +376,12 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                 readObserver?(end - t0, false)
             }
         }
+    }
+
+    /// Whether the data of `o`'s version is gone from the index (its row replaced, or moved to a
+    /// new generation): what an open file sees when the object changed under another fetch.
+    private func versionDropped(_ o: CachedObject) -> Bool {
+        (try? cache.index.object(id: o.id)).map { $0?.gen != o.gen } ?? false
     }
 
     /// A reader continuing where its last read ended (or starting a file with a large read) is
