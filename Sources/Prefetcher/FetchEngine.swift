@@ -39,6 +39,10 @@ public struct EngineSettings: Sendable {
     public var logLevel = "info"
     /// Workers write with O_DIRECT (see `WorkerConfig.directIO`).
     public var directIO = false
+    /// Bulk orders out at workers at once, over the whole pool (nil: only each worker's
+    /// capacity). A mount sets it low: every bulk transfer in flight makes the server push
+    /// bytes that a paused transfer cannot stop, so a read that misses waits behind them.
+    public var maxBulkOrders: Int? = nil
     public init() {}
 }
 
@@ -486,7 +490,10 @@ public final class FetchEngine: @unchecked Sendable {
         let now = MonotonicTime.now()
         let capacity = settings.slotsPerWorker + settings.prefetchDepth
         queue.release(now: now)
+        var bulkOut = settings.maxBulkOrders == nil ? 0
+            : workers.reduce(0) { n, w in n + w.inflight.keys.filter { jobs[$0]?.lane == .bulk }.count }
         while let lane = queue.topLane() {
+            if lane == .bulk, let cap = settings.maxBulkOrders, bulkOut >= cap { break }
             let limit = lane == .bulk ? capacity : capacity + Self.priorityReserve
             let candidates = workers.filter { !$0.exited && !$0.retiring && $0.inflight.count < limit }
             guard let w = candidates.min(by: { $0.inflight.count < $1.inflight.count }) else { break }
@@ -498,6 +505,7 @@ public final class FetchEngine: @unchecked Sendable {
                 job.worker = ObjectIdentifier(w)
                 jobs[id] = job
                 w.inflight[id] = 0  // bytes written from job.current.start, as the worker reports them
+                if job.lane == .bulk { bulkOut += 1 }
                 if w.inflight.count == 1 { w.lastHeard = now }
             } catch {
                 queue.pushFront(id, lane: job.lane)

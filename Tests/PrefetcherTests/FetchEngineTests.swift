@@ -132,6 +132,43 @@ final class EngineLaneTests: XCTestCase {
         XCTAssertEqual(e.snapshot().queued, 100 - capacity)
     }
 
+    func testBulkCapLimitsBulkOrdersButNotReads() throws {
+        let dir = NSTemporaryDirectory() + "soak-bulkcap-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let exe = dir + "/worker.sh"
+        try "#!/bin/sh\nread cfg\nwhile IFS= read -r line; do printf '%s\\n' \"$line\" >> \(dir)/orders; done\n"
+            .write(toFile: exe, atomically: true, encoding: .utf8)
+        chmod(exe, 0o755)
+        var s = EngineSettings()
+        s.initialWorkers = 2
+        s.minWorkers = 2
+        s.maxWorkers = 2
+        s.hangTimeout = 60
+        s.maxBulkOrders = 3
+        let builder = S3RequestBuilder(endpoint: try S3Endpoint(url: "http://127.0.0.1:9", region: "us-east-1"),
+                                       credentials: Credentials(accessKeyId: "k", secretAccessKey: "s"))
+        let e = FetchEngine(settings: s, workerExecutable: exe, builder: builder, logger: Logger(label: "t")) { _ in }
+        try e.start()
+        defer { e.stop() }
+        for i in 0..<20 {
+            e.submit(bucket: "b", key: "bulk\(i)", etag: nil, range: 0...9, path: dir + "/x", fileOffset: 0, lane: .bulk)
+        }
+        for i in 0..<5 {
+            e.submit(bucket: "b", key: "read\(i)", etag: nil, range: 0...9, path: dir + "/x", fileOffset: 0, lane: .readAhead)
+        }
+        func orders() -> [String] {
+            ((try? String(contentsOfFile: dir + "/orders", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while orders().count < 8 && Date() < deadline { usleep(20_000) }
+        usleep(300_000)
+        let lines = orders()
+        XCTAssertEqual(lines.filter { $0.contains("\tread") }.count, 5, "reads are not capped")
+        XCTAssertEqual(lines.filter { $0.contains("\tbulk") }.count, 3, "bulk orders over the pool stop at the cap")
+        XCTAssertEqual(e.snapshot().queuedByLane[Lane.bulk.rawValue], 17)
+    }
+
     func testWorkerStartsHigherLanesFirstAndGivesThemSpareSlots() throws {
         let builder = S3RequestBuilder(endpoint: try S3Endpoint(url: "http://127.0.0.1:9", region: "us-east-1"),
                                        credentials: Credentials(accessKeyId: "k", secretAccessKey: "s"))
