@@ -228,7 +228,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         // The next files' first blocks, up to `readAheadBlocks` in all (those asked for before
         // count too, so the window slides instead of growing).
         let bs = cache.blockSize
-        var todo: [(CachedObject, Int)] = []
+        var next3: [(object: CachedObject, blocks: Int, fresh: Bool)] = []
         var budget = readAheadBlocks
         if inOrder {
             for e in next where budget > 0 {
@@ -236,13 +236,21 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                 var n = min(o.blockCount(blockSize: bs), budget)
                 if o.blockCount(blockSize: bs) - n <= readAheadBlocks / 2 { n = o.blockCount(blockSize: bs) }  // whole: no small tail
                 budget -= n
-                if readAheadFiles.insert(e.ino).inserted && !o.isComplete { todo.append((o, n)) }
+                next3.append((o, n, readAheadFiles.insert(e.ino).inserted))
             }
             if readAheadFiles.count > 65_536 { readAheadFiles.removeAll() }
         }
         lock.unlock()
-        for (o, n) in todo {
-            filler.fill(o, bucket: bucket, blocks: Array(0..<n), lane: .readAhead, runBlocks: readAheadRun) { _, _ in }
+        for (o, n, fresh) in next3 {
+            // Already cached: start reading its first blocks from disk now, so the reader's first
+            // requests there do not wait on the disk. Otherwise fetch them (once per file).
+            if let row = (try? cache.index.object(id: o.id)) ?? nil, row.etag == o.etag, row.isComplete {
+                guard let fd = (try? cache.openData(row)) ?? nil else { continue }
+                _ = posix_fadvise(fd, 0, off_t(Int64(n) * bs), POSIX_FADV_WILLNEED)
+                close(fd)
+            } else if fresh {
+                filler.fill(o, bucket: bucket, blocks: Array(0..<n), lane: .readAhead, runBlocks: readAheadRun) { _, _ in }
+            }
         }
     }
 
