@@ -16,7 +16,17 @@ import Glibc
 
 public enum CacheFormat {
     /// Bump on any incompatible change to the schema or the data layout.
-    public static let version: Int32 = 1
+    /// 2: present blocks packed 32 to a `blockmaps` row (1: a `blocks` row per block); new
+    /// indexes use 1 KiB pages. A version-1 index is migrated in place, keeping its data.
+    public static let version: Int32 = 2
+    /// Blocks per `blockmaps` row: 32 slots of 5 bytes stay within the local payload of a
+    /// 1 KiB page (about 230 bytes for a WITHOUT ROWID row), so no row spills to overflow pages.
+    public static let chunkBlocks = 32
+    /// SQLite page size of a new index. Rows here are small (an object is about 130 bytes), so
+    /// 1 KiB pages waste less than the 4 KiB default: an empty index is 10 pages (one per table
+    /// and index), 10 KiB instead of 40 KiB, and `d/`'s 100 objects took 696 bytes each in
+    /// format 1 with 4 KiB pages.
+    static let pageSize = 1024
     /// PRAGMA application_id: tells a soak index from any other SQLite file ("soak").
     public static let applicationID: Int32 = 0x736F_616B
     /// 1 MiB blocks: the unit of presence, checksum and on-demand fetch. Large enough that the
@@ -43,11 +53,11 @@ public enum CacheFormat {
           verified INTEGER NOT NULL DEFAULT 0);
         CREATE UNIQUE INDEX objects_key ON objects(bucket, key);
         CREATE INDEX objects_lru ON objects(atime) WHERE cached > 0;
-        CREATE TABLE blocks(
+        CREATE TABLE blockmaps(
           obj INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
-          idx INTEGER NOT NULL,
-          crc INTEGER NOT NULL,
-          PRIMARY KEY(obj, idx)) WITHOUT ROWID;
+          chunk INTEGER NOT NULL,
+          slots BLOB NOT NULL,
+          PRIMARY KEY(obj, chunk)) WITHOUT ROWID;
         CREATE TABLE listings(
           bucket INTEGER NOT NULL,
           prefix TEXT NOT NULL,
@@ -62,6 +72,8 @@ public enum CacheFormat {
     static func prepare(_ db: SQLiteDatabase) throws -> Status {
         // Switching a new file to WAL needs it to itself, and SQLite's busy handler does not
         // cover that: two processes opening a new cache at once retry here.
+        // Only takes effect on a new, empty file (before WAL mode writes its first page).
+        try db.exec("PRAGMA page_size=\(pageSize)")
         var waited = 0.0
         while true {
             do { try db.exec("PRAGMA journal_mode=WAL"); break } catch let e as SQLiteError where e.isBusy && waited < 30 {
@@ -83,10 +95,46 @@ public enum CacheFormat {
             }
             guard app == Int64(applicationID) else { return .foreign }
             if ver > version { return .newer(ver) }
+            if ver == 1 {
+                try migrateFrom1(db)
+                return .migrated(from: 1)
+            }
             if ver < version { return .older(ver) }
             return .current
         }
     }
 
-    enum Status: Equatable { case created, current, older(Int32), newer(Int32), foreign }
+    enum Status: Equatable { case created, current, migrated(from: Int32), older(Int32), newer(Int32), foreign }
+
+    /// Format 1 → 2, inside the caller's transaction: the `blocks` rows are packed into
+    /// `blockmaps` rows; everything else is unchanged.
+    private static func migrateFrom1(_ db: SQLiteDatabase) throws {
+        try db.exec("""
+            CREATE TABLE blockmaps(
+              obj INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
+              chunk INTEGER NOT NULL,
+              slots BLOB NOT NULL,
+              PRIMARY KEY(obj, chunk)) WITHOUT ROWID;
+            """)
+        let insert = try db.prepare("INSERT INTO blockmaps(obj, chunk, slots) VALUES(?1, ?2, ?3)")
+        var current: (obj: Int64, chunk: Int64)?
+        var map = BlockMap()
+        func flush() throws {
+            if let c = current, !map.isEmpty { try insert.run([.int(c.obj), .int(c.chunk), .blob(map.blob)]) }
+        }
+        // Ordered by the primary key, so each chunk's blocks arrive together.
+        try db.prepare("SELECT obj, idx, crc FROM blocks ORDER BY obj, idx").query { row in
+            let (chunk, slot) = BlockMap.locate(Int(row.int(1)))
+            let obj = row.int(0)
+            if current.map({ $0.obj != obj || $0.chunk != chunk }) ?? true {
+                try flush()
+                current = (obj, chunk)
+                map = BlockMap()
+            }
+            _ = map.set(slot: slot, crc: UInt32(truncatingIfNeeded: row.int(2)))
+        }
+        try flush()
+        try db.exec("DROP TABLE blocks")
+        try db.exec("PRAGMA user_version=\(version)")
+    }
 }

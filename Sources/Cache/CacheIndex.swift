@@ -176,7 +176,7 @@ public final class CacheIndex: @unchecked Sendable {
         }
     }
 
-    /// Inside a transaction: removes an object row (its blocks cascade) and its byte count.
+    /// Inside a transaction: removes an object row (its block maps cascade) and its byte count.
     private func deleteObjectRow(_ o: CachedObject) throws -> DroppedData {
         try stmt("DELETE FROM objects WHERE id=?1").run([.int(o.id)])
         if o.cachedBytes > 0 { try addCounter("bytes", -o.cachedBytes) }
@@ -213,12 +213,13 @@ public final class CacheIndex: @unchecked Sendable {
     public func presentBlocks(objectID: Int64, gen: Int64, in range: ClosedRange<Int>) throws -> [Int: UInt32] {
         try locked {
             var out: [Int: UInt32] = [:]
+            let lo = BlockMap.locate(range.lowerBound).chunk, hi = BlockMap.locate(range.upperBound).chunk
             try stmt("""
-                SELECT b.idx, b.crc FROM blocks b JOIN objects o ON o.id=b.obj
-                WHERE b.obj=?1 AND o.gen=?4 AND b.idx BETWEEN ?2 AND ?3
+                SELECT m.chunk, m.slots FROM blockmaps m JOIN objects o ON o.id=m.obj
+                WHERE m.obj=?1 AND o.gen=?4 AND m.chunk BETWEEN ?2 AND ?3
                 """)
-                .query([.int(objectID), .int(Int64(range.lowerBound)), .int(Int64(range.upperBound)), .int(gen)]) {
-                    out[Int($0.int(0))] = UInt32(truncatingIfNeeded: $0.int(1))
+                .query([.int(objectID), .int(lo), .int(hi), .int(gen)]) { row in
+                    Self.decode(chunk: row.int(0), row.blob(1), into: &out, within: range)
                 }
             return out
         }
@@ -228,33 +229,65 @@ public final class CacheIndex: @unchecked Sendable {
     public func presentBlocks(objectID: Int64) throws -> [Int: UInt32] {
         try locked {
             var out: [Int: UInt32] = [:]
-            try stmt("SELECT idx, crc FROM blocks WHERE obj=?1").query([.int(objectID)]) {
-                out[Int($0.int(0))] = UInt32(truncatingIfNeeded: $0.int(1))
+            try stmt("SELECT chunk, slots FROM blockmaps WHERE obj=?1").query([.int(objectID)]) { row in
+                Self.decode(chunk: row.int(0), row.blob(1), into: &out, within: nil)
             }
             return out
         }
     }
 
+    private static func decode(chunk: Int64, _ blob: [UInt8], into out: inout [Int: UInt32], within range: ClosedRange<Int>?) {
+        let base = Int(chunk) * CacheFormat.chunkBlocks
+        for (slot, crc) in BlockMap(blob).present where range?.contains(base + slot) ?? true {
+            out[base + slot] = crc
+        }
+    }
+
+    /// Inside a transaction: the block map of one chunk, changed by `body` and written back
+    /// (deleted when nothing is left in it).
+    private func updateChunk(object: Int64, chunk: Int64, _ body: (inout BlockMap) -> Void) throws {
+        var map = BlockMap()
+        try stmt("SELECT slots FROM blockmaps WHERE obj=?1 AND chunk=?2").query([.int(object), .int(chunk)]) {
+            map = BlockMap($0.blob(0))
+        }
+        body(&map)
+        if map.isEmpty {
+            try stmt("DELETE FROM blockmaps WHERE obj=?1 AND chunk=?2").run([.int(object), .int(chunk)])
+        } else {
+            try stmt("INSERT OR REPLACE INTO blockmaps(obj, chunk, slots) VALUES(?1, ?2, ?3)")
+                .run([.int(object), .int(chunk), .blob(map.blob)])
+        }
+    }
+
     /// Records landed blocks (whose bytes the caller already made durable). A block whose object
-    /// row is gone or whose generation moved on is refused: its bytes went to a dead file.
-    /// Returns the accepted blocks.
+    /// row is gone or whose generation moved on is refused: its bytes went to a dead file; so is
+    /// one already recorded. Returns the accepted blocks.
     public func commit(_ blocks: [LandedBlock], now: Int64) throws -> [LandedBlock] {
         guard !blocks.isEmpty else { return [] }
         return try locked {
             try db.transaction {
                 var accepted: [LandedBlock] = []
-                let insert = try stmt("""
-                    INSERT OR IGNORE INTO blocks(obj, idx, crc)
-                    SELECT ?1, ?2, ?3 FROM objects WHERE id=?1 AND gen=?4
-                    """)
+                let gen = try stmt("SELECT gen FROM objects WHERE id=?1")
                 let grow = try stmt("UPDATE objects SET cached=cached+?2, atime=?3 WHERE id=?1")
+                // One read and write per chunk touched, in a stable order.
+                var groups: [Int64: [Int64: [LandedBlock]]] = [:]
+                for b in blocks { groups[b.objectID, default: [:]][BlockMap.locate(b.index).chunk, default: []].append(b) }
                 var total: Int64 = 0
-                for b in blocks {
-                    try insert.run([.int(b.objectID), .int(Int64(b.index)), .int(Int64(b.crc)), .int(b.gen)])
-                    guard db.changes == 1 else { continue }
-                    try grow.run([.int(b.objectID), .int(b.bytes), .int(now)])
-                    total += b.bytes
-                    accepted.append(b)
+                for (obj, chunks) in groups.sorted(by: { $0.key < $1.key }) {
+                    var rowGen: Int64?
+                    try gen.query([.int(obj)]) { rowGen = $0.int(0) }
+                    guard let rowGen else { continue }
+                    var bytes: Int64 = 0
+                    for (chunk, list) in chunks.sorted(by: { $0.key < $1.key }) {
+                        try updateChunk(object: obj, chunk: chunk) { map in
+                            for b in list where b.gen == rowGen && map.set(slot: BlockMap.locate(b.index).slot, crc: b.crc) {
+                                bytes += b.bytes
+                                accepted.append(b)
+                            }
+                        }
+                    }
+                    if bytes > 0 { try grow.run([.int(obj), .int(bytes), .int(now)]) }
+                    total += bytes
                 }
                 if total != 0 { try addCounter("bytes", total) }
                 return accepted
@@ -267,10 +300,12 @@ public final class CacheIndex: @unchecked Sendable {
         try locked {
             try db.transaction {
                 var bytes: Int64 = 0
-                let del = try stmt("DELETE FROM blocks WHERE obj=?1 AND idx=?2")
-                for i in indices {
-                    try del.run([.int(objectID), .int(Int64(i))])
-                    if db.changes == 1 { bytes += blockBytes(i) }
+                var byChunk: [Int64: [Int]] = [:]
+                for i in Set(indices) { byChunk[BlockMap.locate(i).chunk, default: []].append(i) }
+                for (chunk, list) in byChunk.sorted(by: { $0.key < $1.key }) {
+                    try updateChunk(object: objectID, chunk: chunk) { map in
+                        for i in list where map.clear(slot: BlockMap.locate(i).slot) { bytes += blockBytes(i) }
+                    }
                 }
                 if bytes > 0 {
                     try stmt("UPDATE objects SET cached=max(0, cached-?2), verified=0 WHERE id=?1")
@@ -291,7 +326,7 @@ public final class CacheIndex: @unchecked Sendable {
                 var o: CachedObject?
                 try stmt("SELECT \(Self.objectColumns) FROM objects WHERE id=?1").query([.int(objectID)]) { o = object(from: $0) }
                 guard let o, expectedGen == nil || o.gen == expectedGen else { return nil }
-                try stmt("DELETE FROM blocks WHERE obj=?1").run([.int(o.id)])
+                try stmt("DELETE FROM blockmaps WHERE obj=?1").run([.int(o.id)])
                 try stmt("UPDATE objects SET cached=0, gen=gen+1, verified=0 WHERE id=?1").run([.int(o.id)])
                 if o.cachedBytes > 0 {
                     try addCounter("bytes", -o.cachedBytes)
@@ -365,7 +400,7 @@ public final class CacheIndex: @unchecked Sendable {
             var t = Totals()
             try stmt("SELECT count(*), count(CASE WHEN cached>0 THEN 1 END), count(CASE WHEN cached>=size AND cached>0 THEN 1 END) FROM objects")
                 .query { t.objects = $0.int(0); t.withData = $0.int(1); t.complete = $0.int(2) }
-            t.blocks = try stmt("SELECT count(*) FROM blocks").scalarInt() ?? 0
+            try stmt("SELECT slots FROM blockmaps").query { t.blocks += Int64(BlockMap($0.blob(0)).present.count) }
             return t
         }
     }

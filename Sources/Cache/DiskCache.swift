@@ -58,6 +58,8 @@ public final class DiskCache: @unchecked Sendable {
         index = try CacheIndex(path: directory + "/index.db")
         switch try index.prepareFormat() {
         case .created, .current: break
+        case .migrated(let v):
+            logger.info("cache \(directory): index migrated from format version \(v) to \(CacheFormat.version)")
         case .newer(let v):
             throw CacheError.newerFormat(directory: directory, found: v, supported: CacheFormat.version)
         case .foreign:

@@ -88,6 +88,96 @@ final class DiskCacheTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: again.dataPath(o)), "old data files go too")
     }
 
+    func testNewIndexUsesSmallPages() throws {
+        _ = try DiskCache(directory: dir)
+        let db = try SQLiteDatabase(path: dir + "/index.db")
+        XCTAssertEqual(try db.prepare("PRAGMA page_size").scalarInt(), 1024)
+    }
+
+    /// A format-1 index (one `blocks` row per block) is migrated in place: objects, present
+    /// blocks and their CRCs survive, and reads are served from the old data files.
+    func testFormat1IndexIsMigratedKeepingItsData() throws {
+        try FileManager.default.createDirectory(atPath: dir + "/data", withIntermediateDirectories: true)
+        let n = CacheFormat.chunkBlocks
+        let size = Int64(n + 3) * bs  // two chunks
+        let data = bytes(Int(size), seed: 9)
+        do {
+            let db = try SQLiteDatabase(path: dir + "/index.db")
+            try db.exec("PRAGMA journal_mode=WAL")
+            try db.exec("""
+                CREATE TABLE buckets(id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL, name TEXT NOT NULL, UNIQUE(endpoint, name));
+                CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT, bucket INTEGER NOT NULL REFERENCES buckets(id),
+                  key TEXT NOT NULL, etag TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL, listed INTEGER NOT NULL DEFAULT 0,
+                  gen INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0, atime INTEGER NOT NULL DEFAULT 0,
+                  verified INTEGER NOT NULL DEFAULT 0);
+                CREATE UNIQUE INDEX objects_key ON objects(bucket, key);
+                CREATE INDEX objects_lru ON objects(atime) WHERE cached > 0;
+                CREATE TABLE blocks(obj INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
+                  crc INTEGER NOT NULL, PRIMARY KEY(obj, idx)) WITHOUT ROWID;
+                CREATE TABLE listings(bucket INTEGER NOT NULL, prefix TEXT NOT NULL, listed INTEGER NOT NULL,
+                  PRIMARY KEY(bucket, prefix)) WITHOUT ROWID;
+                CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+                INSERT INTO counters VALUES('bytes', 0), ('hits', 0), ('misses', 0), ('evicted', 0);
+                INSERT INTO buckets VALUES(1, 'e', 'b');
+                PRAGMA application_id=\(CacheFormat.applicationID);
+                PRAGMA user_version=1;
+                """)
+            // Blocks 0, 1, n-1, n and n+2 present (a gap, and both chunks).
+            let present = [0, 1, n - 1, n, n + 2]
+            var cached: Int64 = 0
+            for i in present {
+                let r = Int(Int64(i) * bs)..<Int(Int64(i + 1) * bs)
+                try db.prepare("INSERT INTO blocks VALUES(1, ?1, ?2)")
+                    .run([.int(Int64(i)), .int(Int64(CRC32C.checksum(Array(data[r]))))])
+                cached += bs
+            }
+            try db.prepare("INSERT INTO objects(id, bucket, key, etag, size, listed, gen, cached) VALUES(1, 1, 'k', 'e1', ?1, 1, 0, ?2)")
+                .run([.int(size), .int(cached)])
+            let fd = open(dir + "/data/1.0", O_WRONLY | O_CREAT, 0o644)
+            _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+            close(fd)
+        }
+        let c = try DiskCache(directory: dir)
+        let db = try SQLiteDatabase(path: dir + "/index.db")
+        XCTAssertEqual(try db.prepare("PRAGMA user_version").scalarInt(), Int64(CacheFormat.version))
+        XCTAssertEqual(try db.prepare("SELECT count(*) FROM sqlite_master WHERE name='blocks'").scalarInt(), 0)
+        let o = try XCTUnwrap(try c.index.lookup(bucketID: 1, key: "k"))
+        let present = try c.index.presentBlocks(objectID: o.id)
+        XCTAssertEqual(present.keys.sorted(), [0, 1, n - 1, n, n + 2])
+        XCTAssertEqual(present[n], CRC32C.checksum(Array(data[Int(Int64(n) * bs)..<Int(Int64(n + 1) * bs)])))
+        XCTAssertEqual(try c.index.presentBlocks(objectID: o.id, gen: 0, in: (n - 1)...n).keys.sorted(), [n - 1, n])
+        var buf = [UInt8](repeating: 0, count: Int(2 * bs))
+        let fd = try XCTUnwrap(try c.openData(o))
+        defer { close(fd) }
+        let got = try buf.withUnsafeMutableBytes { try c.read(o, offset: Int64(n - 1) * bs, into: $0, fd: fd) }
+        XCTAssertEqual(got, Int(2 * bs), "blocks n-1 and n, across the chunk boundary, are served after the migration")
+        XCTAssertEqual(buf, Array(data[Int(Int64(n - 1) * bs)..<Int(Int64(n + 1) * bs)]))
+        XCTAssertEqual(try c.verify().corruptBlocks, 0)
+    }
+
+    func testCommitsAndDropsAcrossChunks() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let n = CacheFormat.chunkBlocks
+        let o = try c.index.recordListing(bucketID: b, objects: [object("big", size: Int64(2 * n + 1) * bs)], stamp: 1).objects[0]
+        let data = bytes(Int(o.size), seed: 4)
+        let first = try fill(c, o, data, blocks: [0, n - 1, n, 2 * n])
+        XCTAssertEqual(first.count, 4)
+        XCTAssertEqual(try fill(c, o, data, blocks: [n, n + 1]).map(\.index), [n + 1], "a block already recorded is not again")
+        XCTAssertEqual(try c.index.object(id: o.id)?.cachedBytes, 5 * bs)
+        XCTAssertEqual(try c.stats().blocks, 5)
+        let dropped = try c.index.dropBlocks(objectID: o.id, indices: [n - 1, n, n, 7]) { _ in self.bs }
+        XCTAssertEqual(dropped, 2 * bs, "only present blocks count, each once")
+        XCTAssertEqual(try c.index.presentBlocks(objectID: o.id).keys.sorted(), [0, n + 1, 2 * n])
+        XCTAssertEqual(try c.index.object(id: o.id)?.cachedBytes, 3 * bs)
+        // A stale generation is refused.
+        let stale = CacheIndex.LandedBlock(objectID: o.id, gen: o.gen + 1, index: 3, crc: 1, bytes: bs)
+        XCTAssertEqual(try c.commit([stale]).count, 0)
+        try c.dropData(o)
+        XCTAssertEqual(try c.index.presentBlocks(objectID: o.id), [:])
+        XCTAssertEqual(try c.stats().blocks, 0)
+    }
+
     func testListingAddsKeepsReplacesAndRemoves() throws {
         let c = try DiskCache(directory: dir)
         let b = try c.index.bucketID(endpoint: "e", name: "b")
