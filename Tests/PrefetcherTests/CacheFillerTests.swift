@@ -117,8 +117,18 @@ final class CacheFillerTests: XCTestCase {
         XCTAssertEqual(fake.all.count, 3)
     }
 
+    func testNoShortTailRun() throws {
+        // 10 and 12 blocks: one request each (a tail of up to half a run joins the run before);
+        // 13: 8 + 5.
+        let (_, objs, fake, f) = try setup(sizes: [10 * bs, 12 * bs, 13 * bs - 7])
+        defer { f.stop() }
+        for o in objs { f.fill(o, bucket: "b", lane: .bulk) { _, _ in } }
+        XCTAssertEqual(fake.all.map { ($0.range.upperBound - $0.range.lowerBound + 1 + bs - 1) / bs }, [10, 12, 8, 5])
+        XCTAssertTrue(fake.all.allSatisfy { !$0.md5 }, "objects over one block are hashed from their file, not in the worker")
+    }
+
     func testAnUrgentReadSplitsAQueuedRunInsteadOfWaitingForAllOfIt() throws {
-        let (c, objs, fake, f) = try setup(sizes: [20 * bs])
+        let (c, objs, fake, f) = try setup(sizes: [24 * bs])
         defer { f.stop() }
         fake.withdrawable = true
         let o = objs[0]
