@@ -1,6 +1,6 @@
 #ifndef CFUSE_SHIM_H
 #define CFUSE_SHIM_H
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312 /* 3.12: fuse_session_loop_mt takes the fuse_loop_cfg_* config (35 took the older struct) */
 #include <fuse_lowlevel.h>
 #include <stdlib.h>
 #include <string.h>
