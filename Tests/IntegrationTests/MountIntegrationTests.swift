@@ -324,6 +324,30 @@ final class MountIntegrationTests: XCTestCase {
         XCTAssertEqual(s.bytes, Int64(files.values.reduce(0, +)), "each block cached once")
     }
 
+    /// FUSE requests are served by a steady pool of threads, not one new thread each (built
+    /// against libfuse's 3.5 API, the loop read its config as the older struct: no idle threads,
+    /// so every request started a thread and the one before exited).
+    func testRequestsDoNotStartAThreadEach() throws {
+        let sums = try upload(["t.bin": 200_000], prefix: "th/")
+        let p = try mountForeground("th")
+        XCTAssertEqual(try Harness.sha256(mnt + "/t.bin"), sums["t.bin"])
+        func tids() -> Set<String> {
+            Set((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.processIdentifier)/task")) ?? [])
+        }
+        var seen = tids()
+        let before = seen
+        for _ in 0..<300 {  // open + read + flush + release each time: over 900 requests
+            let fd = open(mnt + "/t.bin", O_RDONLY)
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            var b = [UInt8](repeating: 0, count: 4096)
+            XCTAssertEqual(read(fd, &b, b.count), 4096)
+            close(fd)
+            seen.formUnion(tids())
+        }
+        let started = seen.subtracting(before).count
+        XCTAssertLessThan(started, 40, "\(started) threads started for 300 opens")
+    }
+
     func testDaemonModeReturnsWhenReadyAndUmountStopsIt() throws {
         let sums = try upload(["x.bin": 100_000], prefix: "dm/")
         let r = try Harness.soak(["mount", "s3://\(bucket)/dm", mnt, "--endpoint-url", endpoint, "--cache-dir", cacheDir], timeout: 60)
