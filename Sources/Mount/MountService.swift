@@ -28,7 +28,7 @@ public struct MountOptions: Sendable {
     /// FUSE threads serving requests.
     public var threads: UInt32 = 16
     /// MiB fetched ahead of a sequential reader (1 MiB blocks).
-    public var readAheadMiB = 8
+    public var readAheadMiB = 64
     /// HOST:PORT to serve Prometheus metrics on (nil: none).
     public var metricsAddress: String?
     /// A prefix with at most this many keys is listed whole at mount time (`ls -lR` and `find`

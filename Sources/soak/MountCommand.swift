@@ -33,7 +33,7 @@ struct MountCommand: ParsableCommand {
     @Option(name: .customLong("eager-listing"), help: "List the whole prefix at mount time if it has at most this many keys; larger prefixes are listed per directory as used (0 = always per directory).") var eagerListing: Int = MountService.defaultEagerListingKeys
     @Flag(help: "Warm every shown object into the cache while mounted (bulk lane; reads always go first).") var prefetch = false
     @Flag(name: .customLong("no-verify-md5"), help: "Skip checking complete single-part objects against their ETag's MD5 (blocks still carry CRC32C checksums).") var noVerifyMD5 = false
-    @Option(name: .customLong("read-ahead"), help: "MiB fetched ahead of a sequential reader (0 = off).") var readAhead: Int = 8
+    @Option(name: .customLong("read-ahead"), help: "MiB fetched ahead of a sequential reader (0 = off).") var readAhead: Int = 64
     @Option(name: .customLong("metrics-address"), help: "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9100), GET /metrics.") var metricsAddress: String?
 
     func run() throws {
