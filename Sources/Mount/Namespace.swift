@@ -266,22 +266,23 @@ public final class Namespace: @unchecked Sendable {
         return (entry(locked: d), entry(locked: p), d.ordered.compactMap { node(locked: $0).map(entry(locked:)) })
     }
 
-    /// The file before `ino` in its directory (name order) and up to `count` files after it:
-    /// for spotting readers that go through a directory in order, and reading ahead of them.
-    public func neighbors(_ ino: UInt64, following count: Int) -> (previous: UInt64?, next: [Entry]) {
+    /// Up to `preceding` files before `ino` in its directory (name order, nearest first) and up
+    /// to `count` files after it: for spotting readers that go through a directory in order,
+    /// and reading ahead of them.
+    public func neighbors(_ ino: UInt64, following count: Int, preceding: Int = 1) -> (previous: [UInt64], next: [Entry]) {
         cond.lock(); defer { cond.unlock() }
-        guard let n = node(locked: ino), let p = node(locked: n.parent), p.children[n.name] == ino else { return (nil, []) }
+        guard let n = node(locked: ino), let p = node(locked: n.parent), p.children[n.name] == ino else { return ([], []) }
         // Binary search: `ordered` is in name (byte) order.
         var lo = 0, hi = p.ordered.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if nodes[Int(p.ordered[mid] - 1)].name.utf8.lexicographicallyPrecedes(n.name.utf8) { lo = mid + 1 } else { hi = mid }
         }
-        guard lo < p.ordered.count, p.ordered[lo] == ino else { return (nil, []) }
-        var previous: UInt64?
+        guard lo < p.ordered.count, p.ordered[lo] == ino else { return ([], []) }
+        var previous: [UInt64] = []
         var i = lo - 1
-        while i >= 0 {
-            if !nodes[Int(p.ordered[i] - 1)].isDirectory { previous = p.ordered[i]; break }
+        while i >= 0 && previous.count < preceding {
+            if !nodes[Int(p.ordered[i] - 1)].isDirectory { previous.append(p.ordered[i]) }
             i -= 1
         }
         var next: [Entry] = []

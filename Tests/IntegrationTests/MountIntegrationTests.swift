@@ -242,6 +242,23 @@ final class MountIntegrationTests: XCTestCase {
         for (k, sum) in sums { XCTAssertEqual(try Harness.sha256(mnt + "/" + k), sum, k) }
     }
 
+    /// A reader that only sometimes opens a file right after the one before it (random access)
+    /// is not taken for one going through the directory: nothing is read ahead for it.
+    func testRandomOpensDoNotReadTheDirectoryAhead() throws {
+        var files: [String: Int] = [:]
+        for i in 0..<20 { files[String(format: "r%02d.bin", i)] = 64 * 1024 + i }
+        let sums = try upload(files, prefix: "rnd/")
+        try mountForeground("rnd")
+        for name in ["r10.bin", "r05.bin", "r11.bin"] { XCTAssertEqual(try Harness.sha256(mnt + "/" + name), sums[name]) }
+        Thread.sleep(forTimeInterval: 1.5)
+        let cache = try DiskCache(directory: cacheDir)
+        let bucketID = try cache.index.bucketID(endpoint: endpoint, name: bucket)
+        for i in 12..<20 {
+            let o = try cache.index.lookup(bucketID: bucketID, key: String(format: "rnd/r%02d.bin", i))
+            XCTAssertEqual(o?.cachedBytes ?? 0, 0, "r\(i) was read ahead after r10, r05, r11")
+        }
+    }
+
     /// An open whose name the kernel still trusts, of a file last confirmed more than the TTL
     /// ago, asks S3 (HEAD) first; a changed object answers ESTALE once, the kernel looks the name
     /// up again and opens the new version.
