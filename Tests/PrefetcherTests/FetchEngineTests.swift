@@ -90,36 +90,51 @@ final class FetchEngineTests: XCTestCase {
 /// Lanes through the real dispatch path: a worker saturated with bulk orders still receives an
 /// urgent one at once (the priority reserve), and the worker starts it ahead of queued bulk work.
 final class EngineLaneTests: XCTestCase {
-    func testUrgentOrderReachesASaturatedWorkerAtOnce() throws {
-        let dir = NSTemporaryDirectory() + "soak-lanes-\(UUID().uuidString.prefix(8))"
+    private var dir = ""
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "soak-lanes-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        // A worker that takes orders and never finishes them: it logs each order's first field.
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// A started engine whose workers take orders and never finish them: each order's line is
+    /// appended to `dir/orders` (see `orders()`).
+    private func recordingEngine(_ configure: (inout EngineSettings) -> Void) throws -> (FetchEngine, EngineSettings) {
         let exe = dir + "/worker.sh"
         try "#!/bin/sh\nread cfg\nwhile IFS= read -r line; do printf '%s\\n' \"$line\" >> \(dir)/orders; done\n"
             .write(toFile: exe, atomically: true, encoding: .utf8)
         chmod(exe, 0o755)
         var s = EngineSettings()
-        s.initialWorkers = 1
-        s.maxWorkers = 1
         s.hangTimeout = 60
+        configure(&s)
         let builder = S3RequestBuilder(endpoint: try S3Endpoint(url: "http://127.0.0.1:9", region: "us-east-1"),
                                        credentials: Credentials(accessKeyId: "k", secretAccessKey: "s"))
         let e = FetchEngine(settings: s, workerExecutable: exe, builder: builder, logger: Logger(label: "t")) { _ in }
         try e.start()
+        return (e, s)
+    }
+
+    /// The order lines the workers received so far.
+    private func orders() -> [String] {
+        ((try? String(contentsOfFile: dir + "/orders", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    private func submit(_ e: FetchEngine, _ key: String, _ lane: Lane) {
+        e.submit(bucket: "b", key: key, etag: nil, range: 0...9, path: dir + "/x", fileOffset: 0, lane: lane)
+    }
+
+    func testUrgentOrderReachesASaturatedWorkerAtOnce() throws {
+        let (e, s) = try recordingEngine { $0.initialWorkers = 1; $0.maxWorkers = 1 }
         defer { e.stop() }
-        for i in 0..<100 {
-            e.submit(bucket: "b", key: "bulk\(i)", etag: nil, range: 0...9, path: dir + "/x", fileOffset: 0, lane: .bulk)
-        }
+        for i in 0..<100 { submit(e, "bulk\(i)", .bulk) }
         let capacity = s.slotsPerWorker + s.prefetchDepth
-        func orders() -> [String] {
-            ((try? String(contentsOfFile: dir + "/orders", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-        }
         var deadline = Date().addingTimeInterval(10)
         while orders().count < capacity && Date() < deadline { usleep(20_000) }
         usleep(200_000)
         XCTAssertEqual(orders().count, capacity, "the worker is saturated with bulk work")
-        let urgent = e.submit(bucket: "b", key: "urgent", etag: nil, range: 0...9, path: dir + "/x", fileOffset: 0, lane: .urgent)
+        submit(e, "urgent", .urgent)
         var lines: [String] = []
         deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
@@ -127,39 +142,19 @@ final class EngineLaneTests: XCTestCase {
             if lines.contains(where: { $0.contains("\turgent\t") }) { break }
             usleep(20_000)
         }
-        XCTAssertTrue(lines.contains { $0.contains("\turgent\t") }, "urgent order \(urgent) never reached the saturated worker")
+        XCTAssertTrue(lines.contains { $0.contains("\turgent\t") }, "the urgent order never reached the saturated worker")
         XCTAssertEqual(lines.filter { $0.contains("\tbulk") }.count, capacity, "bulk work stops at the worker's capacity")
         XCTAssertEqual(e.snapshot().queued, 100 - capacity)
     }
 
     func testBulkCapLimitsBulkOrdersButNotReads() throws {
-        let dir = NSTemporaryDirectory() + "soak-bulkcap-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let exe = dir + "/worker.sh"
-        try "#!/bin/sh\nread cfg\nwhile IFS= read -r line; do printf '%s\\n' \"$line\" >> \(dir)/orders; done\n"
-            .write(toFile: exe, atomically: true, encoding: .utf8)
-        chmod(exe, 0o755)
-        var s = EngineSettings()
-        s.initialWorkers = 2
-        s.minWorkers = 2
-        s.maxWorkers = 2
-        s.hangTimeout = 60
-        s.maxBulkOrders = 3
-        let builder = S3RequestBuilder(endpoint: try S3Endpoint(url: "http://127.0.0.1:9", region: "us-east-1"),
-                                       credentials: Credentials(accessKeyId: "k", secretAccessKey: "s"))
-        let e = FetchEngine(settings: s, workerExecutable: exe, builder: builder, logger: Logger(label: "t")) { _ in }
-        try e.start()
+        let (e, _) = try recordingEngine {
+            $0.initialWorkers = 2; $0.minWorkers = 2; $0.maxWorkers = 2
+            $0.maxBulkOrders = 3
+        }
         defer { e.stop() }
-        for i in 0..<20 {
-            e.submit(bucket: "b", key: "bulk\(i)", etag: nil, range: 0...9, path: dir + "/x", fileOffset: 0, lane: .bulk)
-        }
-        for i in 0..<5 {
-            e.submit(bucket: "b", key: "read\(i)", etag: nil, range: 0...9, path: dir + "/x", fileOffset: 0, lane: .readAhead)
-        }
-        func orders() -> [String] {
-            ((try? String(contentsOfFile: dir + "/orders", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-        }
+        for i in 0..<20 { submit(e, "bulk\(i)", .bulk) }
+        for i in 0..<5 { submit(e, "read\(i)", .readAhead) }
         let deadline = Date().addingTimeInterval(10)
         while orders().count < 8 && Date() < deadline { usleep(20_000) }
         usleep(300_000)
