@@ -103,6 +103,10 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     /// Recently opened files per directory (oldest first), and files already read ahead.
     private var recentOpens: [UInt64: [UInt64]] = [:]
     private var readAheadFiles = Set<UInt64>()
+    /// Files the directory read-ahead acted on lately (oldest first). A file stays in the window
+    /// for several opens and is handled at the first: no index query or fadvise on every open.
+    private var recentlyAhead: [UInt64] = []
+    static let recentlyAheadLimit = 64
     private let replies = DispatchQueue(label: "soak.mount.replies", attributes: .concurrent)
     private let buffers = BufferPool(size: Int(FuseSession.maxReadahead))
 
@@ -235,7 +239,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         // The next files' first blocks, up to `readAheadBlocks` in all (those asked for before
         // count too, so the window slides instead of growing).
         let bs = cache.blockSize
-        var next3: [(object: CachedObject, blocks: Int, fresh: Bool)] = []
+        var ahead: [(object: CachedObject, blocks: Int, fresh: Bool)] = []
         var budget = readAheadBlocks
         if inOrder {
             for e in next where budget > 0 {
@@ -243,12 +247,15 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                 var n = min(o.blockCount(blockSize: bs), budget)
                 if o.blockCount(blockSize: bs) - n <= readAheadBlocks / 2 { n = o.blockCount(blockSize: bs) }  // whole: no small tail
                 budget -= n
-                next3.append((o, n, readAheadFiles.insert(e.ino).inserted))
+                guard !recentlyAhead.contains(e.ino) else { continue }
+                recentlyAhead.append(e.ino)
+                ahead.append((o, n, readAheadFiles.insert(e.ino).inserted))
             }
+            if recentlyAhead.count > Self.recentlyAheadLimit { recentlyAhead.removeFirst(recentlyAhead.count - Self.recentlyAheadLimit) }
             if readAheadFiles.count > 65_536 { readAheadFiles.removeAll() }
         }
         lock.unlock()
-        for (o, n, fresh) in next3 {
+        for (o, n, fresh) in ahead {
             // Already cached: start reading its first blocks from disk now, so the reader's first
             // requests there do not wait on the disk. Otherwise fetch them (once per file).
             if let row = (try? cache.index.object(id: o.id)) ?? nil, row.etag == o.etag, row.isComplete {
