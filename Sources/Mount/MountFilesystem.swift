@@ -100,9 +100,8 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     /// among the last opens, and the read-ahead this started (up to `--read-ahead` of the next
     /// files) took the idle TTFB p99 from 28 ms to 99 ms.
     static let inOrderRun = 2
-    /// Recently opened files per directory (oldest first), and files already read ahead.
+    /// Recently opened files per directory (oldest first).
     private var recentOpens: [UInt64: [UInt64]] = [:]
-    private var readAheadFiles = Set<UInt64>()
     /// Files the directory read-ahead acted on lately (oldest first). A file stays in the window
     /// for several opens and is handled at the first: no index query or fadvise on every open.
     private var recentlyAhead: [UInt64] = []
@@ -239,7 +238,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         // The next files' first blocks, up to `readAheadBlocks` in all (those asked for before
         // count too, so the window slides instead of growing).
         let bs = cache.blockSize
-        var ahead: [(object: CachedObject, blocks: Int, fresh: Bool)] = []
+        var ahead: [(object: CachedObject, blocks: Int)] = []
         var budget = readAheadBlocks
         if inOrder {
             for e in next where budget > 0 {
@@ -249,21 +248,23 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                 budget -= n
                 guard !recentlyAhead.contains(e.ino) else { continue }
                 recentlyAhead.append(e.ino)
-                ahead.append((o, n, readAheadFiles.insert(e.ino).inserted))
+                ahead.append((o, n))
             }
             if recentlyAhead.count > Self.recentlyAheadLimit { recentlyAhead.removeFirst(recentlyAhead.count - Self.recentlyAheadLimit) }
-            if readAheadFiles.count > 65_536 { readAheadFiles.removeAll() }
         }
         lock.unlock()
-        for (o, n, fresh) in ahead {
-            // Already cached: start reading its first blocks from disk now, so the reader's first
-            // requests there do not wait on the disk. Otherwise fetch them (once per file).
-            if let row = (try? cache.index.object(id: o.id)) ?? nil, row.etag == o.etag, row.isComplete {
+        for (o, n) in ahead {
+            // The index row has the current generation (as in `finishOpen`).
+            let row = ((try? cache.index.object(id: o.id)) ?? nil).flatMap { $0.etag == o.etag ? $0 : nil } ?? o
+            if row.isComplete {
+                // Already cached: start reading its first blocks from disk now, so the reader's
+                // first requests there do not wait on the disk.
                 guard let fd = (try? cache.openData(row)) ?? nil else { continue }
                 _ = posix_fadvise(fd, 0, off_t(Int64(n) * bs), POSIX_FADV_WILLNEED)
                 close(fd)
-            } else if fresh {
-                filler.fill(o, bucket: bucket, blocks: Array(0..<n), lane: .readAhead, runBlocks: readAheadRun) { _, _ in }
+            } else {
+                // Blocks present or already on their way are not fetched again (`CacheFiller`).
+                filler.fill(row, bucket: bucket, blocks: Array(0..<n), lane: .readAhead, runBlocks: readAheadRun) { _, _ in }
             }
         }
     }
