@@ -17,15 +17,20 @@ import Glibc
 public enum CacheFormat {
     /// Bump on any incompatible change to the schema or the data layout.
     /// 2: present blocks packed 32 to a `blockmaps` row (1: a `blocks` row per block); new
-    /// indexes use 1 KiB pages. A version-1 index is migrated in place, keeping its data.
-    public static let version: Int32 = 2
+    /// indexes use 1 KiB pages.
+    /// 3: fewer b-trees and smaller rows: object ids from the `objects` counter (no
+    /// AUTOINCREMENT, so no `sqlite_sequence`), no UNIQUE index on `buckets`, no foreign keys
+    /// (an object's block maps are deleted with it explicitly), an MD5-shaped ETag stored as 16
+    /// bytes. Older indexes are migrated in place, keeping their data.
+    public static let version: Int32 = 3
     /// Blocks per `blockmaps` row: 32 slots of 5 bytes stay within the local payload of a
     /// 1 KiB page (about 230 bytes for a WITHOUT ROWID row), so no row spills to overflow pages.
     public static let chunkBlocks = 32
-    /// SQLite page size of a new index. Rows here are small (an object is about 130 bytes), so
-    /// 1 KiB pages waste less than the 4 KiB default: an empty index is 10 pages (one per table
-    /// and index), 10 KiB instead of 40 KiB, and `d/`'s 100 objects took 696 bytes each in
-    /// format 1 with 4 KiB pages.
+    /// SQLite page size of a new index. Rows here are small (an object is about 70 bytes), so
+    /// 1 KiB pages waste less than the 4 KiB default: an empty index is 8 pages (one per table
+    /// and index, the schema fitting on page 1), and `d/`'s 100 objects took 696 bytes each in
+    /// format 1 with 4 KiB pages. 512-byte pages were measured too: `d/` 297 bytes per object
+    /// but `small/` 171 instead of 164, and a full 32-block `blockmaps` row would overflow.
     static let pageSize = 1024
     /// PRAGMA application_id: tells a soak index from any other SQLite file ("soak").
     public static let applicationID: Int32 = 0x736F_616B
@@ -33,38 +38,18 @@ public enum CacheFormat {
     /// index stays small (one row per MiB), small enough that a random 4 KiB read fetches little.
     public static let blockSize: Int64 = 1 << 20
 
+    /// Compact on purpose: the schema text lives in page 1, and with this spelling all of it
+    /// fits there (an empty index of 8 pages). `id INTEGER PRIMARY KEY` is the rowid.
     static let schema = """
-        CREATE TABLE buckets(
-          id INTEGER PRIMARY KEY,
-          endpoint TEXT NOT NULL,
-          name TEXT NOT NULL,
-          UNIQUE(endpoint, name));
-        CREATE TABLE objects(
-          id INTEGER PRIMARY KEY AUTOINCREMENT,
-          bucket INTEGER NOT NULL REFERENCES buckets(id),
-          key TEXT NOT NULL,
-          etag TEXT NOT NULL,
-          size INTEGER NOT NULL,
-          mtime REAL,
-          listed INTEGER NOT NULL DEFAULT 0,
-          gen INTEGER NOT NULL DEFAULT 0,
-          cached INTEGER NOT NULL DEFAULT 0,
-          atime INTEGER NOT NULL DEFAULT 0,
-          verified INTEGER NOT NULL DEFAULT 0);
-        CREATE UNIQUE INDEX objects_key ON objects(bucket, key);
-        CREATE INDEX objects_lru ON objects(atime) WHERE cached > 0;
-        CREATE TABLE blockmaps(
-          obj INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
-          chunk INTEGER NOT NULL,
-          slots BLOB NOT NULL,
-          PRIMARY KEY(obj, chunk)) WITHOUT ROWID;
-        CREATE TABLE listings(
-          bucket INTEGER NOT NULL,
-          prefix TEXT NOT NULL,
-          listed INTEGER NOT NULL,
-          PRIMARY KEY(bucket, prefix)) WITHOUT ROWID;
-        CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-        INSERT INTO counters VALUES('bytes', 0), ('hits', 0), ('misses', 0), ('evicted', 0);
+        CREATE TABLE buckets(id INTEGER PRIMARY KEY,endpoint TEXT,name TEXT);
+        CREATE TABLE objects(id INTEGER PRIMARY KEY,bucket INT,key TEXT,etag,size INT,mtime REAL,listed INT,\
+        gen INT DEFAULT 0,cached INT DEFAULT 0,atime INT DEFAULT 0,verified INT DEFAULT 0);
+        CREATE UNIQUE INDEX objects_key ON objects(bucket,key);
+        CREATE INDEX objects_lru ON objects(atime)WHERE cached>0;
+        CREATE TABLE blockmaps(obj INT,chunk INT,slots BLOB,PRIMARY KEY(obj,chunk))WITHOUT ROWID;
+        CREATE TABLE listings(bucket INT,prefix TEXT,listed INT,PRIMARY KEY(bucket,prefix))WITHOUT ROWID;
+        CREATE TABLE counters(name TEXT PRIMARY KEY,value INT)WITHOUT ROWID;
+        INSERT INTO counters VALUES('bytes',0),('hits',0),('misses',0),('evicted',0),('objects',0);
         """
 
     /// Opens (creating if new) and checks the format: a newer version is refused, an older one
@@ -82,7 +67,6 @@ public enum CacheFormat {
             }
         }
         try db.exec("PRAGMA synchronous=NORMAL")
-        try db.exec("PRAGMA foreign_keys=ON")
         return try db.transaction {
             let app = try db.prepare("PRAGMA application_id").scalarInt() ?? 0
             let ver = Int32(try db.prepare("PRAGMA user_version").scalarInt() ?? 0)
@@ -95,9 +79,10 @@ public enum CacheFormat {
             }
             guard app == Int64(applicationID) else { return .foreign }
             if ver > version { return .newer(ver) }
-            if ver == 1 {
-                try migrateFrom1(db)
-                return .migrated(from: 1)
+            if ver == 1 || ver == 2 {
+                if ver == 1 { try migrateFrom1(db) }
+                try migrateFrom2(db)
+                return .migrated(from: ver)
             }
             if ver < version { return .older(ver) }
             return .current
@@ -135,6 +120,36 @@ public enum CacheFormat {
         }
         try flush()
         try db.exec("DROP TABLE blocks")
+    }
+
+    /// Format 2 → 3, inside the caller's transaction (foreign keys are off: this connection
+    /// never turns them on, so dropping `objects` cascades nowhere). Tables whose schema changed
+    /// are copied into a new table that takes the old one's name; rows keep their ids, ETags
+    /// stay text (the reader takes both), and the `objects` counter starts past every id
+    /// AUTOINCREMENT ever handed out, so no data-file name is reused.
+    private static func migrateFrom2(_ db: SQLiteDatabase) throws {
+        var lastID = try db.prepare("SELECT max(id) FROM objects").scalarInt() ?? 0
+        if try db.prepare("SELECT count(*) FROM sqlite_master WHERE name='sqlite_sequence'").scalarInt() ?? 0 > 0 {
+            lastID = max(lastID, try db.prepare("SELECT max(seq) FROM sqlite_sequence WHERE name='objects'").scalarInt() ?? 0)
+        }
+        try db.exec("""
+            CREATE TABLE b3(id INTEGER PRIMARY KEY,endpoint TEXT,name TEXT);
+            INSERT INTO b3 SELECT id,endpoint,name FROM buckets;
+            CREATE TABLE m3(obj INT,chunk INT,slots BLOB,PRIMARY KEY(obj,chunk))WITHOUT ROWID;
+            INSERT INTO m3 SELECT obj,chunk,slots FROM blockmaps;
+            CREATE TABLE o3(id INTEGER PRIMARY KEY,bucket INT,key TEXT,etag,size INT,mtime REAL,listed INT,\
+            gen INT DEFAULT 0,cached INT DEFAULT 0,atime INT DEFAULT 0,verified INT DEFAULT 0);
+            INSERT INTO o3 SELECT id,bucket,key,etag,size,mtime,listed,gen,cached,atime,verified FROM objects;
+            DROP TABLE blockmaps;
+            DROP TABLE objects;
+            DROP TABLE buckets;
+            ALTER TABLE b3 RENAME TO buckets;
+            ALTER TABLE m3 RENAME TO blockmaps;
+            ALTER TABLE o3 RENAME TO objects;
+            CREATE UNIQUE INDEX objects_key ON objects(bucket,key);
+            CREATE INDEX objects_lru ON objects(atime)WHERE cached>0;
+            """)
+        try db.prepare("INSERT OR REPLACE INTO counters VALUES('objects',?1)").run([.int(lastID)])
         try db.exec("PRAGMA user_version=\(version)")
     }
 }

@@ -51,7 +51,6 @@ public final class CacheIndex: @unchecked Sendable {
     func reset() throws {
         try locked {
             statements.removeAll()
-            try db.exec("PRAGMA foreign_keys=OFF")
             try db.transaction {
                 var names: [String] = []
                 try db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")
@@ -60,7 +59,6 @@ public final class CacheIndex: @unchecked Sendable {
                 try db.exec("PRAGMA user_version=0")
                 try db.exec("PRAGMA application_id=0")
             }
-            try db.exec("PRAGMA foreign_keys=ON")
         }
         _ = try prepareFormat()
     }
@@ -79,21 +77,44 @@ public final class CacheIndex: @unchecked Sendable {
 
     private static let objectColumns = "id, bucket, key, etag, size, mtime, gen, cached, verified"
     private func object(from s: SQLiteStatement) -> CachedObject {
-        CachedObject(id: s.int(0), bucketID: s.int(1), key: s.text(2), etag: s.text(3), size: s.int(4),
+        CachedObject(id: s.int(0), bucketID: s.int(1), key: s.text(2), etag: Self.etag(s, 3), size: s.int(4),
                      mtime: s.optionalDouble(5), gen: s.int(6), cachedBytes: s.int(7),
                      verified: CachedObject.Verification(rawValue: Int(s.int(8))) ?? .unchecked)
+    }
+
+    /// An ETag as stored: 16 bytes when it is an MD5 in hex (most single-part objects), which
+    /// saves 16 bytes a row; anything else as text.
+    static func etagValue(_ etag: String) -> SQLValue {
+        guard CachedObject.isMD5Hex(etag) else { return .text(etag) }
+        var out = [UInt8](); out.reserveCapacity(16)
+        var hi: UInt8 = 0
+        for (i, c) in etag.utf8.enumerated() {
+            let v = c <= 57 ? c - 48 : c - 87
+            if i % 2 == 0 { hi = v << 4 } else { out.append(hi | v) }
+        }
+        return .blob(out)
+    }
+
+    static func etag(_ s: SQLiteStatement, _ col: Int32) -> String {
+        guard s.isBlob(col) else { return s.text(col) }
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8](); out.reserveCapacity(32)
+        for b in s.blob(col) { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
     }
 
     // MARK: - Buckets and listings
 
     public func bucketID(endpoint: String, name: String) throws -> Int64 {
         try locked {
-            try stmt("INSERT OR IGNORE INTO buckets(endpoint, name) VALUES(?1, ?2)").run([.text(endpoint), .text(name)])
-            guard let id = try stmt("SELECT id FROM buckets WHERE endpoint=?1 AND name=?2")
-                .scalarInt([.text(endpoint), .text(name)]) else {
-                throw SQLiteError(code: 0, operation: "bucket id", message: "bucket row vanished")
+            let find = try stmt("SELECT id FROM buckets WHERE endpoint=?1 AND name=?2")
+            if let id = try find.scalarInt([.text(endpoint), .text(name)]) { return id }
+            // Not found: look again and add it under the write lock (another process may have).
+            return try db.transaction {
+                if let id = try find.scalarInt([.text(endpoint), .text(name)]) { return id }
+                try stmt("INSERT INTO buckets(endpoint, name) VALUES(?1, ?2)").run([.text(endpoint), .text(name)])
+                return db.lastInsertRowID
             }
-            return id
         }
     }
 
@@ -116,7 +137,9 @@ public final class CacheIndex: @unchecked Sendable {
                 var dropped: [DroppedData] = []
                 out.reserveCapacity(objects.count)
                 let find = try stmt("SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND key=?2")
-                let insert = try stmt("INSERT INTO objects(bucket, key, etag, size, mtime, listed) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
+                let insert = try stmt("INSERT INTO objects(id, bucket, key, etag, size, mtime, listed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                // Ids come from a counter, never reused (they name data files); read once per page.
+                var lastID: Int64?
                 let touch = try stmt("UPDATE objects SET listed=max(listed, ?2), mtime=?3 WHERE id=?1")  // never back in time: a concurrent, later listing keeps its stamp
                 for o in objects {
                     var existing: CachedObject?
@@ -131,11 +154,14 @@ public final class CacheIndex: @unchecked Sendable {
                         }
                         dropped.append(try deleteObjectRow(e))
                     }
-                    try insert.run([.int(bucketID), .text(o.key), .text(o.etag), .int(o.size), mtime, .int(stamp)])
-                    out.append(CachedObject(id: db.lastInsertRowID, bucketID: bucketID, key: o.key, etag: o.etag,
+                    let id = try (lastID ?? stmt("SELECT value FROM counters WHERE name='objects'").scalarInt() ?? 0) + 1
+                    lastID = id
+                    try insert.run([.int(id), .int(bucketID), .text(o.key), Self.etagValue(o.etag), .int(o.size), mtime, .int(stamp)])
+                    out.append(CachedObject(id: id, bucketID: bucketID, key: o.key, etag: o.etag,
                                             size: o.size, mtime: o.lastModified, gen: 0, cachedBytes: 0,
                                             verified: .unchecked))
                 }
+                if let lastID { try stmt("UPDATE counters SET value=?1 WHERE name='objects'").run([.int(lastID)]) }
                 return (out, dropped)
             }
         }
@@ -176,9 +202,10 @@ public final class CacheIndex: @unchecked Sendable {
         }
     }
 
-    /// Inside a transaction: removes an object row (its block maps cascade) and its byte count.
+    /// Inside a transaction: removes an object row, its block maps and its byte count.
     private func deleteObjectRow(_ o: CachedObject) throws -> DroppedData {
         try stmt("DELETE FROM objects WHERE id=?1").run([.int(o.id)])
+        try stmt("DELETE FROM blockmaps WHERE obj=?1").run([.int(o.id)])
         if o.cachedBytes > 0 { try addCounter("bytes", -o.cachedBytes) }
         return DroppedData(id: o.id, gen: o.gen, bytes: o.cachedBytes)
     }
@@ -426,7 +453,7 @@ public final class CacheIndex: @unchecked Sendable {
                 """
             try stmt(sql).query([bucket.map { .text($0) } ?? .null, .text(prefix), .int(onlyCached ? 1 : 0)]) {
                 out.append(CacheEntry(bucket: $0.text(0), key: $0.text(1), size: $0.int(2), cachedBytes: $0.int(3),
-                                      etag: $0.text(4)))
+                                      etag: Self.etag($0, 4)))
             }
             return out
         }

@@ -28,7 +28,10 @@ public struct CachedObject: Sendable, Hashable, Codable {
     }
 
     /// Whether the ETag can be an MD5 of the content: 32 hex digits, no `-N` multipart suffix.
-    public var etagIsMD5: Bool {
+    public var etagIsMD5: Bool { Self.isMD5Hex(etag) }
+
+    /// 32 lowercase hex digits.
+    static func isMD5Hex(_ etag: String) -> Bool {
         etag.utf8.count == 32 && etag.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
     }
 

@@ -1,4 +1,4 @@
-import Cache
+@testable import Cache
 import Foundation
 import S3
 import SoakCore
@@ -92,6 +92,107 @@ final class DiskCacheTests: XCTestCase {
         _ = try DiskCache(directory: dir)
         let db = try SQLiteDatabase(path: dir + "/index.db")
         XCTAssertEqual(try db.prepare("PRAGMA page_size").scalarInt(), 1024)
+        try db.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+        XCTAssertEqual(try db.prepare("PRAGMA page_count").scalarInt(), 8,
+                       "an empty index is one page per table and index, the whole schema in page 1")
+    }
+
+    /// Ids name data files, so one is never handed out twice, even after the row holding the
+    /// highest id is deleted (plain rowids would reuse it).
+    func testObjectIDsAreNeverReused() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        XCTAssertEqual(try c.index.bucketID(endpoint: "e", name: "b"), b)
+        XCTAssertNotEqual(try c.index.bucketID(endpoint: "e", name: "other"), b)
+        let first = try c.index.recordListing(bucketID: b, objects: [object("a", size: 1), object("b", size: 1)], stamp: 1).objects
+        _ = try c.index.recordListing(bucketID: b, objects: [object("a", size: 1)], stamp: 2)
+        XCTAssertEqual(try c.index.finishListing(bucketID: b, prefix: "", stamp: 2).map(\.id), [first[1].id])
+        let changed = try c.index.recordListing(bucketID: b, objects: [object("a", size: 1, etag: "e2")], stamp: 3).objects[0]
+        let added = try c.index.recordListing(bucketID: b, objects: [object("c", size: 1)], stamp: 3).objects[0]
+        XCTAssertEqual(Set([first[0].id, first[1].id, changed.id, added.id]).count, 4, "\(first.map(\.id)) \(changed.id) \(added.id)")
+        XCTAssertGreaterThan(added.id, first[1].id)
+    }
+
+    /// MD5-shaped ETags are stored in 16 bytes and read back as the same text; others as text.
+    func testETagsRoundTrip() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let tags = ["0123456789abcdef0123456789abcdef", "0123456789ABCDEF0123456789ABCDEF",
+                    "0123456789abcdef0123456789abcdef-3", "weird \"tag\"", ""]
+        let objs = tags.enumerated().map { object("k\($0.offset)", size: 1, etag: $0.element) }
+        _ = try c.index.recordListing(bucketID: b, objects: objs, stamp: 1)
+        for (i, t) in tags.enumerated() {
+            XCTAssertEqual(try c.index.lookup(bucketID: b, key: "k\(i)")?.etag, t)
+        }
+        XCTAssertEqual(try c.index.list(bucket: "b", prefix: "", onlyCached: false).map(\.etag), tags)
+        let db = try SQLiteDatabase(path: dir + "/index.db")
+        XCTAssertEqual(try db.prepare("SELECT length(etag) FROM objects WHERE key='k0'").scalarInt(), 16)
+        // Unchanged on a second listing: the stored blob compares equal to the listed text.
+        let again = try c.index.recordListing(bucketID: b, objects: objs, stamp: 2)
+        XCTAssertEqual(again.dropped.count, 0)
+    }
+
+    /// A format-2 index (AUTOINCREMENT ids, foreign keys, text ETags) is migrated in place:
+    /// rows, block maps and reads survive, and the next id is past every id ever handed out.
+    func testFormat2IndexIsMigratedKeepingItsData() throws {
+        try FileManager.default.createDirectory(atPath: dir + "/data", withIntermediateDirectories: true)
+        let size = 3 * bs
+        let data = bytes(Int(size), seed: 5)
+        do {
+            let db = try SQLiteDatabase(path: dir + "/index.db")
+            try db.exec("PRAGMA journal_mode=WAL")
+            try db.exec("""
+                CREATE TABLE buckets(id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL, name TEXT NOT NULL, UNIQUE(endpoint, name));
+                CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT, bucket INTEGER NOT NULL REFERENCES buckets(id),
+                  key TEXT NOT NULL, etag TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL, listed INTEGER NOT NULL DEFAULT 0,
+                  gen INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0, atime INTEGER NOT NULL DEFAULT 0,
+                  verified INTEGER NOT NULL DEFAULT 0);
+                CREATE UNIQUE INDEX objects_key ON objects(bucket, key);
+                CREATE INDEX objects_lru ON objects(atime) WHERE cached > 0;
+                CREATE TABLE blockmaps(obj INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE, chunk INTEGER NOT NULL,
+                  slots BLOB NOT NULL, PRIMARY KEY(obj, chunk)) WITHOUT ROWID;
+                CREATE TABLE listings(bucket INTEGER NOT NULL, prefix TEXT NOT NULL, listed INTEGER NOT NULL,
+                  PRIMARY KEY(bucket, prefix)) WITHOUT ROWID;
+                CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+                INSERT INTO counters VALUES('bytes', 0), ('hits', 0), ('misses', 0), ('evicted', 0);
+                INSERT INTO buckets VALUES(1, 'e', 'b');
+                PRAGMA application_id=\(CacheFormat.applicationID);
+                PRAGMA user_version=2;
+                """)
+            var map = BlockMap()
+            for i in [0, 2] {
+                let r = Int(Int64(i) * bs)..<Int(min(size, Int64(i + 1) * bs))
+                _ = map.set(slot: i, crc: CRC32C.checksum(Array(data[r])))
+            }
+            try db.prepare("INSERT INTO objects(id, bucket, key, etag, size, listed, gen, cached) VALUES(2, 1, 'k', ?1, ?2, 1, 0, ?3)")
+                .run([.text("0123456789abcdef0123456789abcdef"), .int(size), .int(2 * bs)])
+            try db.prepare("INSERT INTO blockmaps VALUES(2, 0, ?1)").run([.blob(map.blob)])
+            try db.exec("INSERT INTO objects(id, bucket, key, etag, size) VALUES(9, 1, 'gone', 'x', 1); DELETE FROM objects WHERE id=9")
+            let fd = open(dir + "/data/2.0", O_WRONLY | O_CREAT, 0o644)
+            _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+            close(fd)
+        }
+        let c = try DiskCache(directory: dir)
+        let db = try SQLiteDatabase(path: dir + "/index.db")
+        XCTAssertEqual(try db.prepare("PRAGMA user_version").scalarInt(), Int64(CacheFormat.version))
+        XCTAssertEqual(try db.prepare("SELECT count(*) FROM sqlite_master WHERE sql LIKE '%REFERENCES%' OR sql LIKE '%AUTOINCREMENT%'").scalarInt(), 0)
+        XCTAssertEqual(try c.index.bucketID(endpoint: "e", name: "b"), 1)
+        let o = try XCTUnwrap(try c.index.lookup(bucketID: 1, key: "k"))
+        XCTAssertEqual(o.id, 2)
+        XCTAssertEqual(o.etag, "0123456789abcdef0123456789abcdef")
+        XCTAssertEqual(try c.index.presentBlocks(objectID: o.id).keys.sorted(), [0, 2])
+        var buf = [UInt8](repeating: 0, count: Int(bs))
+        let fd = try XCTUnwrap(try c.openData(o))
+        defer { close(fd) }
+        let got = try buf.withUnsafeMutableBytes { try c.read(o, offset: 2 * bs, into: $0, fd: fd) }
+        XCTAssertEqual(got, Int(bs))
+        XCTAssertEqual(buf, Array(data[Int(2 * bs)..<Int(3 * bs)]))
+        XCTAssertEqual(try c.verify().corruptBlocks, 0)
+        let added = try c.index.recordListing(bucketID: 1, objects: [object("new", size: 1)], stamp: 2).objects[0]
+        XCTAssertEqual(added.id, 10, "past id 9, which AUTOINCREMENT handed out before it was deleted")
+        // Deleting the migrated object takes its block maps with it (no cascade any more).
+        _ = try c.index.recordListing(bucketID: 1, objects: [object("k", size: size, etag: "e2")], stamp: 3)
+        XCTAssertEqual(try db.prepare("SELECT count(*) FROM blockmaps WHERE obj=2").scalarInt(), 0)
     }
 
     /// A format-1 index (one `blocks` row per block) is migrated in place: objects, present
