@@ -252,6 +252,23 @@ public final class CacheIndex: @unchecked Sendable {
         }
     }
 
+    /// Present blocks of an object version within `range` (all when nil), or nil when `gen` is
+    /// not the object's current generation (its data was dropped: nothing of it may be served
+    /// or fetched again) or the row is gone.
+    public func presentBlocksIfCurrent(objectID: Int64, gen: Int64, in range: ClosedRange<Int>? = nil) throws -> [Int: UInt32]? {
+        try locked {
+            guard try stmt("SELECT gen FROM objects WHERE id=?1").scalarInt([.int(objectID)]) == gen else { return nil }
+            var out: [Int: UInt32] = [:]
+            let lo = range.map { BlockMap.locate($0.lowerBound).chunk } ?? 0
+            let hi = range.map { BlockMap.locate($0.upperBound).chunk } ?? Int64.max
+            try stmt("SELECT chunk, slots FROM blockmaps WHERE obj=?1 AND chunk BETWEEN ?2 AND ?3")
+                .query([.int(objectID), .int(lo), .int(hi)]) { row in
+                    Self.decode(chunk: row.int(0), row.blob(1), into: &out, within: range)
+                }
+            return out
+        }
+    }
+
     /// Present blocks of an object: index → CRC32C.
     public func presentBlocks(objectID: Int64) throws -> [Int: UInt32] {
         try locked {

@@ -266,7 +266,11 @@ public final class DiskCache: @unchecked Sendable {
         guard count > 0 else { return 0 }
         let first = Int(offset / blockSize), last = Int((offset + Int64(count) - 1) / blockSize)
         if !isTrusted(o, first...last) {
-            var present = try index.presentBlocks(objectID: o.id, gen: o.gen, in: first...last)
+            // A dropped generation is never served, not even blocks that landed for it: a late
+            // fetch may have made a new file under its name that `fd` does not see.
+            guard var present = try index.presentBlocksIfCurrent(objectID: o.id, gen: o.gen, in: first...last) else {
+                return nil
+            }
             for (i, crc) in landedBlocks(o) where present[i] == nil && (first...last).contains(i) {
                 present[i] = crc
                 trust(o, i)  // written by this process's worker, CRC computed as it streamed

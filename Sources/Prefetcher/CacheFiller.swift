@@ -176,7 +176,15 @@ public final class CacheFiller: @unchecked Sendable {
         let bs = cache.blockSize
         let all = wanted ?? Array(0..<object.blockCount(blockSize: bs))
         var present: [Int: UInt32]
-        do { present = try cache.index.presentBlocks(objectID: object.id) } catch {
+        do {
+            // A version whose data was dropped is not fetched again: that would make a new file
+            // under a name open files of it may still hold the old one of.
+            guard let p = try cache.index.presentBlocksIfCurrent(objectID: object.id, gen: object.gen) else {
+                done(object, .evicted(key: object.key))
+                return
+            }
+            present = p
+        } catch {
             done(object, .local("\(error)"))
             return
         }
@@ -303,7 +311,12 @@ public final class CacheFiller: @unchecked Sendable {
         var error: FillError?
         if let e = c.error {
             error = e.isPreconditionFailed ? .changed(key: o.key) : .fetch(e)
-            if e.isPreconditionFailed { blocks = [] }
+            if e.isPreconditionFailed {
+                blocks = []
+                // Drop the old version before anyone waiting hears of it, so what they do next
+                // (a mount reader reopening) sees the new generation.
+                do { try cache.dropData(o) } catch { logger.warning("could not drop \(o.key): \(error)") }
+            }
         } else if blocks.count != job.count {
             error = .local("\(o.key): worker reported \(c.crcs.count) block checksums for \(job.count) blocks")
         }

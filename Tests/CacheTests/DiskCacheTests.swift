@@ -97,6 +97,31 @@ final class DiskCacheTests: XCTestCase {
                        "an empty index is one page per table and index, the whole schema in page 1")
     }
 
+    /// Once a generation is dropped, nothing of it is served: not landed blocks, and not through
+    /// a descriptor opened before the drop while a late fetch made a new file under its name.
+    func testADroppedGenerationIsNeverServed() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let o = try c.index.recordListing(bucketID: b, objects: [object("k", size: bs)], stamp: 1).objects[0]
+        let data = bytes(Int(bs), seed: 8)
+        // A fetch of generation 0 had made its file (allocated, not yet written) when the drop came.
+        var fd = open(c.dataPath(o), O_RDWR | O_CREAT, 0o644)
+        XCTAssertEqual(ftruncate(fd, off_t(bs)), 0)
+        close(fd)
+        let held = try XCTUnwrap(try c.openData(o))
+        defer { close(held) }
+        try c.dropData(o)
+        // A late fetch of generation 0 writes a new file under the old name and reports it.
+        fd = open(c.dataPath(o), O_WRONLY | O_CREAT, 0o644)
+        _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        close(fd)
+        c.noteLanded([.init(objectID: o.id, gen: o.gen, index: 0, crc: CRC32C.checksum(data), bytes: bs)])
+        var buf = [UInt8](repeating: 1, count: 4096)
+        XCTAssertNil(try buf.withUnsafeMutableBytes { try c.read(o, offset: 4096, into: $0, fd: held) },
+                     "the held descriptor sees the old, unwritten file: never served")
+        XCTAssertTrue(try c.read(o, offset: 0, count: 4096) == nil, "nor through a fresh descriptor")
+    }
+
     /// Ids name data files, so one is never handed out twice, even after the row holding the
     /// highest id is deleted (plain rowids would reuse it).
     func testObjectIDsAreNeverReused() throws {

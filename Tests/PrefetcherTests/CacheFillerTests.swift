@@ -42,6 +42,16 @@ final class CacheFillerTests: XCTestCase {
         var all: [Sub] { lock.lock(); defer { lock.unlock() }; return subs }
     }
 
+    final class Locked<T>: @unchecked Sendable {
+        private let lock = NSLock()
+        private var v: T
+        init(_ v: T) { self.v = v }
+        var value: T {
+            get { lock.lock(); defer { lock.unlock() }; return v }
+            set { lock.lock(); v = newValue; lock.unlock() }
+        }
+    }
+
     final class Results: @unchecked Sendable {
         let cond = NSCondition()
         var done: [(Int64, FillError?)] = []
@@ -230,15 +240,25 @@ final class CacheFillerTests: XCTestCase {
         close(fd)
         try c.commit([.init(objectID: o.id, gen: o.gen, index: 0, crc: CRC32C.checksum(Array(data[0..<Int(bs)])), bytes: bs)])
         let r = Results()
-        f.fill(o, bucket: "b", lane: .bulk) { r.add($0, $1) }
+        let genWhenAnswered = Locked<Int64?>(nil)
+        f.fill(o, bucket: "b", lane: .bulk) { obj, err in
+            genWhenAnswered.value = try? c.index.object(id: obj.id)?.gen
+            r.add(obj, err)
+        }
         XCTAssertEqual(fake.all.map(\.range.lowerBound), [bs], "present blocks are not fetched")
         complete(f, fake.all[0], data, error: S3Error(kind: .http, operation: "GetObject",
                                                       bucket: "b", key: "k0", status: 412, message: "changed"))
         let res = r.wait(for: 1)
         guard case .changed = try XCTUnwrap(res.first?.1) else { return XCTFail("\(res)") }
+        XCTAssertEqual(genWhenAnswered.value, o.gen + 1, "dropped before the waiter hears of it (a reopen sees the new generation)")
         let now = try XCTUnwrap(c.index.object(id: o.id))
         XCTAssertEqual(now.cachedBytes, 0, "the old version's blocks are dropped")
         XCTAssertEqual(now.gen, o.gen + 1)
+        // The old version is not fetched again (its file name may be held open by readers).
+        f.fill(o, bucket: "b", lane: .urgent) { r.add($0, $1) }
+        let again = r.wait(for: 2)
+        guard case .evicted = try XCTUnwrap(again.last?.1) else { return XCTFail("\(again)") }
+        XCTAssertEqual(fake.all.count, 1, "nothing submitted for a dropped generation")
     }
 
     func testShardsCoverEveryKeyExactlyOnce() throws {
