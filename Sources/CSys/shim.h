@@ -27,6 +27,9 @@ static inline ssize_t csys_getxattr(const char *path, const char *name, void *va
 #endif
 static inline int csys_o_direct(void) { return O_DIRECT; }
 static inline int csys_open_tmpfile(const char *dir, int flags, int mode) { return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC | flags, mode); }
+/* Allocate [offset, offset+len) without writing it (mode 0: may extend the file). */
+int fallocate(int fd, int mode, off_t offset, off_t len);
+static inline int csys_fallocate(int fd, off_t offset, off_t len) { return fallocate(fd, 0, offset, len); }
 static inline int csys_fsetxattr(int fd, const char *name, const void *value, size_t size) {
     return fsetxattr(fd, name, value, size, 0);
 }
