@@ -157,6 +157,34 @@ final class DiskCacheTests: XCTestCase {
         XCTAssertEqual(again.dropped.count, 0)
     }
 
+    /// An index of format 1 (one `blocks` row per block) or 2 (`blockmaps`), both with
+    /// AUTOINCREMENT ids, foreign keys and text ETags, holding bucket 1 ("e", "b") and no objects.
+    private func legacyIndex(version: Int) throws -> SQLiteDatabase {
+        let blocks = version == 1
+            ? "blocks(obj INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE, idx INTEGER NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY(obj, idx))"
+            : "blockmaps(obj INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE, chunk INTEGER NOT NULL, slots BLOB NOT NULL, PRIMARY KEY(obj, chunk))"
+        let db = try SQLiteDatabase(path: dir + "/index.db")
+        try db.exec("PRAGMA journal_mode=WAL")
+        try db.exec("""
+            CREATE TABLE buckets(id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL, name TEXT NOT NULL, UNIQUE(endpoint, name));
+            CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT, bucket INTEGER NOT NULL REFERENCES buckets(id),
+              key TEXT NOT NULL, etag TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL, listed INTEGER NOT NULL DEFAULT 0,
+              gen INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0, atime INTEGER NOT NULL DEFAULT 0,
+              verified INTEGER NOT NULL DEFAULT 0);
+            CREATE UNIQUE INDEX objects_key ON objects(bucket, key);
+            CREATE INDEX objects_lru ON objects(atime) WHERE cached > 0;
+            CREATE TABLE \(blocks) WITHOUT ROWID;
+            CREATE TABLE listings(bucket INTEGER NOT NULL, prefix TEXT NOT NULL, listed INTEGER NOT NULL,
+              PRIMARY KEY(bucket, prefix)) WITHOUT ROWID;
+            CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+            INSERT INTO counters VALUES('bytes', 0), ('hits', 0), ('misses', 0), ('evicted', 0);
+            INSERT INTO buckets VALUES(1, 'e', 'b');
+            PRAGMA application_id=\(CacheFormat.applicationID);
+            PRAGMA user_version=\(version);
+            """)
+        return db
+    }
+
     /// A format-2 index (AUTOINCREMENT ids, foreign keys, text ETags) is migrated in place:
     /// rows, block maps and reads survive, and the next id is past every id ever handed out.
     func testFormat2IndexIsMigratedKeepingItsData() throws {
@@ -164,26 +192,7 @@ final class DiskCacheTests: XCTestCase {
         let size = 3 * bs
         let data = bytes(Int(size), seed: 5)
         do {
-            let db = try SQLiteDatabase(path: dir + "/index.db")
-            try db.exec("PRAGMA journal_mode=WAL")
-            try db.exec("""
-                CREATE TABLE buckets(id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL, name TEXT NOT NULL, UNIQUE(endpoint, name));
-                CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT, bucket INTEGER NOT NULL REFERENCES buckets(id),
-                  key TEXT NOT NULL, etag TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL, listed INTEGER NOT NULL DEFAULT 0,
-                  gen INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0, atime INTEGER NOT NULL DEFAULT 0,
-                  verified INTEGER NOT NULL DEFAULT 0);
-                CREATE UNIQUE INDEX objects_key ON objects(bucket, key);
-                CREATE INDEX objects_lru ON objects(atime) WHERE cached > 0;
-                CREATE TABLE blockmaps(obj INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE, chunk INTEGER NOT NULL,
-                  slots BLOB NOT NULL, PRIMARY KEY(obj, chunk)) WITHOUT ROWID;
-                CREATE TABLE listings(bucket INTEGER NOT NULL, prefix TEXT NOT NULL, listed INTEGER NOT NULL,
-                  PRIMARY KEY(bucket, prefix)) WITHOUT ROWID;
-                CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-                INSERT INTO counters VALUES('bytes', 0), ('hits', 0), ('misses', 0), ('evicted', 0);
-                INSERT INTO buckets VALUES(1, 'e', 'b');
-                PRAGMA application_id=\(CacheFormat.applicationID);
-                PRAGMA user_version=2;
-                """)
+            let db = try legacyIndex(version: 2)
             var map = BlockMap()
             for i in [0, 2] {
                 let r = Int(Int64(i) * bs)..<Int(min(size, Int64(i + 1) * bs))
@@ -228,26 +237,7 @@ final class DiskCacheTests: XCTestCase {
         let size = Int64(n + 3) * bs  // two chunks
         let data = bytes(Int(size), seed: 9)
         do {
-            let db = try SQLiteDatabase(path: dir + "/index.db")
-            try db.exec("PRAGMA journal_mode=WAL")
-            try db.exec("""
-                CREATE TABLE buckets(id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL, name TEXT NOT NULL, UNIQUE(endpoint, name));
-                CREATE TABLE objects(id INTEGER PRIMARY KEY AUTOINCREMENT, bucket INTEGER NOT NULL REFERENCES buckets(id),
-                  key TEXT NOT NULL, etag TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL, listed INTEGER NOT NULL DEFAULT 0,
-                  gen INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0, atime INTEGER NOT NULL DEFAULT 0,
-                  verified INTEGER NOT NULL DEFAULT 0);
-                CREATE UNIQUE INDEX objects_key ON objects(bucket, key);
-                CREATE INDEX objects_lru ON objects(atime) WHERE cached > 0;
-                CREATE TABLE blocks(obj INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
-                  crc INTEGER NOT NULL, PRIMARY KEY(obj, idx)) WITHOUT ROWID;
-                CREATE TABLE listings(bucket INTEGER NOT NULL, prefix TEXT NOT NULL, listed INTEGER NOT NULL,
-                  PRIMARY KEY(bucket, prefix)) WITHOUT ROWID;
-                CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-                INSERT INTO counters VALUES('bytes', 0), ('hits', 0), ('misses', 0), ('evicted', 0);
-                INSERT INTO buckets VALUES(1, 'e', 'b');
-                PRAGMA application_id=\(CacheFormat.applicationID);
-                PRAGMA user_version=1;
-                """)
+            let db = try legacyIndex(version: 1)
             // Blocks 0, 1, n-1, n and n+2 present (a gap, and both chunks).
             let present = [0, 1, n - 1, n, n + 2]
             var cached: Int64 = 0
