@@ -233,25 +233,6 @@ public final class CacheIndex: @unchecked Sendable {
         }
     }
 
-    /// Present blocks of an object among `range`: index → CRC32C (the mount's read path asks
-    /// only for the blocks under a read, not all of a large object's).
-    /// Only blocks of generation `gen`: a reader holding an older version's file must not
-    /// take a newer generation's blocks for its own.
-    public func presentBlocks(objectID: Int64, gen: Int64, in range: ClosedRange<Int>) throws -> [Int: UInt32] {
-        try locked {
-            var out: [Int: UInt32] = [:]
-            let lo = BlockMap.locate(range.lowerBound).chunk, hi = BlockMap.locate(range.upperBound).chunk
-            try stmt("""
-                SELECT m.chunk, m.slots FROM blockmaps m JOIN objects o ON o.id=m.obj
-                WHERE m.obj=?1 AND o.gen=?4 AND m.chunk BETWEEN ?2 AND ?3
-                """)
-                .query([.int(objectID), .int(lo), .int(hi), .int(gen)]) { row in
-                    Self.decode(chunk: row.int(0), row.blob(1), into: &out, within: range)
-                }
-            return out
-        }
-    }
-
     /// Present blocks of an object version within `range` (all when nil), or nil when `gen` is
     /// not the object's current generation (its data was dropped: nothing of it may be served
     /// or fetched again) or the row is gone.

@@ -410,10 +410,7 @@ public final class CacheFiller: @unchecked Sendable {
         for l in batch {
             lock.lock(); let job = jobs[l.job]; lock.unlock()
             guard let job else { continue }
-            let err = l.error
-            if case .changed = err ?? .local("") {
-                do { try cache.dropData(job.object) } catch { logger.warning("could not drop \(job.object.key): \(error)") }
-            }
+            let err = l.error  // a 412's old version was dropped in `completed`
             if err == nil && job.md5 && l.md5 == nil { unhashed.insert(l.job) }
             if err == nil, let md5 = l.md5, job.md5 {
                 if md5 == job.object.etag {

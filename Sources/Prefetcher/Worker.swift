@@ -87,9 +87,9 @@ final class WorkerLoop {
         let startedAt: Double
         /// Body bytes received (staged or written).
         var written: Int64 = 0
-        /// An aligned buffer that fills up before each write (from the loop's pool; nil only
-        /// when none could be had).
-        var staging: UnsafeMutableRawBufferPointer?
+        /// An aligned buffer, from the loop's pool, that fills up before each write; handed back
+        /// by `retire`.
+        let staging: UnsafeMutableRawBufferPointer
         var staged = 0
         /// The file is open with O_DIRECT (switched off for a last, unaligned write).
         var direct = false
@@ -104,11 +104,9 @@ final class WorkerLoop {
         var announced = 0
         /// A mount read waits on it (urgent or read-ahead lane, or promoted while running).
         var priority = false
-        var durable: Int64 { flushed }
-        init(order: FetchOrder, transfer: CurlTransfer, fd: Int32, startedAt: Double) {
-            self.order = order; self.transfer = transfer; self.fd = fd; self.startedAt = startedAt
+        init(order: FetchOrder, transfer: CurlTransfer, fd: Int32, startedAt: Double, staging: UnsafeMutableRawBufferPointer) {
+            self.order = order; self.transfer = transfer; self.fd = fd; self.startedAt = startedAt; self.staging = staging
         }
-        deinit { staging?.deallocate() }
     }
 
     /// O_DIRECT staging buffer per transfer: 1 MiB writes are large enough to cost little per
@@ -191,7 +189,7 @@ final class WorkerLoop {
             if now - lastHeartbeat >= Worker.heartbeatInterval {
                 lastHeartbeat = now
                 var p: [Int: Int64] = [:]
-                for (id, a) in active { p[id] = a.durable }
+                for (id, a) in active { p[id] = a.flushed }
                 do { try send(.progress(p)) } catch { return 1 }
             }
             do { try flush() } catch { return 1 }
@@ -264,10 +262,10 @@ final class WorkerLoop {
                                                    ifMatch: o.etag)
                 try t.prepare(method: "GET", url: req.url, headers: req.headers, options: transport)
                 t.expectedRange = o.start...o.end
-                let a = Active(order: o, transfer: t, fd: fd, startedAt: MonotonicTime.now())
+                let a = Active(order: o, transfer: t, fd: fd, startedAt: MonotonicTime.now(),
+                               staging: spareStaging.popLast() ?? .allocate(byteCount: stagingSize, alignment: Self.directAlignment))
                 if o.md5 { a.md5 = Insecure.MD5() }
                 a.direct = direct
-                a.staging = spareStaging.popLast() ?? .allocate(byteCount: stagingSize, alignment: Self.directAlignment)
                 t.tag = o.id
                 t.sink = { [unowned a, unowned self] buf in
                     try WorkerLoop.write(a, buf)
@@ -286,7 +284,10 @@ final class WorkerLoop {
                 try multi.add(t)
             } catch {
                 close(fd)
-                if active.removeValue(forKey: o.id)?.priority == true { priorityCount -= 1 }
+                if let a = active.removeValue(forKey: o.id) {
+                    if a.priority { priorityCount -= 1 }
+                    retire(a)
+                }
                 report(FetchReport(id: o.id, bytes: 0, error: S3Error(
                     kind: .transport(curlCode: -1), operation: "GetObject", bucket: o.bucket, key: o.key,
                     message: "could not start transfer: \(error)"), firstByteLatency: nil))
@@ -328,12 +329,7 @@ final class WorkerLoop {
             throw LocalIOError(errno: EOVERFLOW, operation: "body longer than the requested range", path: a.order.path)
         }
         digest(a, buf)
-        guard let st = a.staging else {
-            try pwriteAll(a, buf.baseAddress!, buf.count, at: a.order.fileOffset + a.written)
-            a.written += Int64(buf.count)
-            a.flushed = a.written
-            return
-        }
+        let st = a.staging
         var off = 0
         while off < buf.count {
             let n = min(buf.count - off, st.count - a.staged)
@@ -364,23 +360,22 @@ final class WorkerLoop {
     /// Finished blocks wholly in the file.
     static func writtenBlocks(_ a: Active) -> Int {
         guard let bs = a.order.blockSize else { return 0 }
-        return min(a.crcs.count, Int(a.durable / bs))
+        return min(a.crcs.count, Int(a.flushed / bs))
     }
 
     /// CRCs of the blocks that are wholly on disk (the last, short block counts once the whole
     /// range is).
     static func durableCRCs(_ a: Active) -> [UInt32] {
-        guard let bs = a.order.blockSize else { return [] }
-        var crcs = a.crcs
-        if a.durable == a.order.length && a.blockFill > 0 { crcs.append(a.crc.value) }
-        let whole = a.durable == a.order.length ? crcs.count : Int(a.durable / bs)
-        return Array(crcs.prefix(whole))
+        guard a.order.blockSize != nil else { return [] }
+        guard a.flushed == a.order.length else { return Array(a.crcs.prefix(writtenBlocks(a))) }
+        return a.blockFill > 0 ? a.crcs + [a.crc.value] : a.crcs
     }
 
     /// Writes what is staged. Only the last write of a range may be unaligned; O_DIRECT is then
     /// switched off for it.
     static func flushStaging(_ a: Active) throws {
-        guard let st = a.staging, a.staged > 0 else { return }
+        guard a.staged > 0 else { return }
+        let st = a.staging
         if a.direct && a.staged % directAlignment != 0 {
             _ = fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) & ~csys_o_direct())
             a.direct = false
@@ -435,17 +430,19 @@ final class WorkerLoop {
             }
         }
         close(a.fd)
-        if let st = a.staging {
-            a.staging = nil
-            if spareStaging.count < config.slots + Self.priorityExtraSlots { spareStaging.append(st) } else { st.deallocate() }
-        }
         let latency = t.firstByteAt.map { $0 - a.startedAt }
         t.sink = { _ in }
         idle.append(t)
         var md5: String?
         if err == nil, let h = a.md5 { md5 = h.finalize().map { String(format: "%02x", $0) }.joined() }
-        report(FetchReport(id: o.id, bytes: a.durable, error: err, firstByteLatency: latency,
+        report(FetchReport(id: o.id, bytes: a.flushed, error: err, firstByteLatency: latency,
                            crcs: Self.durableCRCs(a), md5: md5))
+        retire(a)
+    }
+
+    /// Hands a finished transfer's staging buffer back to the pool (at most one per slot).
+    func retire(_ a: Active) {
+        if spareStaging.count < config.slots + Self.priorityExtraSlots { spareStaging.append(a.staging) } else { a.staging.deallocate() }
     }
 
     /// Stamps the ETag and mtime on a complete unnamed file and links it in at its final path

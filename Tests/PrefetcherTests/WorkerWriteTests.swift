@@ -33,9 +33,10 @@ final class WorkerWriteTests: XCTestCase {
         let length = bs + bs / 2 + 100  // one whole block, then a short one
         let order = FetchOrder(id: 1, bucket: "b", key: "k", etag: nil, start: 0, end: length - 1, path: path,
                                fileOffset: 4096, blockSize: bs)
-        let a = WorkerLoop.Active(order: order, transfer: try CurlTransfer(), fd: fd, startedAt: 0)
         let stage = WorkerLoop.bufferedStagingSize
-        a.staging = .allocate(byteCount: stage, alignment: WorkerLoop.directAlignment)
+        let a = WorkerLoop.Active(order: order, transfer: try CurlTransfer(), fd: fd, startedAt: 0,
+                                  staging: .allocate(byteCount: stage, alignment: WorkerLoop.directAlignment))
+        defer { a.staging.deallocate() }
         var rng = SeededRandom(seed: 3)
         let body = (0..<Int(length)).map { _ in UInt8.random(in: 0...255, using: &rng) }
         var fed = 0
@@ -47,20 +48,20 @@ final class WorkerWriteTests: XCTestCase {
             }
         }
         try feed(upTo: stage - (16 << 10))
-        XCTAssertEqual(a.durable, 0, "nothing is written before the buffer is full")
+        XCTAssertEqual(a.flushed, 0, "nothing is written before the buffer is full")
         XCTAssertEqual(fileSize(), 0)
         try feed(upTo: stage)
-        XCTAssertEqual(a.durable, Int64(stage))
+        XCTAssertEqual(a.flushed, Int64(stage))
         XCTAssertEqual(fileSize(), 4096 + Int64(stage), "written at the order's file offset")
         try feed(upTo: Int(bs) - 1)
         XCTAssertEqual(WorkerLoop.writtenBlocks(a), 0, "a block is not announced before all of it is in the file")
         try feed(upTo: Int(bs))
         XCTAssertEqual(WorkerLoop.writtenBlocks(a), 1)
         try feed(upTo: Int(length))
-        XCTAssertLessThan(a.durable, length, "the tail waits in the buffer")
+        XCTAssertLessThan(a.flushed, length, "the tail waits in the buffer")
         XCTAssertEqual(WorkerLoop.durableCRCs(a).count, 1, "the short last block only counts once it is in the file")
         try WorkerLoop.flushStaging(a)
-        XCTAssertEqual(a.durable, length)
+        XCTAssertEqual(a.flushed, length)
         XCTAssertEqual(WorkerLoop.durableCRCs(a),
                        [CRC32C.checksum(Array(body[0..<Int(bs)])), CRC32C.checksum(Array(body[Int(bs)...]))])
         var back = [UInt8](repeating: 0, count: Int(length))
