@@ -139,12 +139,21 @@ public struct S3Endpoint: Sendable, Codable, Equatable {
     }
 
     /// Four dot-separated decimal numbers (each 0–255), e.g. `192.168.5.4`.
+    /// Runs for every request (through `usesVirtualHosting`), so it reads bytes.
     public static func looksLikeIPv4(_ s: String) -> Bool {
-        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return false }
-        return parts.allSatisfy { p in
-            !p.isEmpty && p.count <= 3 && p.allSatisfy { $0.isASCII && $0.isNumber } && (Int(p) ?? 256) <= 255
+        var parts = 0, digits = 0, value = 0
+        for c in s.utf8 {
+            if c == UInt8(ascii: ".") {
+                guard digits > 0 else { return false }
+                parts += 1; digits = 0; value = 0
+            } else if c >= 0x30 && c <= 0x39 {
+                digits += 1; value = value * 10 + Int(c - 0x30)
+                guard digits <= 3, value <= 255 else { return false }
+            } else {
+                return false
+            }
         }
+        return digits > 0 && parts == 3
     }
 
     private static func isRegionChar(_ u: Unicode.Scalar) -> Bool {

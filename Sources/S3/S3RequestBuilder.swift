@@ -50,14 +50,14 @@ public struct S3RequestBuilder: Sendable, Codable {
         var url = "\(endpoint.scheme)://\(host)\(path)"
         if !queryString.isEmpty { url += "?" + queryString }
 
-        let extra = headers.filter { $0.0.lowercased() != "host" }
+        var signed: [(String, String)] = [("Host", host)]
+        for h in headers where !SigV4Signer.asciiCaselessEqual(h.0, "host") { signed.append(h) }
         let signer = SigV4Signer(credentials: credentials, region: endpoint.region, service: "s3")
-        let added = signer.sign(method: method, canonicalURI: path, query: query,
-                                headers: [("Host", host)] + extra,
+        let added = signer.sign(method: method, canonicalURI: path, query: query, headers: signed,
                                 payloadHash: SigV4Signer.emptyPayloadHash, date: date)
-        let replaced: Set<String> = ["x-amz-date", "x-amz-content-sha256", "x-amz-security-token", "authorization"]
-        var out: [(name: String, value: String)] = [(name: "Host", value: host)]
-        for (n, v) in extra where !replaced.contains(n.lowercased()) { out.append((name: n, value: v)) }
+        var out: [(name: String, value: String)] = []
+        out.reserveCapacity(signed.count + added.count)
+        for (n, v) in signed where !SigV4Signer.isSignerOwned(n) { out.append((name: n, value: v)) }
         for (n, v) in added { out.append((name: n, value: v)) }
         return SignedRequest(method: method, url: url, headers: out)
     }

@@ -52,9 +52,34 @@ enum UTCTime {
 
     /// `20150830T123600Z`
     static func amzDate(_ date: Date) -> String {
+        String(decoding: amzDateBytes(date), as: UTF8.self)
+    }
+
+    /// `amzDate` as UTF-8 bytes, written digit by digit (it is part of every signed request).
+    static func amzDateBytes(_ date: Date) -> [UInt8] {
         let f = fields(date)
-        return pad(f.year, 4) + pad(f.month, 2) + pad(f.day, 2) + "T"
-            + pad(f.hour, 2) + pad(f.minute, 2) + pad(f.second, 2) + "Z"
+        guard (0...9999).contains(f.year) else {
+            return Array((pad(f.year, 4) + pad(f.month, 2) + pad(f.day, 2) + "T"
+                + pad(f.hour, 2) + pad(f.minute, 2) + pad(f.second, 2) + "Z").utf8)
+        }
+        var out = [UInt8](repeating: UInt8(ascii: "0"), count: 16)
+        func put(_ v: Int, at end: Int, width: Int) {
+            var x = v
+            for k in stride(from: end - 1, through: end - width, by: -1) {
+                out[k] = UInt8(ascii: "0") + UInt8(x % 10)
+                x /= 10
+            }
+        }
+        put(f.year, at: 4, width: 4); put(f.month, at: 6, width: 2); put(f.day, at: 8, width: 2)
+        out[8] = UInt8(ascii: "T")
+        put(f.hour, at: 11, width: 2); put(f.minute, at: 13, width: 2); put(f.second, at: 15, width: 2)
+        out[15] = UInt8(ascii: "Z")
+        return out
+    }
+
+    /// The `yyyymmdd` part of an `amzDateBytes` stamp (everything before the `T`).
+    static func day(ofStamp stamp: [UInt8]) -> ArraySlice<UInt8> {
+        stamp[..<(stamp.firstIndex(of: UInt8(ascii: "T")) ?? stamp.endIndex)]
     }
 
     /// `20150830`

@@ -117,6 +117,10 @@ final class S3EndpointTests: XCTestCase {
         XCTAssertTrue(S3Endpoint.looksLikeIPv4("0.0.0.0"))
         XCTAssertFalse(S3Endpoint.looksLikeIPv4("256.1.1.1"))
         XCTAssertFalse(S3Endpoint.looksLikeIPv4("1.2.3"))
+        XCTAssertTrue(S3Endpoint.looksLikeIPv4("010.1.255.9"))
+        for bad in ["1.2.3.4.", ".1.2.3", "1..2.3", "1.2.3.4.5", "1234.1.1.1", "1.2.3.a", "1.2.3.", "", "٣.1.1.1", " 1.2.3.4"] {
+            XCTAssertFalse(S3Endpoint.looksLikeIPv4(bad), bad)
+        }
     }
 
     func testAutoAddressing() throws {

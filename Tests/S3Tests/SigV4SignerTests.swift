@@ -586,6 +586,11 @@ final class SigV4SignerTests: XCTestCase {
         XCTAssertEqual(SigV4Signer.canonicalHeaderValue(""), "")
         XCTAssertEqual(SigV4Signer.canonicalHeaderValue("   "), "")
         XCTAssertEqual(SigV4Signer.canonicalHeaderValue("\"a   b\""), "\"a b\"")
+        // A repeated name keeps its values in the order given; a non-ASCII name is lowercased
+        // like String.lowercased() (the byte path only handles ASCII itself).
+        let r = SigV4Signer.canonicalHeaders([("X-B", "2"), ("x-a", " 1 "), ("x-b", "1"), ("X-Ä", "u")])
+        XCTAssertEqual(r.canonical, "x-a:1\nx-b:2,1\nx-ä:u\n")
+        XCTAssertEqual(r.signedHeaders, "x-a;x-b;x-ä")
     }
 
     func testEmptyCanonicalURIBecomesSlash() {
