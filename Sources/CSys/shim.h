@@ -34,6 +34,17 @@ static inline int csys_fsetxattr(int fd, const char *name, const void *value, si
     return fsetxattr(fd, name, value, size, 0);
 }
 
+/* Keep freed heap memory up to `trim` bytes instead of returning it to the kernel, and serve
+   allocations below `mmap_min` from the heap (0 on success). glibc only; elsewhere a no-op. */
+#if defined(__GLIBC__)
+#include <malloc.h>
+static inline int csys_malloc_retain(int trim, int mmap_min) {
+    return (mallopt(M_TRIM_THRESHOLD, trim) && mallopt(M_MMAP_THRESHOLD, mmap_min)) ? 0 : -1;
+}
+#else
+static inline int csys_malloc_retain(int trim, int mmap_min) { (void)trim; (void)mmap_min; return 0; }
+#endif
+
 /* CRC32C (Castagnoli), the per-block checksum of the cache. Hardware instructions where the CPU
    has them (SSE4.2 on x86-64, the CRC extension on arm64), else a bitwise loop. */
 #include <stdint.h>
