@@ -27,6 +27,13 @@ static inline ssize_t csys_getxattr(const char *path, const char *name, void *va
 #endif
 static inline int csys_o_direct(void) { return O_DIRECT; }
 static inline int csys_open_tmpfile(const char *dir, int flags, int mode) { return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC | flags, mode); }
+/* Give the open file `fd` (an O_TMPFILE) the name `path` without going through /proc
+   (AT_EMPTY_PATH; needs CAP_DAC_READ_SEARCH, else ENOENT). */
+#include <unistd.h>
+#ifndef AT_EMPTY_PATH
+#define AT_EMPTY_PATH 0x1000
+#endif
+static inline int csys_link_fd(int fd, const char *path) { return linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH); }
 /* Allocate [offset, offset+len) without writing it (mode 0: may extend the file). */
 int fallocate(int fd, int mode, off_t offset, off_t len);
 static inline int csys_fallocate(int fd, off_t offset, off_t len) { return fallocate(fd, 0, offset, len); }

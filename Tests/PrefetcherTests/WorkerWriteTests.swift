@@ -1,3 +1,4 @@
+import CSys
 import Foundation
 import S3
 import SoakCore
@@ -67,5 +68,28 @@ final class WorkerWriteTests: XCTestCase {
         var back = [UInt8](repeating: 0, count: Int(length))
         XCTAssertEqual(back.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 4096) }, Int(length))
         XCTAssertEqual(back, body)
+    }
+
+    /// A finished O_TMPFILE gets its name by descriptor where the process may (root here), and
+    /// through /proc/self/fd otherwise; both give the same file.
+    func testTmpfileIsLinkedByDescriptorOrThroughProc() throws {
+        let dir = NSTemporaryDirectory() + "soak-link-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let saved = WorkerLoop.linkByDescriptor
+        defer { WorkerLoop.linkByDescriptor = saved }
+        for byDescriptor in [true, false] {
+            WorkerLoop.linkByDescriptor = byDescriptor
+            let t = csys_open_tmpfile(dir, 0, 0o644)
+            XCTAssertGreaterThanOrEqual(t, 0)
+            defer { close(t) }
+            let bytes = Array("linked \(byDescriptor)".utf8)
+            XCTAssertEqual(pwrite(t, bytes, bytes.count, 0), bytes.count)
+            let name = dir + "/f-\(byDescriptor)"
+            XCTAssertTrue(WorkerLoop.link(fd: t, to: name), "errno \(errno)")
+            XCTAssertEqual(FileManager.default.contents(atPath: name).map(Array.init), bytes)
+            XCTAssertFalse(WorkerLoop.link(fd: t, to: name), "an existing name is not replaced")
+            XCTAssertEqual(errno, EEXIST)
+        }
     }
 }
