@@ -123,6 +123,8 @@ public final class CacheFiller: @unchecked Sendable {
     private var committer: Thread?
     /// MD5 checks of complete objects, one at a time (see `init`'s `backgroundVerify`).
     private var verifyQueues: [IdleQueue] = []
+    /// Complete objects waiting for their MD5 check (guarded by `lock`).
+    private var verifyPending: [CachedObject] = []
     private var nextVerifyQueue = 0
     private let backgroundVerify: Bool
 
@@ -493,13 +495,28 @@ public final class CacheFiller: @unchecked Sendable {
     private func verifyWhenComplete(_ o: CachedObject) {
         guard let cur = try? cache.index.object(id: o.id), cur.gen == o.gen, cur.isComplete,
               cur.verified == .unchecked else { return }
-        lock.lock(); let q = verifyQueues[nextVerifyQueue % verifyQueues.count]; nextVerifyQueue += 1; lock.unlock()
-        q.async { [self] in
-            guard let md5 = Self.md5(path: cache.dataPath(cur), size: cur.size) else { return }
+        lock.lock()
+        verifyPending.append(cur)
+        let q = verifyQueues[nextVerifyQueue % verifyQueues.count]; nextVerifyQueue += 1
+        lock.unlock()
+        q.async { [self] in verifyPendingBatch() }
+    }
+
+    /// Hashes up to `MD5Lanes.width` objects waiting for their check, side by side (each
+    /// `verifyWhenComplete` queues one of these; a run that finds the list empty does nothing).
+    private func verifyPendingBatch() {
+        lock.lock()
+        let batch = Array(verifyPending.prefix(MD5Lanes.width))
+        verifyPending.removeFirst(batch.count)
+        lock.unlock()
+        guard !batch.isEmpty else { return }
+        let sums = Self.md5(files: batch.map { (cache.dataPath($0), $0.size) })
+        for (cur, sum) in zip(batch, sums) {
+            guard let md5 = sum else { continue }
             let strike: Bool
             if md5 == cur.etag {
                 try? cache.index.setVerified(objectID: cur.id, .md5Match)
-                return
+                continue
             }
             lock.lock(); strike = md5Strikes.contains(cur.id); md5Strikes.insert(cur.id); lock.unlock()
             if strike {
@@ -512,8 +529,56 @@ public final class CacheFiller: @unchecked Sendable {
         }
     }
 
+    /// Bytes read from each file per round of `md5(files:)`: 2 MiB of buffers for eight files.
+    static let md5LaneChunk = 256 << 10
+
+    /// MD5s of data files' first `size` bytes (nil for a file that could not be read whole).
+    /// Several files are hashed side by side in `MD5Lanes`, a chunk of each per round: the 100
+    /// files of d/ (1 GB, in the page cache) took 0.45–0.48 s eight at a time against 1.49–1.52 s
+    /// one after the other (`soak __bench-md5`). One file goes through the one-stream MD5, which
+    /// is faster than a lone lane.
+    public static func md5(files: [(path: String, size: Int64)]) -> [String?] {
+        precondition(files.count <= MD5Lanes.width)
+        if files.count == 1 { return [md5(path: files[0].path, size: files[0].size)] }
+        let chunk = md5LaneChunk
+        let fds = files.map { open($0.path, O_RDONLY | O_CLOEXEC) }
+        defer { for fd in fds where fd >= 0 { close(fd) } }
+        var ok = fds.map { $0 >= 0 }
+        var offsets = [Int64](repeating: 0, count: files.count)
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk * files.count, alignment: 64)
+        defer { buf.deallocate() }
+        let lanes = MD5Lanes()
+        while true {
+            var input = [UnsafeRawBufferPointer](repeating: UnsafeRawBufferPointer(start: nil, count: 0), count: files.count)
+            var any = false
+            for i in files.indices where ok[i] && offsets[i] < files[i].size {
+                let want = Int(min(Int64(chunk), files[i].size - offsets[i]))
+                let p = buf.baseAddress! + i * chunk
+                guard preadFully(fds[i], p, want, at: offsets[i]) else { ok[i] = false; continue }
+                input[i] = UnsafeRawBufferPointer(start: p, count: want)
+                offsets[i] += Int64(want)
+                any = true
+            }
+            guard any else { break }
+            lanes.update(input)
+        }
+        return files.indices.map { ok[$0] ? MD5Lanes.hex(lanes.digest(lane: $0)) : nil }
+    }
+
+    /// Reads exactly `count` bytes at `offset`; false on an error or an early end of file.
+    private static func preadFully(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, at offset: Int64) -> Bool {
+        var done = 0
+        while done < count {
+            let n = pread(fd, p + done, count - done, off_t(offset + Int64(done)))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            done += n
+        }
+        return true
+    }
+
     /// MD5 of a data file's first `size` bytes, read in 1 MiB chunks.
-    static func md5(path: String, size: Int64) -> String? {
+    public static func md5(path: String, size: Int64) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

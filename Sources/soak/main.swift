@@ -19,6 +19,9 @@ if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "__worker" {
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "__bench-index" {
     exit(BenchIndex.run(Array(CommandLine.arguments.dropFirst(2))))
 }
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "__bench-md5" {
+    exit(BenchMD5.run(Array(CommandLine.arguments.dropFirst(2))))
+}
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 // mount(8) helpers: `mount.fuse.soak SOURCE DIR -o …` (soak linked under that name), and fuse3's

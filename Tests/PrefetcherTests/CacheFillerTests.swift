@@ -229,6 +229,55 @@ final class CacheFillerTests: XCTestCase {
         XCTAssertEqual(try c.index.object(id: objs[0].id)?.verified, .md5Match)
     }
 
+    /// Objects over one block are hashed from their files, several side by side: each is
+    /// checked against its own ETag, and the one whose file holds other bytes is dropped.
+    func testMultiBlockObjectsAreHashedFromTheirFilesAndAMismatchIsDropped() throws {
+        let sizes: [Int64] = [2 * bs + 5, 3 * bs, bs + 1, 5 * bs - 3, 2 * bs, bs + 64]
+        let datas = sizes.enumerated().map { i, n in (0..<Int(n)).map { UInt8(truncatingIfNeeded: $0 &* (i + 3) &+ i) } }
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let objs = try c.index.recordListing(bucketID: b, objects: sizes.indices.map {
+            ObjectInfo(key: "k\($0)", size: sizes[$0], etag: Insecure_MD5_hex(datas[$0])) }, stamp: 1).objects
+        let fake = FakeEngine()
+        let f = CacheFiller(cache: c, submitter: fake, logger: Logger(label: "test"))
+        defer { f.stop() }
+        let r = Results()
+        for o in objs { f.fill(o, bucket: "b", lane: .bulk) { r.add($0, $1) } }
+        XCTAssertEqual(fake.all.count, objs.count)
+        XCTAssertTrue(fake.all.allSatisfy { !$0.md5 })
+        let bad = 3
+        for (i, s) in fake.all.enumerated() {
+            var d = datas[i]
+            if i == bad { d[Int(bs) + 17] ^= 0x40 }  // arrived with other bytes than the ETag says
+            complete(f, s, d)
+        }
+        XCTAssertEqual(r.wait(for: objs.count).count, objs.count)
+        f.stop()  // waits for the MD5s
+        for (i, o) in objs.enumerated() where i != bad {
+            XCTAssertEqual(try c.index.object(id: o.id)?.verified, .md5Match, "object \(i)")
+        }
+        XCTAssertEqual(try c.index.object(id: objs[bad].id)?.cachedBytes, 0, "a mismatch is dropped")
+    }
+
+    /// The side-by-side hash equals the one-file hash; a short or missing file gives nil.
+    func testMD5OfSeveralFilesAtOnce() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var files: [(path: String, size: Int64)] = []
+        for (i, n) in [0, 1, 300_000, 1 << 20, 70_001, 64].enumerated() {
+            let path = dir + "/f\(i)"
+            let bytes = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) }
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+            files.append((path, Int64(n)))
+        }
+        files.append((dir + "/missing", 10))
+        files.append((files[2].path, files[2].size + 1))  // shorter than asked
+        let sums = CacheFiller.md5(files: files)
+        for i in 0..<6 { XCTAssertEqual(sums[i], CacheFiller.md5(path: files[i].path, size: files[i].size), "file \(i)") }
+        XCTAssertEqual(sums[0], "d41d8cd98f00b204e9800998ecf8427e")
+        XCTAssertNil(sums[6])
+        XCTAssertNil(sums[7])
+    }
+
     func testChangedObjectFailsTheFillAndDropsItsBlocks() throws {
         let (c, objs, fake, f) = try setup(sizes: [3 * bs])
         defer { f.stop() }
