@@ -92,7 +92,27 @@ enum UTCTime {
     /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM|±HHMM)?` (a missing zone means UTC; a space
     /// instead of `T` is accepted). Returns seconds since 1970, or nil when malformed.
     static func parseISO8601(_ text: String) -> Double? {
-        let b = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+        var t = text
+        return t.withUTF8 { parseISO8601(utf8: $0) }
+    }
+
+    /// `parseISO8601` of UTF-8 text. Surrounding whitespace is what Foundation's
+    /// `.whitespacesAndNewlines` holds: for ASCII text that is tab, LF, VT, FF, CR and space,
+    /// trimmed here on the bytes (it runs for every key of a listing); other text is trimmed by
+    /// Foundation.
+    static func parseISO8601(utf8 raw: UnsafeBufferPointer<UInt8>) -> Double? {
+        guard raw.allSatisfy({ $0 < 0x80 }) else {
+            let trimmed = Array(String(decoding: raw, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+            return trimmed.withUnsafeBufferPointer { parseTrimmedISO8601($0) }
+        }
+        func space(_ c: UInt8) -> Bool { c == 0x20 || (c >= 0x09 && c <= 0x0D) }
+        var lo = 0, hi = raw.count
+        while lo < hi && space(raw[lo]) { lo += 1 }
+        while hi > lo && space(raw[hi - 1]) { hi -= 1 }
+        return parseTrimmedISO8601(UnsafeBufferPointer(rebasing: raw[lo..<hi]))
+    }
+
+    private static func parseTrimmedISO8601(_ b: UnsafeBufferPointer<UInt8>) -> Double? {
         var i = 0
         func digits(_ n: Int) -> Int? {
             guard i + n <= b.count else { return nil }

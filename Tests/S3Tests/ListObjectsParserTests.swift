@@ -174,6 +174,35 @@ final class ListObjectsParserTests: XCTestCase {
         XCTAssertEqual(ListObjectsParser.unquoteETag("\"\""), "")
     }
 
+    /// Dates are trimmed on the bytes when ASCII and by Foundation otherwise: the same set of
+    /// whitespace either way.
+    func testISO8601WhitespaceIsTrimmedLikeFoundation() {
+        let plain = UTCTime.parseISO8601("2009-10-12T17:50:30.000Z")
+        XCTAssertNotNil(plain)
+        for padded in ["\u{0B}2009-10-12T17:50:30.000Z\u{0C}", "\r\n\t 2009-10-12T17:50:30.000Z \n",
+                       "\u{A0}2009-10-12T17:50:30.000Z\u{85}", "\u{3000}2009-10-12T17:50:30.000Z"] {
+            XCTAssertEqual(UTCTime.parseISO8601(padded), plain, padded.debugDescription)
+        }
+        for bad in ["\u{1C}2009-10-12T17:50:30.000Z", "2009-10-12T17:50:30.000Z\u{0}", "x2009-10-12T17:50:30Z"] {
+            XCTAssertNil(UTCTime.parseISO8601(bad), bad.debugDescription)
+        }
+    }
+
+    /// ETags of ASCII text are unquoted on the bytes, of other text through Foundation: same rules.
+    func testUnquoteETagASCIIMatchesFoundationRules() {
+        for raw in ["\u{0B}\"a\"\u{0C}", "\r\n\"a\"\r\n", "W/", "W/ \"a\"", "\"\"\"a\"\"", "\"", "\"a", "a\"", " W/\"a\" ", "\u{1C}\"a\"",
+                    "\u{85}\"a\"", "\u{A0}\"é\"\u{3000}", "\"\u{301}a\"", "W/\"\u{301}\""] {
+            var e = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            if e.hasPrefix("W/") { e.removeFirst(2) }
+            if e.count >= 2, e.hasPrefix("\""), e.hasSuffix("\"") {
+                e = String(e.dropFirst().dropLast())
+            } else if e.hasPrefix("\"") || e.hasSuffix("\"") {
+                e = e.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            }
+            XCTAssertEqual(Array(ListObjectsParser.unquoteETag(raw).utf8), Array(e.utf8), raw.debugDescription)
+        }
+    }
+
     // MARK: - Malformed
 
     func testMalformedXMLThrows() {
