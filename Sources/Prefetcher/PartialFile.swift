@@ -28,12 +28,13 @@ public struct PartialFile: Sendable {
 
     public init(destination: String, relativePath: String) {
         let hex = Array("0123456789abcdef".utf8)
-        var digest = ""
-        for b in SHA256.hash(data: Data(relativePath.utf8)) {
-            digest.unicodeScalars.append(Unicode.Scalar(hex[Int(b >> 4)]))
-            digest.unicodeScalars.append(Unicode.Scalar(hex[Int(b & 15)]))
+        var digest: [UInt8] = []
+        digest.reserveCapacity(40)
+        for b in SHA256.hash(data: Array(relativePath.utf8)).prefix(20) {
+            digest.append(hex[Int(b >> 4)])
+            digest.append(hex[Int(b & 15)])
         }
-        let base = "\(destination)/\(Self.directoryName)/\(digest.prefix(40))"
+        let base = destination + "/" + Self.directoryName + "/" + String(decoding: digest, as: UTF8.self)
         dataPath = base + ".part"
         statePath = base + ".state"
     }

@@ -95,6 +95,12 @@ public struct S3RequestBuilder: Sendable, Codable {
 
     /// `abc` → `"abc"`; already quoted (or weak `W/"abc"`) values and `*` are kept as they are.
     public static func quotedETag(_ etag: String) -> String {
+        // The usual case, a bare hex ETag from a listing: quote it without trimming or scanning
+        // Characters (this runs for every GET).
+        if let f = etag.utf8.first, let l = etag.utf8.last, f != UInt8(ascii: "\""), l != UInt8(ascii: "\""),
+           !SigV4Signer.isSpace(f), !SigV4Signer.isSpace(l), etag != "*", !etag.hasPrefix("W/") {
+            return "\"" + etag + "\""
+        }
         let e = etag.trimmingASCIIWhitespace()
         if e == "*" || e.hasPrefix("W/\"") { return e }
         if e.count >= 2, e.hasPrefix("\""), e.hasSuffix("\"") { return e }

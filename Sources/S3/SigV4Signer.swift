@@ -102,7 +102,9 @@ public struct SigV4Signer: Sendable {
         out.append(contentsOf: ", SignedHeaders=".utf8)
         out.append(contentsOf: signed)
         out.append(contentsOf: ", Signature=".utf8)
-        Self.appendHex(&out, HMAC<SHA256>.authenticationCode(for: sts, using: signingKey(stamp: stamp)))
+        var mac = signingMAC(stamp: stamp)  // a copy: the cached one stays keyed and empty
+        mac.update(data: sts)
+        Self.appendHex(&out, mac.finalize())
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -182,14 +184,20 @@ public struct SigV4Signer: Sendable {
         signingKey(stamp: UTCTime.amzDateBytes(date))
     }
 
-    private func signingKey(stamp: [UInt8]) -> SymmetricKey {
+    private func signingKey(stamp: [UInt8]) -> SymmetricKey { signingEntry(stamp: stamp).key }
+
+    /// An HMAC already keyed with the signing key (keying hashes two blocks; copies share it).
+    private func signingMAC(stamp: [UInt8]) -> HMAC<SHA256> { signingEntry(stamp: stamp).mac }
+
+    private func signingEntry(stamp: [UInt8]) -> SigningKeyCache.Entry {
         let day = String(decoding: UTCTime.day(ofStamp: stamp), as: UTF8.self)
         let cacheKey = SigningKeyCache.Key(day: day, region: region, service: service,
                                            secret: credentials.secretAccessKey)
-        if let k = SigningKeyCache.shared.get(cacheKey) { return k }
+        if let e = SigningKeyCache.shared.get(cacheKey) { return e }
         let k = deriveSigningKey(day: day)
-        SigningKeyCache.shared.put(cacheKey, k)
-        return k
+        let e = SigningKeyCache.Entry(key: k, mac: HMAC<SHA256>(key: k))
+        SigningKeyCache.shared.put(cacheKey, e)
+        return e
     }
 
     func deriveSigningKey(day: String) -> SymmetricKey {
@@ -408,13 +416,18 @@ final class SigningKeyCache: @unchecked Sendable {
         var day: String, region: String, service: String, secret: String
     }
 
+    struct Entry {
+        var key: SymmetricKey
+        var mac: HMAC<SHA256>
+    }
+
     private let lock = NSLock()
-    private var keys: [Key: SymmetricKey] = [:]
+    private var keys: [Key: Entry] = [:]
     /// The entry found last: almost every lookup asks for it again, and comparing is cheaper
     /// than hashing four strings.
-    private var last: (key: Key, value: SymmetricKey)?
+    private var last: (key: Key, value: Entry)?
 
-    func get(_ k: Key) -> SymmetricKey? {
+    func get(_ k: Key) -> Entry? {
         lock.lock(); defer { lock.unlock() }
         if let last, last.key == k { return last.value }
         guard let v = keys[k] else { return nil }
@@ -422,7 +435,7 @@ final class SigningKeyCache: @unchecked Sendable {
         return v
     }
 
-    func put(_ k: Key, _ v: SymmetricKey) {
+    func put(_ k: Key, _ v: Entry) {
         lock.lock(); defer { lock.unlock() }
         if keys.count >= Self.capacity { keys.removeAll() }
         keys[k] = v

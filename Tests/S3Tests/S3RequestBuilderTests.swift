@@ -92,6 +92,10 @@ final class S3RequestBuilderTests: XCTestCase {
         XCTAssertEqual(b.getObject(bucket: "examplebucket", key: "k", range: big).header("Range"),
                        "bytes=5000000000000-5000000000999")
         XCTAssertEqual(S3RequestBuilder.quotedETag("*"), "*")
+        XCTAssertEqual(S3RequestBuilder.quotedETag("abc"), "\"abc\"")
+        XCTAssertEqual(S3RequestBuilder.quotedETag(" abc\t"), "\"abc\"")
+        XCTAssertEqual(S3RequestBuilder.quotedETag("W/abc"), "\"W/abc\"")
+        XCTAssertEqual(S3RequestBuilder.quotedETag("a\"b"), "\"a\"b\"")
         XCTAssertEqual(S3RequestBuilder.quotedETag("W/\"x\""), "W/\"x\"")
         XCTAssertEqual(S3RequestBuilder.quotedETag("\"half"), "\"half\"")
     }
