@@ -148,6 +148,12 @@ public enum ListObjectsParser {
     public static func unquoteETag(_ raw: String) -> String {
         var raw = raw
         if let e = raw.withUTF8({ asciiUnquoted($0) }) { return e }
+        return unquoteETagWithFoundation(raw)
+    }
+
+    /// The rules of `unquoteETag` on Characters, for text that is not ASCII (and, in the tests,
+    /// as the reference the byte path must agree with).
+    static func unquoteETagWithFoundation(_ raw: String) -> String {
         var e = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         if e.hasPrefix("W/") { e.removeFirst(2) }
         if e.count >= 2, e.hasPrefix("\""), e.hasSuffix("\"") {
