@@ -6,13 +6,19 @@ import SoakCore
 /// honoured) and a stop check between pages. Shared by download, prewarm and mount, which
 /// handle objects page by page so work starts before the listing ends.
 public enum ListingPager {
+    /// Keys asked for in the first page (then 400, then 1000 a page): work starts on the first
+    /// page, and SeaweedFS answered 100 keys in 15 ms against 70–94 ms for 1000 (boto3 timing,
+    /// parse included).
+    public static let firstPageSize = 100
+
     /// Returns false when `shouldStop` ended the listing early (it is asked before each page).
     public static func run(store: ObjectStore, bucket: String, prefix: String, delimiter: String? = nil,
                            retry: RetryPolicy, logger: Logger,
                            shouldStop: () -> Bool = { false }, page handle: (ListPage) throws -> Void) throws -> Bool {
         if shouldStop() { return false }
         var random = SystemRandomNumberGenerator()
-        return try store.listPages(bucket: bucket, prefix: prefix, delimiter: delimiter, fetch: { request in
+        return try store.listPages(bucket: bucket, prefix: prefix, delimiter: delimiter, firstPageSize: firstPageSize,
+                                   fetch: { request in
             try withRetries(
                 policy: retry, clock: SystemClock(), random: &random,
                 isRetryable: { ($0 as? S3Error)?.isRetryable ?? false },

@@ -63,17 +63,21 @@ extension ObjectStore {
     /// Every page under `prefix` in order, following continuation tokens; a truncated page
     /// without a new token is refused (it would loop forever). `fetch` wraps each page request
     /// (callers add retries there). `body` returns false to stop early; the result says whether
-    /// the listing was complete.
+    /// the listing was complete. With `firstPageSize`, pages start that small and grow four-fold
+    /// up to `pageSize`, so the first keys arrive sooner.
     @discardableResult
     public func listPages(bucket: String, prefix: String, delimiter: String? = nil, pageSize: Int = 1000,
+                          firstPageSize: Int? = nil,
                           fetch: (() throws -> ListPage) throws -> ListPage = { try $0() },
                           _ body: (ListPage) throws -> Bool) throws -> Bool {
         var token: String? = nil
+        var size = min(pageSize, max(1, firstPageSize ?? pageSize))
         repeat {
-            let current = token
+            let current = token, maxKeys = size
             let page = try fetch {
-                try listPage(bucket: bucket, prefix: prefix, delimiter: delimiter, continuationToken: current, maxKeys: pageSize)
+                try listPage(bucket: bucket, prefix: prefix, delimiter: delimiter, continuationToken: current, maxKeys: maxKeys)
             }
+            size = min(pageSize, size * 4)
             guard try body(page) else { return false }
             if page.isTruncated {
                 guard let next = page.nextContinuationToken, next != token else {

@@ -98,6 +98,24 @@ final class MemoryObjectStoreTests: XCTestCase {
         XCTAssertEqual(u.lastModified, 1_700_000_000)
     }
 
+    /// With a first page size, pages grow four-fold to the page size; every key once, in order.
+    func testListPagesRampFromAFirstPageSize() throws {
+        let store = MemoryObjectStore()
+        store.createBucket("b")
+        let keys = (0..<2600).map { String(format: "k/%05d", $0) }
+        for k in keys { store.put(bucket: "b", key: k, [1]) }
+        var sizes: [Int] = []
+        var seen: [String] = []
+        let complete = try store.listPages(bucket: "b", prefix: "k/", pageSize: 1000, firstPageSize: 100) { page in
+            sizes.append(page.objects.count)
+            seen += page.objects.map(\.key)
+            return true
+        }
+        XCTAssertTrue(complete)
+        XCTAssertEqual(sizes, [100, 400, 1000, 1000, 100])
+        XCTAssertEqual(seen, keys)
+    }
+
     func testListPagesReportTruncationAndTokens() throws {
         let store = MemoryObjectStore()
         store.createBucket("b")
