@@ -97,10 +97,7 @@ public final class CacheIndex: @unchecked Sendable {
 
     static func etag(_ s: SQLiteStatement, _ col: Int32) -> String {
         guard s.isBlob(col) else { return s.text(col) }
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8](); out.reserveCapacity(32)
-        for b in s.blob(col) { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
+        return lowercaseHex(s.blob(col))
     }
 
     // MARK: - Buckets and listings

@@ -576,7 +576,7 @@ public final class CacheFiller: @unchecked Sendable {
             guard any else { break }
             lanes.update(input)
         }
-        return files.indices.map { ok[$0] ? MD5Lanes.hex(lanes.digest(lane: $0)) : nil }
+        return files.indices.map { ok[$0] ? lowercaseHex(lanes.digest(lane: $0)) : nil }
     }
 
     /// Reads exactly `count` bytes at `offset`; false on an error or an early end of file.
@@ -597,16 +597,15 @@ public final class CacheFiller: @unchecked Sendable {
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var h = Insecure.MD5()
-        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buf.deallocate() }
         var off: Int64 = 0
         while off < size {
             let want = Int(min(Int64(buf.count), size - off))
-            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(off)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return nil }
-            buf.withUnsafeBytes { h.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            off += Int64(n)
+            guard preadFully(fd, buf.baseAddress!, want, at: off) else { return nil }
+            h.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buf[0..<want]))
+            off += Int64(want)
         }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return lowercaseHex(h.finalize())
     }
 }

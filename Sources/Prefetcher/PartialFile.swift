@@ -27,14 +27,8 @@ public struct PartialFile: Sendable {
     public let statePath: String
 
     public init(destination: String, relativePath: String) {
-        let hex = Array("0123456789abcdef".utf8)
-        var digest: [UInt8] = []
-        digest.reserveCapacity(40)
-        for b in SHA256.hash(data: Array(relativePath.utf8)).prefix(20) {
-            digest.append(hex[Int(b >> 4)])
-            digest.append(hex[Int(b & 15)])
-        }
-        let base = destination + "/" + Self.directoryName + "/" + String(decoding: digest, as: UTF8.self)
+        let digest = lowercaseHex(SHA256.hash(data: Array(relativePath.utf8)).prefix(20))
+        let base = destination + "/" + Self.directoryName + "/" + digest
         dataPath = base + ".part"
         statePath = base + ".state"
     }

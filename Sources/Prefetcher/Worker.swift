@@ -441,7 +441,7 @@ final class WorkerLoop {
         t.sink = { _ in }
         idle.append(t)
         var md5: String?
-        if err == nil, let h = a.md5 { md5 = h.finalize().map { String(format: "%02x", $0) }.joined() }
+        if err == nil, let h = a.md5 { md5 = lowercaseHex(h.finalize()) }
         report(FetchReport(id: o.id, bytes: a.flushed, error: err, firstByteLatency: latency,
                            crcs: Self.durableCRCs(a), md5: md5))
         retire(a)

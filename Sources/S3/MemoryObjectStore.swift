@@ -1,6 +1,7 @@
 /// An in-memory `ObjectStore` for tests of everything above the S3 client, plus
 /// `FaultInjectingStore`, which wraps any store and fails calls on a script.
 import Crypto
+import SoakCore
 import Foundation
 
 public final class MemoryObjectStore: ObjectStore, @unchecked Sendable {
@@ -17,7 +18,7 @@ public final class MemoryObjectStore: ObjectStore, @unchecked Sendable {
     /// Stores an object; its ETag is the MD5 of the bytes, as for a single-part upload.
     @discardableResult
     public func put(bucket: String, key: String, _ data: [UInt8], modified: Double = 1_700_000_000) -> String {
-        let etag = Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        let etag = lowercaseHex(Insecure.MD5.hash(data: data))
         lock.lock(); objects[bucket, default: [:]][key] = (data, etag, modified); lock.unlock()
         return etag
     }

@@ -104,7 +104,7 @@ public struct SigV4Signer: Sendable {
         out.append(contentsOf: ", Signature=".utf8)
         var mac = signingMAC(stamp: stamp)  // a copy: the cached one stays keyed and empty
         mac.update(data: sts)
-        Self.appendHex(&out, mac.finalize())
+        appendLowercaseHex(&out, mac.finalize())
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -174,7 +174,7 @@ public struct SigV4Signer: Sendable {
         out.append(UInt8(ascii: "\n"))
         appendScope(&out, stamp: stamp)
         out.append(UInt8(ascii: "\n"))
-        Self.appendHex(&out, SHA256.hash(data: canonicalRequest))
+        appendLowercaseHex(&out, SHA256.hash(data: canonicalRequest))
         return out
     }
 
@@ -388,21 +388,7 @@ public struct SigV4Signer: Sendable {
         Array(HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: key))
     }
 
-    private static let lowerHexDigits = Array("0123456789abcdef".utf8)
-
-    static func appendHex<D: Sequence>(_ out: inout [UInt8], _ bytes: D) where D.Element == UInt8 {
-        for b in bytes {
-            out.append(lowerHexDigits[Int(b >> 4)])
-            out.append(lowerHexDigits[Int(b & 0x0F)])
-        }
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        appendHex(&out, bytes)
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func hex(_ bytes: [UInt8]) -> String { lowercaseHex(bytes) }
 }
 
 /// Derived signing keys by day/region/service/secret (a handful of entries per process).

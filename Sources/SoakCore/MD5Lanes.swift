@@ -110,18 +110,6 @@ public final class MD5Lanes {
         return out
     }
 
-    /// Lowercase hex of a digest (the form ETags take).
-    public static func hex(_ digest: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(digest.count * 2)
-        for b in digest {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
     private func run(_ ptrs: [UnsafePointer<UInt8>?], _ blocks: [Int]) {
         state.withUnsafeMutableBufferPointer { st in
             ptrs.withUnsafeBufferPointer { p in

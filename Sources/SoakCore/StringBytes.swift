@@ -16,6 +16,24 @@ extension StringProtocol {
     }
 }
 
+/// Lowercase hex of `bytes` (digests, ETags): two digits a byte, appended to `out`.
+public func appendLowercaseHex<S: Sequence>(_ out: inout [UInt8], _ bytes: S) where S.Element == UInt8 {
+    for b in bytes {
+        out.append(lowercaseHexDigits[Int(b >> 4)])
+        out.append(lowercaseHexDigits[Int(b & 0x0F)])
+    }
+}
+
+/// Lowercase hex of `bytes` as a String.
+public func lowercaseHex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.underestimatedCount * 2)
+    appendLowercaseHex(&out, bytes)
+    return String(decoding: out, as: UTF8.self)
+}
+
+private let lowercaseHexDigits = Array("0123456789abcdef".utf8)
+
 /// The directory part of a path (`/a/b/c` → `/a/b`, `c` → `.`), without NSString bridging.
 public func parentDirectory(of path: String) -> String {
     guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
