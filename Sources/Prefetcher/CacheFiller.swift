@@ -132,13 +132,15 @@ public final class CacheFiller: @unchecked Sendable {
     private var verifyPending: [CachedObject] = []
     private var nextVerifyQueue = 0
     private let backgroundVerify: Bool
+    private let commitInterval: Double
 
     /// `backgroundVerify`: MD5 checks wait while blocks are being fetched (up to 30 s) and run at
     /// the lowest CPU priority, so a mount's readers never compete with them; off (prewarm),
     /// they run alongside the fetches.
     public init(cache: DiskCache, submitter: FetchSubmitter, logger: Logger, maxRunBlocks: Int = defaultMaxRunBlocks,
-                verifyMD5: Bool = true, backgroundVerify: Bool = false) {
+                verifyMD5: Bool = true, backgroundVerify: Bool = false, commitInterval: Double = CacheFiller.commitInterval) {
         self.cache = cache
+        self.commitInterval = commitInterval
         self.verifyMD5 = verifyMD5
         self.submitter = submitter
         self.logger = logger
@@ -390,8 +392,10 @@ public final class CacheFiller: @unchecked Sendable {
             commitCond.lock()
             while landed.isEmpty && !stopping { commitCond.wait() }
             // Let a batch build up (unless stopping): one sync covers all of it.
-            while !stopping, !landed.contains(where: \.urgent), MonotonicTime.now() - last < Self.commitInterval {
-                _ = commitCond.wait(until: Date(timeIntervalSinceNow: Self.commitInterval - (MonotonicTime.now() - last)))
+            // Not when nothing else is on its way (the end of a prewarm): waiting would only delay it.
+            while !stopping, !landed.contains(where: \.urgent), !everythingLanded(),
+                  MonotonicTime.now() - last < commitInterval {
+                _ = commitCond.wait(until: Date(timeIntervalSinceNow: commitInterval - (MonotonicTime.now() - last)))
             }
             last = MonotonicTime.now()
             if landed.isEmpty && stopping {
@@ -405,6 +409,13 @@ public final class CacheFiller: @unchecked Sendable {
             commitCond.unlock()
             process(batch)
         }
+    }
+
+    /// Every job under way has landed (caller holds `commitCond`; `lock` is never held while
+    /// taking `commitCond`). A job leaves `jobs` when a commit has processed it.
+    private func everythingLanded() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return landed.count >= jobs.count
     }
 
     private func process(_ batch: [Landed]) {

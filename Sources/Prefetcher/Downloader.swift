@@ -136,10 +136,15 @@ public final class Downloader: @unchecked Sendable {
 
         // 2. Wait, reporting progress.
         while !interrupted {
+            // `open` is read under `cond`, which `signal` takes to announce the last object, so
+            // the announcement cannot fall between the read and the wait (it did: a download
+            // then ended up to a tick, 0.2 s, late).
+            cond.lock()
             lock.lock(); let remaining = open; lock.unlock()
-            if remaining == 0 { break }
-            if shouldStop() { interrupted = true; break }
-            cond.lock(); _ = cond.wait(until: Date(timeIntervalSinceNow: tickInterval)); cond.unlock()
+            if remaining == 0 { cond.unlock(); break }
+            if shouldStop() { cond.unlock(); interrupted = true; break }
+            _ = cond.wait(until: Date(timeIntervalSinceNow: tickInterval))
+            cond.unlock()
             tick(progress())
         }
         engine.stop()

@@ -142,10 +142,15 @@ public final class Prewarmer: @unchecked Sendable {
         }
 
         while !interrupted {
+            // `open` is read under `cond`, which `finished` takes to announce the last answer, so
+            // that announcement cannot fall between the read and the wait (it did: the run then
+            // ended up to a tick late).
+            cond.lock()
             lock.lock(); let remaining = open; lock.unlock()
-            if remaining == 0 { break }
-            if shouldStop() { interrupted = true; break }
-            cond.lock(); _ = cond.wait(until: Date(timeIntervalSinceNow: tickInterval)); cond.unlock()
+            if remaining == 0 { cond.unlock(); break }
+            if shouldStop() { cond.unlock(); interrupted = true; break }
+            _ = cond.wait(until: Date(timeIntervalSinceNow: tickInterval))
+            cond.unlock()
             tick(progress())
         }
         if owned {

@@ -127,6 +127,31 @@ final class CacheFillerTests: XCTestCase {
         XCTAssertEqual(fake.all.count, 3)
     }
 
+    func testLandedBlocksWaitForABatchButNotWhenNothingElseIsOnItsWay() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let objs = try c.index.recordListing(bucketID: b, objects: (0..<3).map {
+            ObjectInfo(key: "k\($0)", size: 1000, etag: "x") }, stamp: 1).objects
+        let fake = FakeEngine()
+        // A batch interval far longer than the test's waits.
+        let f = CacheFiller(cache: c, submitter: fake, logger: Logger(label: "test"), commitInterval: 600)
+        defer { f.stop() }
+        let r = Results()
+        for o in objs { f.fill(o, bucket: "b", lane: .bulk) { r.add($0, $1) } }
+        XCTAssertEqual(fake.all.count, 3)
+        let data = content(1000)
+        complete(f, fake.all[0], data)
+        XCTAssertEqual(r.wait(for: 1).count, 1, "the first landing is committed at once")
+        complete(f, fake.all[1], data)
+        usleep(300_000)
+        XCTAssertEqual(r.done.count, 1, "a landing waits for the batch while another fetch is on its way")
+        complete(f, fake.all[2], data)
+        let all = r.wait(for: 3)
+        XCTAssertEqual(all.count, 3, "once nothing else is on its way, what landed is committed without waiting out the interval")
+        XCTAssertTrue(all.allSatisfy { $0.1 == nil })
+        for o in objs { XCTAssertEqual(try c.index.object(id: o.id)?.cachedBytes, 1000) }
+    }
+
     func testNoShortTailRun() throws {
         // 10 and 12 blocks: one request each (a tail of up to half a run joins the run before);
         // 13: 8 + 5.
