@@ -6,14 +6,15 @@
 /// skipped; blocks some earlier request is already fetching are not fetched again: the new
 /// request waits on that fetch, and promotes it if it asked for a higher lane. The rest are
 /// cut into runs of up to `maxRunBlocks` and submitted as block orders: the worker reports a
-/// CRC32C per block (and the MD5 of a one-block object). Completions go to one
-/// committer thread, which makes everything that landed durable with a single `syncfs`,
-/// records it in the index, and only then answers the waiting requests.
+/// CRC32C per block. Completions go to one committer thread, which makes everything that
+/// landed durable with a single `syncfs`, records it in the index, and only then answers the
+/// waiting requests.
 ///
-/// Integrity: a whole-object MD5 that differs from the ETag drops the data and fetches the
-/// object once more; a second mismatch means the ETag is not an MD5 (SSE-KMS) and is recorded
-/// as such. Objects completed by several orders are hashed from the file once complete. A 412
-/// (the object changed) drops the old version's blocks.
+/// Integrity: a complete object whose ETag is an MD5 is hashed from its file, up to eight
+/// objects side by side (`md5(files:)`); a prewarm's request is answered after that check. A
+/// mismatch drops the data and fetches the object once more; a second mismatch means the ETag
+/// is not an MD5 (SSE-KMS) and is recorded as such. A 412 (the object changed) drops the old
+/// version's blocks.
 import Cache
 import Crypto
 import Foundation
@@ -82,7 +83,6 @@ public final class CacheFiller: @unchecked Sendable {
         var lane: Lane
         var engineID = 0
         var requests: [Int] = []
-        var md5: Bool
     }
 
     private struct Request {
@@ -102,7 +102,6 @@ public final class CacheFiller: @unchecked Sendable {
         var job: Int
         var blocks: [CacheIndex.LandedBlock]
         var error: FillError?
-        var md5: String?
         /// A mount read waits on it: commit without waiting for the batch interval.
         var urgent = false
     }
@@ -130,6 +129,8 @@ public final class CacheFiller: @unchecked Sendable {
     private var verifyQueues: [IdleQueue] = []
     /// Complete objects waiting for their MD5 check (guarded by `lock`).
     private var verifyPending: [CachedObject] = []
+    /// Requests answered once their object's MD5 check is done (guarded by `lock`).
+    private var verifyWaiters: [Int64: [VerifyWaiter]] = [:]
     private var nextVerifyQueue = 0
     private let backgroundVerify: Bool
     private let commitInterval: Double
@@ -232,8 +233,7 @@ public final class CacheFiller: @unchecked Sendable {
                 for seg in segments {
                     let nj = nextID; nextID += 1
                     jobs[nj] = Job(object: job.object, bucket: job.bucket, first: seg.first, count: seg.count,
-                                   lane: seg.wanted ? lane : job.lane, requests: job.requests + (seg.wanted ? [rid] : []),
-                                   md5: false)
+                                   lane: seg.wanted ? lane : job.lane, requests: job.requests + (seg.wanted ? [rid] : []))
                     for i in seg.first..<(seg.first + seg.count) {
                         pending[BlockKey(object: job.object.id, gen: job.object.gen, index: i)] = nj
                     }
@@ -250,7 +250,6 @@ public final class CacheFiller: @unchecked Sendable {
         // New runs of consecutive blocks.
         var newJobs: [Int] = []
         var k = 0
-        let whole = object.blockCount(blockSize: bs)
         while k < fresh.count {
             var n = 1
             let cap = runBlocks ?? maxRunBlocks
@@ -261,14 +260,7 @@ public final class CacheFiller: @unchecked Sendable {
             while k + n + tail < fresh.count, fresh[k + n + tail] == fresh[k] + n + tail, tail <= cap / 2 { tail += 1 }
             if tail <= cap / 2 { n += tail }
             let jid = nextID; nextID += 1
-            // Streamed in the worker for a one-block object (cheap, and it saves reading
-            // thousands of small files again). Larger objects are hashed from their file once
-            // complete, on `md5Threads` threads: hashing in the worker's receive loop slowed a
-            // prewarm of d/ (100 × 10 MiB) from 2.70 s to 2.97–3.42 s. With checks waiting for
-            // idle time (a mount), every object is hashed from its file.
-            let md5 = verifyMD5 && !backgroundVerify && object.etagIsMD5 && fresh[k] == 0 && n == whole && whole == 1
-                && !md5Strikes.contains(object.id)
-            jobs[jid] = Job(object: object, bucket: bucket, first: fresh[k], count: n, lane: lane, requests: [rid], md5: md5)
+            jobs[jid] = Job(object: object, bucket: bucket, first: fresh[k], count: n, lane: lane, requests: [rid])
             for i in fresh[k]..<(fresh[k] + n) { pending[BlockKey(object: object.id, gen: object.gen, index: i)] = jid }
             newJobs.append(jid)
             k += n
@@ -297,7 +289,7 @@ public final class CacheFiller: @unchecked Sendable {
         let end = min(o.size, Int64(job.first + job.count) * bs) - 1
         guard let s = submitter else { return }
         let eid = s.submit(bucket: job.bucket, key: o.key, etag: o.etag.isEmpty ? nil : o.etag, range: start...end,
-                           path: cache.dataPath(o), fileOffset: start, publish: nil, blockSize: bs, md5: job.md5,
+                           path: cache.dataPath(o), fileOffset: start, publish: nil, blockSize: bs, md5: false,
                            lane: job.lane, tag: jid)
         lock.lock()
         jobs[jid]?.engineID = eid
@@ -329,9 +321,9 @@ public final class CacheFiller: @unchecked Sendable {
         } else if blocks.count != job.count {
             error = .local("\(o.key): worker reported \(c.crcs.count) block checksums for \(job.count) blocks")
         }
-        answerEarly(job: c.tag, job, blocks: blocks, error: error, md5: c.md5)
+        answerEarly(job: c.tag, job, blocks: blocks, error: error)
         commitCond.lock()
-        landed.append(Landed(job: c.tag, blocks: blocks, error: error, md5: c.md5, urgent: job.lane < .bulk))
+        landed.append(Landed(job: c.tag, blocks: blocks, error: error, urgent: job.lane < .bulk))
         commitCond.signal()
         commitCond.unlock()
     }
@@ -355,8 +347,7 @@ public final class CacheFiller: @unchecked Sendable {
 
     /// Early requests of a finished job: answered with its error, or once every block they
     /// wait for has landed.
-    private func answerEarly(job jid: Int, _ job: Job, blocks: [CacheIndex.LandedBlock], error: FillError?, md5: String?) {
-        if error == nil, job.md5, let m = md5, m != job.object.etag { return }  // wait for the refetch
+    private func answerEarly(job jid: Int, _ job: Job, blocks: [CacheIndex.LandedBlock], error: FillError?) {
         if error == nil { cache.noteLanded(blocks) }
         answerEarly(jid, landed: Set(job.first..<(job.first + job.count)), error: error)
     }
@@ -421,49 +412,27 @@ public final class CacheFiller: @unchecked Sendable {
     private func process(_ batch: [Landed]) {
         var toCommit: [CacheIndex.LandedBlock] = []
         var outcome: [Int: FillError?] = [:]
-        var resubmit: [Int] = []
-        var verified: [(Int64, CachedObject.Verification)] = []
-        // Whole-object fetches that needed a retry have no streamed MD5: hash them from the file.
-        var unhashed = Set<Int>()
         for l in batch {
-            lock.lock(); let job = jobs[l.job]; lock.unlock()
-            guard let job else { continue }
-            let err = l.error  // a 412's old version was dropped in `completed`
-            if err == nil && job.md5 && l.md5 == nil { unhashed.insert(l.job) }
-            if err == nil, let md5 = l.md5, job.md5 {
-                if md5 == job.object.etag {
-                    verified.append((job.object.id, .md5Match))
-                } else if !md5Strikes.contains(job.object.id) {
-                    // Once: maybe bytes went bad on the way. Fetch the object again.
-                    lock.lock(); md5Strikes.insert(job.object.id); lock.unlock()
-                    logger.warning("\(job.object.key): MD5 \(md5) does not match ETag \(job.object.etag); fetching it again")
-                    resubmit.append(l.job)
-                    continue
-                } else {
-                    logger.warning("\(job.object.key): MD5 differs from the ETag twice; the ETag is not an MD5 here (SSE-KMS?)")
-                    verified.append((job.object.id, .notMD5))
-                }
-            }
+            lock.lock(); let known = jobs[l.job] != nil; lock.unlock()
+            guard known else { continue }
             toCommit += l.blocks
-            outcome[l.job] = err
+            outcome[l.job] = l.error  // a 412's old version was dropped in `completed`
         }
         var accepted = Set<BlockKey>()
         do {
             let t0 = MonotonicTime.now()
             for b in try cache.commit(toCommit) { accepted.insert(BlockKey(object: b.objectID, gen: b.gen, index: b.index)) }
             logger.debug("committed \(toCommit.count) blocks in \(Int((MonotonicTime.now() - t0) * 1000)) ms")
-            for (id, v) in verified { try cache.index.setVerified(objectID: id, v) }
         } catch {
             logger.error("could not record landed blocks: \(error)")
             for (j, e) in outcome where e == nil { outcome[j] = .local("could not record blocks: \(error)") }
         }
-        for jid in resubmit {
-            lock.lock(); let job = jobs[jid]; if var j = job { j.md5 = false; jobs[jid] = j }; lock.unlock()
-            if var j = job { j.md5 = false; submit(jid, j) }  // second fetch: MD5 checked from the file
-        }
-        // Answer requests, and hash objects that several orders completed.
+        // Answer requests, and hash objects now complete. A prewarm's request for a whole object
+        // is answered after its MD5 check (`verifyWhenComplete`), so a mismatch is fetched again
+        // within the same run; a mount's reads are answered at once.
         var finished: [(Done, CachedObject, FillError?)] = []
-        var hashNow: [CachedObject] = []
+        var hashNow: [Int64: CachedObject] = [:]
+        var afterCheck: [Int64: [VerifyWaiter]] = [:]
         lock.lock()
         for (jid, e) in outcome {
             guard let job = jobs.removeValue(forKey: jid) else { continue }
@@ -474,7 +443,8 @@ public final class CacheFiller: @unchecked Sendable {
                 pending[key] = nil
                 if err == nil && !accepted.contains(key) { err = .evicted(key: o.key) }
             }
-            if err == nil && (!job.md5 || unhashed.contains(jid)) && o.etagIsMD5 && verifyMD5 { hashNow.append(o) }
+            let hash = err == nil && o.etagIsMD5 && verifyMD5
+            if hash { hashNow[o.id] = o }
             for rid in job.requests {
                 guard var r = requests[rid] else { continue }
                 if r.early {
@@ -494,28 +464,46 @@ public final class CacheFiller: @unchecked Sendable {
                 if r.error == nil { r.error = err }
                 if r.remaining == 0 {
                     requests[rid] = nil
-                    finished.append((r.done, r.object, r.error))
+                    if hash && r.error == nil && !backgroundVerify {
+                        afterCheck[o.id, default: []].append(VerifyWaiter(bucket: job.bucket, done: r.done))
+                    } else {
+                        finished.append((r.done, r.object, r.error))
+                    }
                 } else {
                     requests[rid] = r
                 }
             }
         }
         lock.unlock()
-        for o in Set(hashNow) { verifyWhenComplete(o) }
+        for (id, o) in hashNow {
+            let waiters = afterCheck[id] ?? []
+            if !verifyWhenComplete(o, waiters: waiters) {
+                for w in waiters { w.done(o, nil) }  // checked already, or not complete: nothing to wait for
+            }
+        }
         for (done, o, e) in finished { done(o, e) }
     }
 
-    /// An object filled by several orders (or resumed) is hashed from its file once every block
-    /// is present. A mismatch drops it (the next fill fetches it again); a second one means the
-    /// ETag is not an MD5.
-    private func verifyWhenComplete(_ o: CachedObject) {
+    /// A request answered after its object's MD5 check.
+    private struct VerifyWaiter {
+        var bucket: String
+        var done: Done
+    }
+
+    /// Queues a complete, unchecked object for its MD5 check; false when there is nothing to
+    /// check (blocks missing, checked already, replaced). `waiters` are answered after it.
+    /// A mismatch drops the data and fills the object again for the waiters; a second one
+    /// means the ETag is not an MD5.
+    private func verifyWhenComplete(_ o: CachedObject, waiters: [VerifyWaiter]) -> Bool {
         guard let cur = try? cache.index.object(id: o.id), cur.gen == o.gen, cur.isComplete,
-              cur.verified == .unchecked else { return }
+              cur.verified == .unchecked else { return false }
         lock.lock()
+        verifyWaiters[cur.id, default: []] += waiters
         verifyPending.append(cur)
         let q = verifyQueues[nextVerifyQueue % verifyQueues.count]; nextVerifyQueue += 1
         lock.unlock()
         q.async { [self] in verifyPendingBatch() }
+        return true
     }
 
     /// Hashes up to `MD5Lanes.width` objects waiting for their check, side by side (each
@@ -537,20 +525,32 @@ public final class CacheFiller: @unchecked Sendable {
         guard !batch.isEmpty else { return }
         let sums = Self.md5(files: batch.map { (cache.dataPath($0), $0.size) })
         for (cur, sum) in zip(batch, sums) {
-            guard let md5 = sum else { continue }
-            let strike: Bool
-            if md5 == cur.etag {
-                try? cache.index.setVerified(objectID: cur.id, .md5Match)
+            lock.lock(); let waiters = verifyWaiters.removeValue(forKey: cur.id) ?? []; lock.unlock()
+            guard let md5 = sum else {
+                for w in waiters { w.done(cur, .local("\(cur.key): could not read its cached data to check its MD5")) }
                 continue
             }
-            lock.lock(); strike = md5Strikes.contains(cur.id); md5Strikes.insert(cur.id); lock.unlock()
+            if md5 == cur.etag {
+                try? cache.index.setVerified(objectID: cur.id, .md5Match)
+                for w in waiters { w.done(cur, nil) }
+                continue
+            }
+            lock.lock(); let strike = md5Strikes.contains(cur.id); md5Strikes.insert(cur.id); lock.unlock()
             if strike {
                 logger.warning("\(cur.key): MD5 differs from the ETag twice; the ETag is not an MD5 here (SSE-KMS?)")
                 try? cache.index.setVerified(objectID: cur.id, .notMD5)
-            } else {
-                logger.warning("\(cur.key): MD5 \(md5) does not match ETag \(cur.etag); dropped, it will be fetched again")
-                try? cache.dropData(cur)
+                for w in waiters { w.done(cur, nil) }
+                continue
             }
+            // Once: maybe bytes went bad on the way. Drop them and fetch the object again.
+            logger.warning("\(cur.key): MD5 \(md5) does not match ETag \(cur.etag); fetching it again")
+            try? cache.dropData(cur)
+            guard !waiters.isEmpty else { continue }  // a mount: the next read fetches it
+            guard let fresh = try? cache.index.object(id: cur.id) else {
+                for w in waiters { w.done(cur, .evicted(key: cur.key)) }
+                continue
+            }
+            for w in waiters { fill(fresh, bucket: w.bucket, lane: .bulk, done: w.done) }
         }
     }
 

@@ -159,7 +159,7 @@ final class CacheFillerTests: XCTestCase {
         defer { f.stop() }
         for o in objs { f.fill(o, bucket: "b", lane: .bulk) { _, _ in } }
         XCTAssertEqual(fake.all.map { ($0.range.upperBound - $0.range.lowerBound + 1 + bs - 1) / bs }, [10, 12, 8, 5])
-        XCTAssertTrue(fake.all.allSatisfy { !$0.md5 }, "objects over one block are hashed from their file, not in the worker")
+        XCTAssertTrue(fake.all.allSatisfy { !$0.md5 }, "objects are hashed from their files, not in the worker")
     }
 
     func testAnUrgentReadSplitsAQueuedRunInsteadOfWaitingForAllOfIt() throws {
@@ -233,7 +233,7 @@ final class CacheFillerTests: XCTestCase {
         XCTAssertNil(try c.read(o, offset: 3 * bs, count: 100), "block 3 has not landed")
     }
 
-    func testWholeSmallObjectAsksForMD5AndAMismatchIsFetchedAgainThenAccepted() throws {
+    func testAWholeObjectIsCheckedAgainstItsETagAndAMismatchIsFetchedAgainBeforeTheAnswer() throws {
         let data = content(5000)
         let md5 = Insecure_MD5_hex(data)
         let (c, objs, fake, f) = try setup(sizes: [5000], etag: md5)
@@ -241,22 +241,25 @@ final class CacheFillerTests: XCTestCase {
         let r = Results()
         f.fill(objs[0], bucket: "b", lane: .bulk) { r.add($0, $1) }
         XCTAssertEqual(fake.all.count, 1)
-        XCTAssertTrue(fake.all[0].md5, "a whole single-part object is checked against its ETag")
-        complete(f, fake.all[0], data, md5: "00000000000000000000000000000000")
-        // Mismatch: not recorded, fetched once more (this time hashed from the file).
+        XCTAssertFalse(fake.all[0].md5, "hashed from its file, not in the worker")
+        var bad = data
+        bad[123] ^= 1
+        complete(f, fake.all[0], bad)
+        // Mismatch: dropped and fetched once more, and the request not answered yet.
         let deadline = Date().addingTimeInterval(5)
         while fake.all.count < 2 && Date() < deadline { usleep(10_000) }
         XCTAssertEqual(fake.all.count, 2)
+        XCTAssertEqual(r.done.count, 0, "a prewarm hears of the object once its check passed")
         XCTAssertEqual(try c.index.object(id: objs[0].id)?.cachedBytes, 0)
         complete(f, fake.all[1], data)
         XCTAssertNil(r.wait(for: 1).first?.1)
-        f.stop()  // waits for the MD5 of the file
         XCTAssertEqual(try c.index.object(id: objs[0].id)?.verified, .md5Match)
+        XCTAssertEqual(try c.index.object(id: objs[0].id)?.cachedBytes, 5000)
     }
 
-    /// Objects over one block are hashed from their files, several side by side: each is
-    /// checked against its own ETag, and the one whose file holds other bytes is dropped.
-    func testMultiBlockObjectsAreHashedFromTheirFilesAndAMismatchIsDropped() throws {
+    /// Objects are hashed from their files, several side by side: each is checked against its
+    /// own ETag, and the one whose file holds other bytes is fetched again before its answer.
+    func testObjectsAreHashedFromTheirFilesAndAMismatchIsFetchedAgain() throws {
         let sizes: [Int64] = [2 * bs + 5, 3 * bs, bs + 1, 5 * bs - 3, 2 * bs, bs + 64]
         let datas = sizes.enumerated().map { i, n in (0..<Int(n)).map { UInt8(truncatingIfNeeded: $0 &* (i + 3) &+ i) } }
         let c = try DiskCache(directory: dir)
@@ -264,24 +267,40 @@ final class CacheFillerTests: XCTestCase {
         let objs = try c.index.recordListing(bucketID: b, objects: sizes.indices.map {
             ObjectInfo(key: "k\($0)", size: sizes[$0], etag: Insecure_MD5_hex(datas[$0])) }, stamp: 1).objects
         let fake = FakeEngine()
-        let f = CacheFiller(cache: c, submitter: fake, logger: Logger(label: "test"))
+        // One block per order: every object comes in several orders.
+        let f = CacheFiller(cache: c, submitter: fake, logger: Logger(label: "test"), maxRunBlocks: 1)
         defer { f.stop() }
         let r = Results()
         for o in objs { f.fill(o, bucket: "b", lane: .bulk) { r.add($0, $1) } }
-        XCTAssertEqual(fake.all.count, objs.count)
+        XCTAssertEqual(fake.all.count, sizes.map { Int(($0 + bs - 1) / bs) }.reduce(0, +))
         XCTAssertTrue(fake.all.allSatisfy { !$0.md5 })
         let bad = 3
-        for (i, s) in fake.all.enumerated() {
+        let first = fake.all
+        for s in first {
+            let i = objs.firstIndex { c.dataPath($0) == s.path }!
             var d = datas[i]
             if i == bad { d[Int(bs) + 17] ^= 0x40 }  // arrived with other bytes than the ETag says
             complete(f, s, d)
         }
-        XCTAssertEqual(r.wait(for: objs.count).count, objs.count)
-        f.stop()  // waits for the MD5s
-        for (i, o) in objs.enumerated() where i != bad {
-            XCTAssertEqual(try c.index.object(id: o.id)?.verified, .md5Match, "object \(i)")
+        XCTAssertEqual(r.wait(for: objs.count - 1).count, objs.count - 1)
+        // The mismatch is dropped and fetched again, block by block; its request waits.
+        let refetch = Int((sizes[bad] + bs - 1) / bs)
+        let deadline = Date().addingTimeInterval(5)
+        while fake.all.count < first.count + refetch && Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(fake.all.count, first.count + refetch)
+        XCTAssertEqual(r.done.count, objs.count - 1)
+        XCTAssertFalse(r.done.contains { $0.0 == objs[bad].id })
+        for s in fake.all[first.count...] {
+            XCTAssertEqual(s.path, c.dataPath(try XCTUnwrap(try c.index.object(id: objs[bad].id))))
+            complete(f, s, datas[bad])
         }
-        XCTAssertEqual(try c.index.object(id: objs[bad].id)?.cachedBytes, 0, "a mismatch is dropped")
+        let all = r.wait(for: objs.count)
+        XCTAssertEqual(all.count, objs.count)
+        XCTAssertTrue(all.allSatisfy { $0.1 == nil })
+        for (i, o) in objs.enumerated() {
+            XCTAssertEqual(try c.index.object(id: o.id)?.verified, .md5Match, "object \(i)")
+            XCTAssertEqual(try c.index.object(id: o.id)?.cachedBytes, sizes[i], "object \(i)")
+        }
     }
 
     /// The side-by-side hash equals the one-file hash; a short or missing file gives nil.
