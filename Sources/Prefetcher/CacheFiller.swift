@@ -477,9 +477,11 @@ public final class CacheFiller: @unchecked Sendable {
         lock.unlock()
         for (id, o) in hashNow {
             let waiters = afterCheck[id] ?? []
-            if !verifyWhenComplete(o, waiters: waiters) {
-                for w in waiters { w.done(o, nil) }  // checked already, or not complete: nothing to wait for
-            }
+            if verifyWhenComplete(o, waiters: waiters) || waiters.isEmpty { continue }
+            // Nothing to check: checked already, or evicted or replaced since its commit.
+            let cur = try? cache.index.object(id: o.id)
+            let gone = cur == nil || cur!.gen != o.gen || !cur!.isComplete
+            for w in waiters { w.done(o, gone ? .evicted(key: o.key) : nil) }
         }
         for (done, o, e) in finished { done(o, e) }
     }
@@ -527,7 +529,12 @@ public final class CacheFiller: @unchecked Sendable {
         for (cur, sum) in zip(batch, sums) {
             lock.lock(); let waiters = verifyWaiters.removeValue(forKey: cur.id) ?? []; lock.unlock()
             guard let md5 = sum else {
-                for w in waiters { w.done(cur, .local("\(cur.key): could not read its cached data to check its MD5")) }
+                // Evicted (or replaced) since it was complete: its file is gone. Otherwise the
+                // data file could not be read.
+                let now = try? cache.index.object(id: cur.id)
+                let gone = now == nil || now!.gen != cur.gen || !now!.isComplete
+                let err: FillError = gone ? .evicted(key: cur.key) : .local("\(cur.key): could not read its cached data to check its MD5")
+                for w in waiters { w.done(cur, err) }
                 continue
             }
             if md5 == cur.etag {
