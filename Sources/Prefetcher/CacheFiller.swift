@@ -526,6 +526,10 @@ public final class CacheFiller: @unchecked Sendable {
         lock.unlock()
         guard !batch.isEmpty else { return }
         let sums = Self.md5(files: batch.map { (cache.dataPath($0), $0.size) })
+        // Matches are recorded together, before anyone waiting hears of them.
+        var matched: [(objectID: Int64, verification: CachedObject.Verification)] = []
+        for (cur, sum) in zip(batch, sums) where sum == cur.etag { matched.append((cur.id, .md5Match)) }
+        do { try cache.index.setVerified(matched) } catch { logger.warning("could not record MD5 checks: \(error)") }
         for (cur, sum) in zip(batch, sums) {
             lock.lock(); let waiters = verifyWaiters.removeValue(forKey: cur.id) ?? []; lock.unlock()
             guard let md5 = sum else {
@@ -538,7 +542,6 @@ public final class CacheFiller: @unchecked Sendable {
                 continue
             }
             if md5 == cur.etag {
-                try? cache.index.setVerified(objectID: cur.id, .md5Match)
                 for w in waiters { w.done(cur, nil) }
                 continue
             }
