@@ -28,7 +28,7 @@ import Glibc
 /// What `CacheFiller` needs from the engine (a fake one in unit tests).
 public protocol FetchSubmitter: AnyObject, Sendable {
     func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, path: String,
-                fileOffset: Int64, publish: PublishSpec?, blockSize: Int64?, md5: Bool, lane: Lane, tag: Int) -> Int
+                fileOffset: Int64, publish: PublishSpec?, blockSize: Int64?, lane: Lane, tag: Int) -> Int
     @discardableResult func promote(_ id: Int, to lane: Lane) -> Bool
     /// Takes back a fetch that no worker has yet; false if it is already under way (or unknown).
     func withdraw(_ id: Int) -> Bool
@@ -289,7 +289,7 @@ public final class CacheFiller: @unchecked Sendable {
         let end = min(o.size, Int64(job.first + job.count) * bs) - 1
         guard let s = submitter else { return }
         let eid = s.submit(bucket: job.bucket, key: o.key, etag: o.etag.isEmpty ? nil : o.etag, range: start...end,
-                           path: cache.dataPath(o), fileOffset: start, publish: nil, blockSize: bs, md5: false,
+                           path: cache.dataPath(o), fileOffset: start, publish: nil, blockSize: bs,
                            lane: job.lane, tag: jid)
         lock.lock()
         jobs[jid]?.engineID = eid

@@ -55,8 +55,6 @@ public struct FetchCompletion: Sendable {
     /// Block orders: CRC32C of every block written, in order from the range start (on failure,
     /// of the blocks that did land).
     public var crcs: [UInt32] = []
-    /// MD5 orders fetched in one attempt: hex MD5 of the range.
-    public var md5: String?
 }
 
 /// Live counters for progress bars, `soak status` and tests.
@@ -159,13 +157,13 @@ public final class FetchEngine: @unchecked Sendable {
     /// Queues a fetch. `tag` is returned in the completion (the caller's own reference).
     @discardableResult
     public func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, path: String,
-                       fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil, md5: Bool = false,
+                       fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil,
                        lane: Lane = .bulk, tag: Int = 0) -> Int {
         lock.lock()
         let id = nextID; nextID += 1
         let o = FetchOrder(id: id, bucket: bucket, key: key, etag: etag, start: range.lowerBound,
                            end: range.upperBound, path: path, fileOffset: fileOffset, publish: publish,
-                           blockSize: blockSize, md5: md5, lane: lane)
+                           blockSize: blockSize, lane: lane)
         jobs[id] = Job(original: o, current: o, lane: lane, tag: tag)
         queue.push(id, lane: lane)
         lock.unlock()
@@ -347,10 +345,7 @@ public final class FetchEngine: @unchecked Sendable {
         guard let err = r.error else {
             jobs[r.id] = nil
             stats.completed += 1
-            // An MD5 is of the whole range only if one attempt fetched all of it.
-            let whole = job.current.start == job.original.start
-            completions.append(FetchCompletion(order: job.original, tag: job.tag, error: nil,
-                                               crcs: job.crcs + r.crcs, md5: whole ? r.md5 : nil))
+            completions.append(FetchCompletion(order: job.original, tag: job.tag, error: nil, crcs: job.crcs + r.crcs))
             return
         }
         if err.isThrottle { stats.throttled += 1; windowThrottled += 1 } else { windowErrors += 1 }

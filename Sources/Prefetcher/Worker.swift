@@ -10,7 +10,6 @@
 /// The worker dies with its coordinator (PR_SET_PDEATHSIG, and EOF on stdin) and ignores
 /// SIGINT/SIGTERM from the terminal's process group: the coordinator decides when it stops.
 import CSys
-import Crypto
 import Foundation
 import Logging
 import S3
@@ -105,7 +104,6 @@ final class WorkerLoop {
         var crcs: [UInt32] = []
         var crc = CRC32C()
         var blockFill: Int64 = 0
-        var md5: Insecure.MD5?
         /// Finished blocks already announced with a `landed` report.
         var announced = 0
         /// A mount read waits on it (urgent or read-ahead lane, or promoted while running).
@@ -271,7 +269,6 @@ final class WorkerLoop {
                 t.expectedRange = o.start...o.end
                 let a = Active(order: o, transfer: t, fd: fd, startedAt: MonotonicTime.now(),
                                staging: spareStaging.popLast() ?? .allocate(byteCount: stagingSize, alignment: Self.directAlignment))
-                if o.md5 { a.md5 = Insecure.MD5() }
                 a.direct = direct
                 t.tag = o.id
                 t.sink = { [unowned a, unowned self] buf in
@@ -346,9 +343,8 @@ final class WorkerLoop {
         }
     }
 
-    /// Folds received bytes into the order's MD5 and per-block CRC32Cs.
+    /// Folds received bytes into the order's per-block CRC32Cs.
     static func digest(_ a: Active, _ buf: UnsafeRawBufferPointer) {
-        a.md5?.update(bufferPointer: buf)
         guard let bs = a.order.blockSize else { return }
         var off = 0
         while off < buf.count {
@@ -440,10 +436,7 @@ final class WorkerLoop {
         let latency = t.firstByteAt.map { $0 - a.startedAt }
         t.sink = { _ in }
         idle.append(t)
-        var md5: String?
-        if err == nil, let h = a.md5 { md5 = lowercaseHex(h.finalize()) }
-        report(FetchReport(id: o.id, bytes: a.flushed, error: err, firstByteLatency: latency,
-                           crcs: Self.durableCRCs(a), md5: md5))
+        report(FetchReport(id: o.id, bytes: a.flushed, error: err, firstByteLatency: latency, crcs: Self.durableCRCs(a)))
         retire(a)
     }
 

@@ -67,16 +67,13 @@ public struct FetchOrder: Codable, Sendable, Equatable {
     /// Cache fills: the worker reports a CRC32C per block of this size (blocks counted from
     /// `start`, which is block-aligned), and a retry resumes at a block boundary.
     public var blockSize: Int64?
-    /// Report the MD5 of the range (a whole single-part object, checked against its ETag).
-    public var md5: Bool
     /// The worker starts higher lanes first and gives them slots beyond its bulk limit.
     public var lane: Lane
     public init(id: Int, bucket: String, key: String, etag: String?, start: Int64, end: Int64, path: String,
-                fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil, md5: Bool = false,
-                lane: Lane = .bulk) {
+                fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil, lane: Lane = .bulk) {
         self.id = id; self.bucket = bucket; self.key = key; self.etag = etag
         self.start = start; self.end = end; self.path = path; self.fileOffset = fileOffset; self.publish = publish
-        self.blockSize = blockSize; self.md5 = md5; self.lane = lane
+        self.blockSize = blockSize; self.lane = lane
     }
     /// Bytes of an unnamed file do not survive the order, so a retry starts over.
     public var isResumable: Bool { publish == nil }
@@ -92,12 +89,9 @@ public struct FetchReport: Codable, Sendable, Equatable {
     public var firstByteLatency: Double?
     /// With `blockSize`: CRC32C of each block written completely, in order from `start`.
     public var crcs: [UInt32]
-    /// With `md5`, on success: hex MD5 of the whole range.
-    public var md5: String?
-    public init(id: Int, bytes: Int64, error: S3Error?, firstByteLatency: Double?, crcs: [UInt32] = [],
-                md5: String? = nil) {
+    public init(id: Int, bytes: Int64, error: S3Error?, firstByteLatency: Double?, crcs: [UInt32] = []) {
         self.id = id; self.bytes = bytes; self.error = error; self.firstByteLatency = firstByteLatency
-        self.crcs = crcs; self.md5 = md5
+        self.crcs = crcs
     }
 }
 
@@ -147,7 +141,7 @@ public enum LineCodec {
         } else {
             f += ["-"]
         }
-        f += [o.blockSize.map { String($0) } ?? "-", o.md5 ? "1" : "-", String(o.lane.rawValue)]
+        f += [o.blockSize.map { String($0) } ?? "-", String(o.lane.rawValue)]
         return line(f)
     }
 
@@ -156,8 +150,7 @@ public enum LineCodec {
         case .done(let r):
             let err = try r.error.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
             return line(["D", String(r.id), String(r.bytes), r.firstByteLatency.map { String($0) } ?? "-",
-                         err.map(esc) ?? "-", r.crcs.isEmpty ? "-" : r.crcs.map { String($0, radix: 16) }.joined(separator: ","),
-                         r.md5 ?? "-"])
+                         err.map(esc) ?? "-", r.crcs.isEmpty ? "-" : r.crcs.map { String($0, radix: 16) }.joined(separator: ",")])
         case .progress(let p):
             return line(["P"] + p.map { "\($0.key):\($0.value)" })
         case .landed(let id, let first, let crcs):
@@ -181,13 +174,12 @@ public enum LineCodec {
                                     mtime: Double(f[11]))
             k = 12
         }
-        if f.count >= k + 3 {
+        if f.count >= k + 2 {
             if f[k] != "-" {
                 guard let bs = Int64(f[k]), bs > 0 else { throw bad(line) }
                 o.blockSize = bs
             }
-            o.md5 = f[k + 1] == "1"
-            guard let l = Int(f[k + 2]).flatMap(Lane.init(rawValue:)) else { throw bad(line) }
+            guard let l = Int(f[k + 1]).flatMap(Lane.init(rawValue:)) else { throw bad(line) }
             o.lane = l
         }
         return .fetch(o)
@@ -200,14 +192,11 @@ public enum LineCodec {
             guard f.count >= 5, let id = Int(f[1]), let bytes = Int64(f[2]) else { throw bad(line) }
             let err = f[4] == "-" ? nil : try JSONDecoder().decode(S3Error.self, from: Data(unesc(f[4]).utf8))
             var r = FetchReport(id: id, bytes: bytes, error: err, firstByteLatency: Double(f[3]))
-            if f.count >= 7 {
-                if f[5] != "-" {
-                    for c in f[5].split(separator: ",") {
-                        guard let v = UInt32(c, radix: 16) else { throw bad(line) }
-                        r.crcs.append(v)
-                    }
+            if f.count >= 6, f[5] != "-" {
+                for c in f[5].split(separator: ",") {
+                    guard let v = UInt32(c, radix: 16) else { throw bad(line) }
+                    r.crcs.append(v)
                 }
-                r.md5 = f[6] == "-" ? nil : f[6]
             }
             return .done(r)
         case UInt8(ascii: "L"):

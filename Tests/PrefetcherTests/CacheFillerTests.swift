@@ -17,14 +17,14 @@ final class CacheFillerTests: XCTestCase {
 
     /// Records submissions; the test completes them by writing the bytes and calling back.
     final class FakeEngine: FetchSubmitter, @unchecked Sendable {
-        struct Sub { var id: Int; var range: ClosedRange<Int64>; var path: String; var md5: Bool; var lane: Lane; var tag: Int }
+        struct Sub { var id: Int; var range: ClosedRange<Int64>; var path: String; var lane: Lane; var tag: Int }
         let lock = NSLock()
         var subs: [Sub] = []
         var promotions: [(Int, Lane)] = []
         func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, path: String, fileOffset: Int64,
-                    publish: PublishSpec?, blockSize: Int64?, md5: Bool, lane: Lane, tag: Int) -> Int {
+                    publish: PublishSpec?, blockSize: Int64?, lane: Lane, tag: Int) -> Int {
             lock.lock(); defer { lock.unlock() }
-            subs.append(Sub(id: subs.count + 1, range: range, path: path, md5: md5, lane: lane, tag: tag))
+            subs.append(Sub(id: subs.count + 1, range: range, path: path, lane: lane, tag: tag))
             return subs.count
         }
         func promote(_ id: Int, to lane: Lane) -> Bool {
@@ -76,7 +76,7 @@ final class CacheFillerTests: XCTestCase {
     private func content(_ n: Int64) -> [UInt8] { (0..<Int(n)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) } }
 
     /// Plays the worker: writes the submitted range of `data` and reports CRCs (and MD5).
-    private func complete(_ f: CacheFiller, _ s: FakeEngine.Sub, _ data: [UInt8], error: S3Error? = nil, md5: String? = nil) {
+    private func complete(_ f: CacheFiller, _ s: FakeEngine.Sub, _ data: [UInt8], error: S3Error? = nil) {
         let fd = open(s.path, O_WRONLY | O_CREAT, 0o644)
         let slice = Array(data[Int(s.range.lowerBound)...Int(s.range.upperBound)])
         _ = slice.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(s.range.lowerBound)) }
@@ -90,7 +90,7 @@ final class CacheFillerTests: XCTestCase {
         }
         let order = FetchOrder(id: s.id, bucket: "b", key: "k", etag: nil, start: s.range.lowerBound, end: s.range.upperBound,
                                path: s.path, fileOffset: s.range.lowerBound)
-        f.completed(FetchCompletion(order: order, tag: s.tag, error: error, crcs: error == nil ? crcs : [], md5: md5))
+        f.completed(FetchCompletion(order: order, tag: s.tag, error: error, crcs: error == nil ? crcs : []))
     }
 
     func testEachBlockIsFetchedOnceAndASecondRequestWaitsAndPromotes() throws {
@@ -102,7 +102,7 @@ final class CacheFillerTests: XCTestCase {
         // 21 blocks in runs of at most 8.
         XCTAssertEqual(fake.all.map(\.range.lowerBound), [0, 8 * bs, 16 * bs])
         XCTAssertEqual(fake.all.map(\.range.upperBound), [8 * bs - 1, 16 * bs - 1, 20 * bs + 4])
-        XCTAssertTrue(fake.all.allSatisfy { $0.lane == .bulk && !$0.md5 })
+        XCTAssertTrue(fake.all.allSatisfy { $0.lane == .bulk })
         // A mount read of block 9 while it is queued: no new fetch, the fetch holding it is promoted.
         f.fill(o, bucket: "b", blocks: [9], lane: .urgent) { r.add($0, $1) }
         XCTAssertEqual(fake.all.count, 3, "a block on its way is not fetched again")
@@ -159,7 +159,6 @@ final class CacheFillerTests: XCTestCase {
         defer { f.stop() }
         for o in objs { f.fill(o, bucket: "b", lane: .bulk) { _, _ in } }
         XCTAssertEqual(fake.all.map { ($0.range.upperBound - $0.range.lowerBound + 1 + bs - 1) / bs }, [10, 12, 8, 5])
-        XCTAssertTrue(fake.all.allSatisfy { !$0.md5 }, "objects are hashed from their files, not in the worker")
     }
 
     func testAnUrgentReadSplitsAQueuedRunInsteadOfWaitingForAllOfIt() throws {
@@ -241,7 +240,6 @@ final class CacheFillerTests: XCTestCase {
         let r = Results()
         f.fill(objs[0], bucket: "b", lane: .bulk) { r.add($0, $1) }
         XCTAssertEqual(fake.all.count, 1)
-        XCTAssertFalse(fake.all[0].md5, "hashed from its file, not in the worker")
         var bad = data
         bad[123] ^= 1
         complete(f, fake.all[0], bad)
@@ -273,7 +271,6 @@ final class CacheFillerTests: XCTestCase {
         let r = Results()
         for o in objs { f.fill(o, bucket: "b", lane: .bulk) { r.add($0, $1) } }
         XCTAssertEqual(fake.all.count, sizes.map { Int(($0 + bs - 1) / bs) }.reduce(0, +))
-        XCTAssertTrue(fake.all.allSatisfy { !$0.md5 })
         let bad = 3
         let first = fake.all
         for s in first {
