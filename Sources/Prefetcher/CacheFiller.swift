@@ -479,8 +479,7 @@ public final class CacheFiller: @unchecked Sendable {
             let waiters = afterCheck[id] ?? []
             if verifyWhenComplete(o, waiters: waiters) || waiters.isEmpty { continue }
             // Nothing to check: checked already, or evicted or replaced since its commit.
-            let cur = try? cache.index.object(id: o.id)
-            let gone = cur == nil || cur!.gen != o.gen || !cur!.isComplete
+            let gone = stillComplete(o) == nil
             for w in waiters { w.done(o, gone ? .evicted(key: o.key) : nil) }
         }
         for (done, o, e) in finished { done(o, e) }
@@ -497,8 +496,7 @@ public final class CacheFiller: @unchecked Sendable {
     /// A mismatch drops the data and fills the object again for the waiters; a second one
     /// means the ETag is not an MD5.
     private func verifyWhenComplete(_ o: CachedObject, waiters: [VerifyWaiter]) -> Bool {
-        guard let cur = try? cache.index.object(id: o.id), cur.gen == o.gen, cur.isComplete,
-              cur.verified == .unchecked else { return false }
+        guard let cur = stillComplete(o), cur.verified == .unchecked else { return false }
         lock.lock()
         verifyWaiters[cur.id, default: []] += waiters
         verifyPending.append(cur)
@@ -506,6 +504,13 @@ public final class CacheFiller: @unchecked Sendable {
         lock.unlock()
         q.async { [self] in verifyPendingBatch() }
         return true
+    }
+
+    /// The index's row of `o` if it is still this generation and complete; nil once it was
+    /// evicted, replaced or dropped.
+    private func stillComplete(_ o: CachedObject) -> CachedObject? {
+        guard let cur = try? cache.index.object(id: o.id), cur.gen == o.gen, cur.isComplete else { return nil }
+        return cur
     }
 
     /// Hashes up to `MD5Lanes.width` objects waiting for their check, side by side (each
@@ -535,8 +540,7 @@ public final class CacheFiller: @unchecked Sendable {
             guard let md5 = sum else {
                 // Evicted (or replaced) since it was complete: its file is gone. Otherwise the
                 // data file could not be read.
-                let now = try? cache.index.object(id: cur.id)
-                let gone = now == nil || now!.gen != cur.gen || !now!.isComplete
+                let gone = stillComplete(cur) == nil
                 let err: FillError = gone ? .evicted(key: cur.key) : .local("\(cur.key): could not read its cached data to check its MD5")
                 for w in waiters { w.done(cur, err) }
                 continue
