@@ -52,9 +52,10 @@ extension EngineSettings {
         s.initialWorkers = min(max(s.initialWorkers, s.minWorkers), s.maxWorkers)
         if let raw = env["SOAK_DIRECT_IO"], !raw.isEmpty {
             switch raw.lowercased() {
-            case "1", "true", "yes", "on": s.directIO = true
-            case "0", "false", "no", "off": s.directIO = false
-            default: throw UsageError("invalid SOAK_DIRECT_IO='\(raw)': expected true or false")
+            case "1", "true", "yes", "on": s.directIO = .always
+            case "0", "false", "no", "off": s.directIO = .never
+            case "auto": s.directIO = .largeParts
+            default: throw UsageError("invalid SOAK_DIRECT_IO='\(raw)': expected true, false or auto")
             }
         }
         if let raw = env["SOAK_WORKER_HANG_TIMEOUT"], let v = Double(raw), v > 0 { s.hangTimeout = v }

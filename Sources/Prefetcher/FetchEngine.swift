@@ -37,8 +37,8 @@ public struct EngineSettings: Sendable {
     public var hangTimeout = 30.0
     public var transport = TransportOptions()
     public var logLevel = "info"
-    /// Workers write with O_DIRECT (see `WorkerConfig.directIO`).
-    public var directIO = false
+    /// Which fetches are written with O_DIRECT.
+    public var directIO = DirectIO.largeParts
     /// Bulk orders out at workers at once, over the whole pool (nil: only each worker's
     /// capacity). A mount sets it low: every bulk transfer in flight makes the server push
     /// bytes that a paused transfer cannot stop, so a read that misses waits behind them.
@@ -124,8 +124,7 @@ public final class FetchEngine: @unchecked Sendable {
         self.settings = settings
         self.executable = workerExecutable
         self.workerConfig = WorkerConfig(builder: builder, transport: settings.transport,
-                                         slots: settings.slotsPerWorker, logLevel: settings.logLevel,
-                                         directIO: settings.directIO)
+                                         slots: settings.slotsPerWorker, logLevel: settings.logLevel)
         self.logger = logger
         self.onComplete = onComplete
         let initial = min(max(settings.initialWorkers, settings.minWorkers), settings.maxWorkers)
@@ -161,9 +160,10 @@ public final class FetchEngine: @unchecked Sendable {
                        lane: Lane = .bulk, tag: Int = 0) -> Int {
         lock.lock()
         let id = nextID; nextID += 1
-        let o = FetchOrder(id: id, bucket: bucket, key: key, etag: etag, start: range.lowerBound,
+        var o = FetchOrder(id: id, bucket: bucket, key: key, etag: etag, start: range.lowerBound,
                            end: range.upperBound, path: path, fileOffset: fileOffset, publish: publish,
                            blockSize: blockSize, lane: lane)
+        o.direct = settings.directIO.applies(to: o)
         jobs[id] = Job(original: o, current: o, lane: lane, tag: tag)
         queue.push(id, lane: lane)
         lock.unlock()

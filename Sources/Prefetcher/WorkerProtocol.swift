@@ -15,12 +15,8 @@ public struct WorkerConfig: Codable, Sendable {
     /// Concurrent transfers on the worker's multi handle.
     public var slots: Int
     public var logLevel: String
-    /// Write bodies with O_DIRECT through aligned staging buffers (bypasses the page cache).
-    public var directIO: Bool
-    public init(builder: S3RequestBuilder, transport: TransportOptions, slots: Int, logLevel: String,
-                directIO: Bool = false) {
+    public init(builder: S3RequestBuilder, transport: TransportOptions, slots: Int, logLevel: String) {
         self.builder = builder; self.transport = transport; self.slots = slots; self.logLevel = logLevel
-        self.directIO = directIO
     }
 }
 
@@ -69,11 +65,14 @@ public struct FetchOrder: Codable, Sendable, Equatable {
     public var blockSize: Int64?
     /// The worker starts higher lanes first and gives them slots beyond its bulk limit.
     public var lane: Lane
+    /// Write with O_DIRECT through 1 MiB aligned buffers, bypassing the page cache (see `DirectIO`).
+    public var direct: Bool
     public init(id: Int, bucket: String, key: String, etag: String?, start: Int64, end: Int64, path: String,
-                fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil, lane: Lane = .bulk) {
+                fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil, lane: Lane = .bulk,
+                direct: Bool = false) {
         self.id = id; self.bucket = bucket; self.key = key; self.etag = etag
         self.start = start; self.end = end; self.path = path; self.fileOffset = fileOffset; self.publish = publish
-        self.blockSize = blockSize; self.lane = lane
+        self.blockSize = blockSize; self.lane = lane; self.direct = direct
     }
     /// Bytes of an unnamed file do not survive the order, so a retry starts over.
     public var isResumable: Bool { publish == nil }
@@ -141,7 +140,7 @@ public enum LineCodec {
         } else {
             f += ["-"]
         }
-        f += [o.blockSize.map { String($0) } ?? "-", String(o.lane.rawValue)]
+        f += [o.blockSize.map { String($0) } ?? "-", String(o.lane.rawValue), o.direct ? "d" : "-"]
         return line(f)
     }
 
@@ -182,6 +181,7 @@ public enum LineCodec {
             guard let l = Int(f[k + 1]).flatMap(Lane.init(rawValue:)) else { throw bad(line) }
             o.lane = l
         }
+        if f.count >= k + 3 { o.direct = f[k + 2] == "d" }
         return .fetch(o)
     }
 

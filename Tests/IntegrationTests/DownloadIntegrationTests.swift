@@ -96,6 +96,13 @@ final class DownloadIntegrationTests: XCTestCase {
         let r = try download("dio/", dest, env: ["SOAK_DIRECT_IO": "1"])
         XCTAssertEqual(r.status, 0, r.stderr)
         for (k, s) in sums { XCTAssertEqual(try Harness.sha256(dest + "/" + k), s, k) }
+        // The default writes only the split object's parts with O_DIRECT; 0 writes none so.
+        for mode in ["auto", "0"] {
+            let d = work + "/dest-" + mode
+            let r2 = try download("dio/", d, env: ["SOAK_DIRECT_IO": mode])
+            XCTAssertEqual(r2.status, 0, r2.stderr)
+            for (k, s) in sums { XCTAssertEqual(try Harness.sha256(d + "/" + k), s, "\(mode): \(k)") }
+        }
     }
 
     func testIncludeExcludeFollowAwsOrder() throws {

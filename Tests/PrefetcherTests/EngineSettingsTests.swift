@@ -1,6 +1,6 @@
 /// `EngineSettings.fromEnvironment`: the environment contract kept from the tool soak replaces.
 import XCTest
-import Prefetcher
+@testable import Prefetcher
 import SoakCore
 
 final class EngineSettingsTests: XCTestCase {
@@ -182,6 +182,23 @@ final class EngineSettingsTests: XCTestCase {
         for v in ["maybe", "2", "disable", "f"] {
             assertRefused(["S3_VERIFY_SSL": v], naming: "S3_VERIFY_SSL")
         }
+    }
+
+    func testDirectIOPolicy() {
+        XCTAssertEqual(settings([:])?.directIO, .largeParts)
+        XCTAssertEqual(settings(["SOAK_DIRECT_IO": "auto"])?.directIO, .largeParts)
+        XCTAssertEqual(settings(["SOAK_DIRECT_IO": "1"])?.directIO, .always)
+        XCTAssertEqual(settings(["SOAK_DIRECT_IO": "off"])?.directIO, .never)
+        assertRefused(["SOAK_DIRECT_IO": "sometimes"], naming: "SOAK_DIRECT_IO")
+        // Which orders each policy writes with O_DIRECT: by default only a split object's parts.
+        let part = FetchOrder(id: 1, bucket: "b", key: "k", etag: nil, start: 0, end: 8 << 20, path: "/p", fileOffset: 0)
+        var whole = part
+        whole.publish = PublishSpec(finalPath: "/d/k", etag: "e", mtime: nil)
+        var block = part
+        block.blockSize = 1 << 20
+        XCTAssertEqual([part, whole, block].map { DirectIO.largeParts.applies(to: $0) }, [true, false, false])
+        XCTAssertEqual([part, whole, block].map { DirectIO.always.applies(to: $0) }, [true, true, true])
+        XCTAssertEqual([part, whole, block].map { DirectIO.never.applies(to: $0) }, [false, false, false])
     }
 
     func testCABundle() {

@@ -149,6 +149,11 @@ final class LineCodecTests: XCTestCase {
         XCTAssertEqual(try LineCodec.decode(ToWorker.self, ArraySlice(b2.dropLast())), .fetch(plain))
         guard case .fetch(let g2) = try LineCodec.decode(ToWorker.self, ArraySlice(b2.dropLast())) else { return XCTFail() }
         XCTAssertNil(g2.etag); XCTAssertNil(g2.publish)
+        XCTAssertFalse(g2.direct)
+        var direct = plain
+        direct.direct = true
+        let b3 = try LineCodec.encode(ToWorker.fetch(direct))
+        XCTAssertEqual(try LineCodec.decode(ToWorker.self, ArraySlice(b3.dropLast())), .fetch(direct))
     }
 
     func testWireFormDoneAndProgress() throws {
