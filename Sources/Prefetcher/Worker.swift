@@ -172,7 +172,8 @@ final class WorkerLoop {
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let anyPaused = active.values.contains { $0.transfer.paused }
-            let stdinReady = multi.poll(timeoutMs: anyPaused ? 5 : 100, extraFD: stopping ? nil : 0)
+            let stdinReady = multi.poll(timeoutMs: Self.pollTimeout(linesWaiting: reader.hasLine, anyPaused: anyPaused),
+                                        extraFD: stopping ? nil : 0)
             if stdinReady {
                 while true {
                     let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
@@ -211,6 +212,14 @@ final class WorkerLoop {
             do { try flush() } catch { return 1 }
             if stopping && active.isEmpty && waiting.isEmpty { return 0 }
         }
+    }
+
+    /// How long the loop's poll may wait (ms). Not at all while orders wait in the line buffer:
+    /// the first orders often arrive with the configuration, read before the loop starts, and
+    /// nothing on stdin or a socket would end the poll for them (a new worker's first fetch
+    /// started 100 ms late).
+    static func pollTimeout(linesWaiting: Bool, anyPaused: Bool) -> Int {
+        linesWaiting ? 0 : anyPaused ? 5 : 100
     }
 
     func handle(_ msg: ToWorker) {

@@ -309,6 +309,8 @@ public struct LineBuffer: Sendable {
         return out
     }
     public var pending: Int { buf.count }
+    /// A whole line is waiting (`nextLine` would return one).
+    public var hasLine: Bool { buf.contains(0x0A) }
 }
 
 /// Blocking full write to a file descriptor (retries EINTR and short writes).

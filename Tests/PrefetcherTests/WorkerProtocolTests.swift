@@ -7,7 +7,7 @@ import Darwin
 #endif
 import Foundation
 import XCTest
-import Prefetcher
+@testable import Prefetcher
 import S3
 import SoakCore
 
@@ -154,6 +154,22 @@ final class LineCodecTests: XCTestCase {
         direct.direct = true
         let b3 = try LineCodec.encode(ToWorker.fetch(direct))
         XCTAssertEqual(try LineCodec.decode(ToWorker.self, ArraySlice(b3.dropLast())), .fetch(direct))
+    }
+
+    /// Orders read together with the configuration wait in the line buffer, where no poll
+    /// would see them: the loop must not wait before handling them.
+    func testOrdersAlreadyBufferedAreHandledWithoutWaiting() throws {
+        var r = LineBuffer()
+        let cfg = Array("J{}\n".utf8) + (try LineCodec.encode(ToWorker.fetch(sampleOrder())))
+        cfg.withUnsafeBytes { r.append($0) }
+        XCTAssertNotNil(r.nextLine(), "the configuration line")
+        XCTAssertTrue(r.hasLine)
+        XCTAssertEqual(WorkerLoop.pollTimeout(linesWaiting: r.hasLine, anyPaused: false), 0)
+        _ = r.nextLine()
+        Array("F\t1".utf8).withUnsafeBytes { r.append($0) }  // half a line: wait for the rest
+        XCTAssertFalse(r.hasLine)
+        XCTAssertEqual(WorkerLoop.pollTimeout(linesWaiting: r.hasLine, anyPaused: false), 100)
+        XCTAssertEqual(WorkerLoop.pollTimeout(linesWaiting: r.hasLine, anyPaused: true), 5)
     }
 
     func testWireFormDoneAndProgress() throws {
