@@ -114,7 +114,8 @@ final class DirectWriter: @unchecked Sendable {  // @unchecked: state is guarded
             let j = jobs.removeFirst()
             let skip = failed.contains(j.tag)
             cond.unlock()
-            let err = skip ? ECANCELED : Self.write(j)
+            var direct = true
+            let err = skip ? ECANCELED : Self.pwriteAll(fd: j.fd, j.buffer.baseAddress!, j.count, at: j.offset, direct: &direct)
             cond.lock()
             if err != 0 { failed.insert(j.tag) }
             done.append(Completion(tag: j.tag, bytes: j.count, errno: err))
@@ -127,18 +128,18 @@ final class DirectWriter: @unchecked Sendable {  // @unchecked: state is guarded
         cond.unlock()
     }
 
-    /// One whole write; O_DIRECT refused (EINVAL: unaligned, or a filesystem without it) is
-    /// retried through the page cache. Returns 0 or an errno.
-    private static func write(_ j: Job) -> Int32 {
+    /// Writes all `count` bytes at `offset`. While `direct`, a write that O_DIRECT refuses
+    /// (EINVAL: unaligned, or a filesystem without it) switches the descriptor to the page
+    /// cache, clears `direct` and is retried. Returns 0 or an errno.
+    static func pwriteAll(fd: Int32, _ p: UnsafeRawPointer, _ count: Int, at offset: Int64, direct: inout Bool) -> Int32 {
         var off = 0
-        var directOff = false
-        while off < j.count {
-            let n = pwrite(j.fd, j.buffer.baseAddress! + off, j.count - off, off_t(j.offset + Int64(off)))
+        while off < count {
+            let n = pwrite(fd, p + off, count - off, off_t(offset + Int64(off)))
             if n < 0 {
                 if errno == EINTR { continue }
-                if errno == EINVAL && !directOff {
-                    _ = fcntl(j.fd, F_SETFL, fcntl(j.fd, F_GETFL) & ~csys_o_direct())
-                    directOff = true
+                if errno == EINVAL && direct {
+                    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~csys_o_direct())
+                    direct = false
                     continue
                 }
                 return errno

@@ -470,20 +470,8 @@ final class WorkerLoop {
     }
 
     static func pwriteAll(_ a: Active, _ p: UnsafeRawPointer, _ count: Int, at offset: Int64) throws {
-        var off = 0
-        while off < count {
-            let n = pwrite(a.fd, p + off, count - off, off_t(offset + Int64(off)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == EINVAL && a.direct {  // O_DIRECT refused this write: do it buffered
-                    _ = fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) & ~csys_o_direct())
-                    a.direct = false
-                    continue
-                }
-                throw LocalIOError(errno: errno, operation: "pwrite", path: a.order.path)
-            }
-            off += n
-        }
+        let e = DirectWriter.pwriteAll(fd: a.fd, p, count, at: offset, direct: &a.direct)
+        if e != 0 { throw LocalIOError(errno: e, operation: "pwrite", path: a.order.path) }
     }
 
     func finish(_ t: CurlTransfer, curlCode: Int32) {
