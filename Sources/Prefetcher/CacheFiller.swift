@@ -11,7 +11,9 @@
 /// waiting requests.
 ///
 /// Integrity: a complete object whose ETag is an MD5 is hashed from its file, up to eight
-/// objects side by side (`md5(files:)`); a prewarm's request is answered after that check. A
+/// objects side by side (`md5(files:)`), while the commit that records it syncs when one order
+/// fetched it whole (`prehash`), else after that commit; a prewarm's request is answered after
+/// that check. A
 /// mismatch drops the data and fetches the object once more; a second mismatch means the ETag
 /// is not an MD5 (SSE-KMS) and is recorded as such. A 412 (the object changed) drops the old
 /// version's blocks.
@@ -131,6 +133,20 @@ public final class CacheFiller: @unchecked Sendable {
     private var verifyPending: [CachedObject] = []
     /// Requests answered once their object's MD5 check is done (guarded by `lock`).
     private var verifyWaiters: [Int64: [VerifyWaiter]] = [:]
+    /// Whole objects a commit is about to record, to be hashed while it syncs (guarded by `lock`).
+    private var prehashPending: [CachedObject] = []
+    /// MD5s of whole objects hashed before their commit, by object ID, taken by the check after
+    /// it (guarded by `lock`). Entries of objects whose check never comes (evicted before their
+    /// commit) are dropped when there are `maxPrehashed`.
+    private var prehashed: [Int64: (gen: Int64, md5: String)] = [:]
+    static let maxPrehashed = 10_000
+    /// Runs just before a commit with the number of objects queued for hashing so far (tests
+    /// hold a commit here).
+    var beforeCommit: (@Sendable (Int) -> Void)?
+    private var prehashQueued = 0
+    /// Objects hashed from their files so far (for tests).
+    var filesHashed: Int { lock.lock(); defer { lock.unlock() }; return hashedCount }
+    private var hashedCount = 0
     private var nextVerifyQueue = 0
     private let backgroundVerify: Bool
     private let commitInterval: Double
@@ -418,6 +434,8 @@ public final class CacheFiller: @unchecked Sendable {
             toCommit += l.blocks
             outcome[l.job] = l.error  // a 412's old version was dropped in `completed`
         }
+        prehash(batch)
+        if let hook = beforeCommit { lock.lock(); let n = prehashQueued; lock.unlock(); hook(n) }
         var accepted = Set<BlockKey>()
         do {
             let t0 = MonotonicTime.now()
@@ -513,24 +531,79 @@ public final class CacheFiller: @unchecked Sendable {
         return cur
     }
 
-    /// Hashes up to `MD5Lanes.width` objects waiting for their check, side by side (each
-    /// `verifyWhenComplete` queues one of these; a run that finds the list empty does nothing).
-    private func verifyPendingBatch() {
-        let start = MonotonicTime.now()
+    /// Queues the whole objects that `batch` completes for hashing while the commit syncs them
+    /// to disk: their bytes are in the page cache already, and the check after the commit then
+    /// only compares (at the end of a prewarm of d/, 18 objects were hashed after the last sync).
+    private func prehash(_ batch: [Landed]) {
+        guard verifyMD5 && !backgroundVerify else { return }
+        let bs = cache.blockSize
+        lock.lock()
+        var any = false
+        for l in batch where l.error == nil {
+            guard let job = jobs[l.job] else { continue }
+            let o = job.object
+            guard o.etagIsMD5, job.first == 0, job.count == o.blockCount(blockSize: bs), l.blocks.count == job.count
+            else { continue }
+            prehashPending.append(o)
+            prehashQueued += 1
+            any = true
+        }
+        lock.unlock()
+        if any { verifyQueues[0].async { [self] in prehashPendingObjects() } }
+    }
+
+    /// Hashes every object `prehash` queued, eight at a time.
+    private func prehashPendingObjects() {
         while true {
             lock.lock()
-            let waiting = verifyPending.count, fetching = !pending.isEmpty
+            let batch = Array(prehashPending.prefix(MD5Lanes.width))
+            prehashPending.removeFirst(batch.count)
             lock.unlock()
-            if waiting == 0 { return }
-            if waiting >= MD5Lanes.width || !fetching || MonotonicTime.now() - start >= Self.md5GatherWait { break }
+            if batch.isEmpty { return }
+            let sums = Self.md5(files: batch.map { (cache.dataPath($0), $0.size) })
+            lock.lock()
+            hashedCount += batch.count
+            if prehashed.count >= Self.maxPrehashed { prehashed.removeAll() }
+            // An unreadable file is hashed again after the commit (which knows whether it went).
+            for (o, sum) in zip(batch, sums) { if let sum { prehashed[o.id] = (o.gen, sum) } }
+            lock.unlock()
+        }
+    }
+
+    /// Resolves the objects waiting for their check: those hashed before their commit at once,
+    /// the others up to `MD5Lanes.width` side by side (each `verifyWhenComplete` queues one of
+    /// these; a run that finds the list empty does nothing).
+    private func verifyPendingBatch() {
+        let start = MonotonicTime.now()
+        var batch: [CachedObject] = []
+        var sums: [String?] = []
+        while true {
+            lock.lock()
+            var rest: [CachedObject] = []
+            for o in verifyPending {
+                if let p = prehashed.removeValue(forKey: o.id), p.gen == o.gen {
+                    batch.append(o); sums.append(p.md5)
+                } else {
+                    rest.append(o)
+                }
+            }
+            verifyPending = rest
+            let waiting = rest.count, fetching = !pending.isEmpty
+            if !batch.isEmpty || waiting == 0 { lock.unlock(); break }
+            if waiting >= MD5Lanes.width || !fetching || MonotonicTime.now() - start >= Self.md5GatherWait {
+                batch = Array(rest.prefix(MD5Lanes.width))
+                verifyPending.removeFirst(batch.count)
+                let ids = Set(batch.map(\.id))
+                prehashPending.removeAll { ids.contains($0.id) }  // hashed here: not again
+                hashedCount += batch.count
+                lock.unlock()
+                sums = Self.md5(files: batch.map { (cache.dataPath($0), $0.size) })
+                break
+            }
+            lock.unlock()
             usleep(5000)
         }
-        lock.lock()
-        let batch = Array(verifyPending.prefix(MD5Lanes.width))
-        verifyPending.removeFirst(batch.count)
-        lock.unlock()
         guard !batch.isEmpty else { return }
-        let sums = Self.md5(files: batch.map { (cache.dataPath($0), $0.size) })
         // Matches are recorded together, before anyone waiting hears of them.
         var matched: [(objectID: Int64, verification: CachedObject.Verification)] = []
         for (cur, sum) in zip(batch, sums) where sum == cur.etag { matched.append((cur.id, .md5Match)) }

@@ -300,6 +300,43 @@ final class CacheFillerTests: XCTestCase {
         }
     }
 
+    /// Whole objects are hashed while the commit that records them syncs, each once, and the
+    /// check after the commit uses that hash.
+    func testWholeObjectsAreHashedOnceWhileTheirCommitSyncs() throws {
+        let sizes: [Int64] = [5000, bs, 2 * bs + 9, 1, 3 * bs - 1, 777, bs + 1, 64, 4096, 2 * bs]
+        let datas = sizes.enumerated().map { i, n in (0..<Int(n)).map { UInt8(truncatingIfNeeded: $0 &* (i + 5) &+ 3) } }
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let objs = try c.index.recordListing(bucketID: b, objects: sizes.indices.map {
+            ObjectInfo(key: "k\($0)", size: sizes[$0], etag: Insecure_MD5_hex(datas[$0])) }, stamp: 1).objects
+        let fake = FakeEngine()
+        // Each commit is held until the objects queued for hashing so far are hashed.
+        let f = CacheFiller(cache: c, submitter: fake, logger: Logger(label: "test"))
+        defer { f.stop() }
+        let atCommits = Locked<[(queued: Int, hashed: Int)]>([])
+        f.beforeCommit = { [unowned f] queued in
+            let deadline = Date().addingTimeInterval(5)
+            while f.filesHashed < queued && Date() < deadline { usleep(2000) }
+            atCommits.value.append((queued, f.filesHashed))
+        }
+        let r = Results()
+        for o in objs { f.fill(o, bucket: "b", lane: .bulk) { r.add($0, $1) } }
+        XCTAssertEqual(fake.all.count, sizes.count, "one order per object")
+        for s in fake.all {
+            let i = objs.firstIndex { c.dataPath($0) == s.path }!
+            complete(f, s, datas[i])
+        }
+        let all = r.wait(for: objs.count)
+        XCTAssertEqual(all.count, objs.count)
+        XCTAssertTrue(all.allSatisfy { $0.1 == nil })
+        XCTAssertEqual(atCommits.value.last?.queued, sizes.count, "every object was queued before its commit")
+        XCTAssertTrue(atCommits.value.allSatisfy { $0.hashed == $0.queued }, "and hashed while it was held: \(atCommits.value)")
+        XCTAssertEqual(f.filesHashed, sizes.count, "and not again after it")
+        for (i, o) in objs.enumerated() {
+            XCTAssertEqual(try c.index.object(id: o.id)?.verified, .md5Match, "object \(i)")
+        }
+    }
+
     /// The side-by-side hash equals the one-file hash; a short or missing file gives nil.
     func testMD5OfSeveralFilesAtOnce() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
