@@ -11,11 +11,10 @@
 /// waiting requests.
 ///
 /// Integrity: a complete object whose ETag is an MD5 is hashed from its file, up to eight
-/// objects side by side (`md5(files:)`), while the commit that records it syncs when one order
-/// fetched it whole (`prehash`), else after that commit; a prewarm's request is answered after
-/// that check. A
-/// mismatch drops the data and fetches the object once more; a second mismatch means the ETag
-/// is not an MD5 (SSE-KMS) and is recorded as such. A 412 (the object changed) drops the old
+/// objects side by side (`md5(files:)`): while the commit that records it syncs when one order
+/// fetched it whole (`prehash`), else after that commit. A prewarm's request is answered after
+/// that check. A mismatch drops the data and fetches the object once more; a second mismatch
+/// means the ETag is not an MD5 (SSE-KMS) and is recorded as such. A 412 (the object changed) drops the old
 /// version's blocks.
 import Cache
 import Crypto
@@ -428,13 +427,19 @@ public final class CacheFiller: @unchecked Sendable {
     private func process(_ batch: [Landed]) {
         var toCommit: [CacheIndex.LandedBlock] = []
         var outcome: [Int: FillError?] = [:]
+        var whole: [CachedObject] = []
+        let bs = cache.blockSize
         for l in batch {
-            lock.lock(); let known = jobs[l.job] != nil; lock.unlock()
-            guard known else { continue }
+            lock.lock(); let job = jobs[l.job]; lock.unlock()
+            guard let job else { continue }
             toCommit += l.blocks
             outcome[l.job] = l.error  // a 412's old version was dropped in `completed`
+            if l.error == nil, job.first == 0, job.count == job.object.blockCount(blockSize: bs),
+               l.blocks.count == job.count {
+                whole.append(job.object)
+            }
         }
-        prehash(batch)
+        prehash(whole)
         if let hook = beforeCommit { lock.lock(); let n = prehashQueued; lock.unlock(); hook(n) }
         var accepted = Set<BlockKey>()
         do {
@@ -531,25 +536,25 @@ public final class CacheFiller: @unchecked Sendable {
         return cur
     }
 
-    /// Queues the whole objects that `batch` completes for hashing while the commit syncs them
-    /// to disk: their bytes are in the page cache already, and the check after the commit then
-    /// only compares (at the end of a prewarm of d/, 18 objects were hashed after the last sync).
-    private func prehash(_ batch: [Landed]) {
+    /// Queues objects a commit is about to complete (each landed whole, by one order) for
+    /// hashing while the commit syncs them to disk: their bytes are in the page cache already,
+    /// and the check after the commit then only compares (at the end of a prewarm of d/, 18
+    /// objects were hashed after the last sync).
+    private func prehash(_ objects: [CachedObject]) {
         guard verifyMD5 && !backgroundVerify else { return }
-        let bs = cache.blockSize
+        let hashable = objects.filter(\.etagIsMD5)
+        guard !hashable.isEmpty else { return }
         lock.lock()
-        var any = false
-        for l in batch where l.error == nil {
-            guard let job = jobs[l.job] else { continue }
-            let o = job.object
-            guard o.etagIsMD5, job.first == 0, job.count == o.blockCount(blockSize: bs), l.blocks.count == job.count
-            else { continue }
-            prehashPending.append(o)
-            prehashQueued += 1
-            any = true
-        }
+        prehashPending += hashable
+        prehashQueued += hashable.count
         lock.unlock()
-        if any { verifyQueues[0].async { [self] in prehashPendingObjects() } }
+        verifyQueues[0].async { [self] in prehashPendingObjects() }
+    }
+
+    /// MD5s of objects' data files, side by side (counted for tests).
+    private func hashFiles(_ objects: [CachedObject]) -> [String?] {
+        lock.lock(); hashedCount += objects.count; lock.unlock()
+        return Self.md5(files: objects.map { (cache.dataPath($0), $0.size) })
     }
 
     /// Hashes every object `prehash` queued, eight at a time.
@@ -560,9 +565,8 @@ public final class CacheFiller: @unchecked Sendable {
             prehashPending.removeFirst(batch.count)
             lock.unlock()
             if batch.isEmpty { return }
-            let sums = Self.md5(files: batch.map { (cache.dataPath($0), $0.size) })
+            let sums = hashFiles(batch)
             lock.lock()
-            hashedCount += batch.count
             if prehashed.count >= Self.maxPrehashed { prehashed.removeAll() }
             // An unreadable file is hashed again after the commit (which knows whether it went).
             for (o, sum) in zip(batch, sums) { if let sum { prehashed[o.id] = (o.gen, sum) } }
@@ -595,9 +599,8 @@ public final class CacheFiller: @unchecked Sendable {
                 verifyPending.removeFirst(batch.count)
                 let ids = Set(batch.map(\.id))
                 prehashPending.removeAll { ids.contains($0.id) }  // hashed here: not again
-                hashedCount += batch.count
                 lock.unlock()
-                sums = Self.md5(files: batch.map { (cache.dataPath($0), $0.size) })
+                sums = hashFiles(batch)
                 break
             }
             lock.unlock()

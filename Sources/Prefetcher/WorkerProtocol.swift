@@ -149,11 +149,11 @@ public enum LineCodec {
         case .done(let r):
             let err = try r.error.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
             return line(["D", String(r.id), String(r.bytes), r.firstByteLatency.map { String($0) } ?? "-",
-                         err.map(esc) ?? "-", r.crcs.isEmpty ? "-" : r.crcs.map { String($0, radix: 16) }.joined(separator: ",")])
+                         err.map(esc) ?? "-", r.crcs.isEmpty ? "-" : crcList(r.crcs)])
         case .progress(let p):
             return line(["P"] + p.map { "\($0.key):\($0.value)" })
         case .landed(let id, let first, let crcs):
-            return line(["L", String(id), String(first), crcs.map { String($0, radix: 16) }.joined(separator: ",")])
+            return line(["L", String(id), String(first), crcList(crcs)])
         default:
             return try json(m)
         }
@@ -192,22 +192,12 @@ public enum LineCodec {
             guard f.count >= 5, let id = Int(f[1]), let bytes = Int64(f[2]) else { throw bad(line) }
             let err = f[4] == "-" ? nil : try JSONDecoder().decode(S3Error.self, from: Data(unesc(f[4]).utf8))
             var r = FetchReport(id: id, bytes: bytes, error: err, firstByteLatency: Double(f[3]))
-            if f.count >= 6, f[5] != "-" {
-                for c in f[5].split(separator: ",") {
-                    guard let v = UInt32(c, radix: 16) else { throw bad(line) }
-                    r.crcs.append(v)
-                }
-            }
+            if f.count >= 6, f[5] != "-" { r.crcs = try crcs(f[5], line) }
             return .done(r)
         case UInt8(ascii: "L"):
             let f = fields(line)
             guard f.count == 4, let id = Int(f[1]), let first = Int(f[2]), first >= 0 else { throw bad(line) }
-            var crcs: [UInt32] = []
-            for c in f[3].split(separator: ",") {
-                guard let v = UInt32(c, radix: 16) else { throw bad(line) }
-                crcs.append(v)
-            }
-            return .landed(id: id, first: first, crcs: crcs)
+            return .landed(id: id, first: first, crcs: try crcs(f[3], line))
         case UInt8(ascii: "P"):
             var p: [Int: Int64] = [:]
             for item in fields(line).dropFirst() {
@@ -241,6 +231,18 @@ public enum LineCodec {
         }
         out.append(0x0A)
         return out
+    }
+
+    /// Block CRCs as one field: lowercase hex, comma-separated (`done` and `landed`).
+    private static func crcList(_ crcs: [UInt32]) -> String {
+        crcs.map { String($0, radix: 16) }.joined(separator: ",")
+    }
+
+    private static func crcs(_ field: String, _ line: ArraySlice<UInt8>) throws -> [UInt32] {
+        try field.split(separator: ",").map {
+            guard let v = UInt32($0, radix: 16) else { throw bad(line) }
+            return v
+        }
     }
 
     private static func fields(_ line: ArraySlice<UInt8>) -> [String] {
