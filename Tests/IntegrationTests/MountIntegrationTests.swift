@@ -55,13 +55,19 @@ final class MountIntegrationTests: XCTestCase {
         try p.run()
         running = p
         let deadline = Date().addingTimeInterval(30)
-        // Mounted and answering (a dead mount from a kill -9 is in mountinfo too, but cannot be opened).
+        // Mounted and answering, judged on the directory actually opened: a dead mount from a
+        // kill -9 is in mountinfo too but cannot be opened, and once the new process has
+        // detached it the plain directory opens on the parent's file system (checking mountinfo,
+        // then opening, raced with that detach).
         func answering() -> Bool {
             let fd = open(mnt, O_RDONLY | O_DIRECTORY)
-            if fd >= 0 { close(fd) }
-            return fd >= 0
+            guard fd >= 0 else { return false }
+            defer { close(fd) }
+            var st = stat(), parent = stat()
+            guard fstat(fd, &st) == 0, stat(mnt + "/..", &parent) == 0 else { return false }
+            return st.st_dev != parent.st_dev
         }
-        while Date() < deadline && p.isRunning && !(isMounted() && answering()) { usleep(50_000) }
+        while Date() < deadline && p.isRunning && !answering() { usleep(50_000) }
         XCTAssertTrue(p.isRunning && isMounted(), "not mounted: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         return p
     }
