@@ -108,7 +108,7 @@ static inline uint32_t csys_crc32c(uint32_t crc, const void *buf, size_t n, int 
     return hw ? csys_crc32c_hw(crc, (const uint8_t *)buf, n) : csys_crc32c_sw(crc, (const uint8_t *)buf, n);
 }
 
-#include "md5x8.h"
+#include "md5lanes.h"
 
 /* Whole-filesystem flush of the filesystem holding fd (one call for many files). */
 int syncfs(int fd);

@@ -10,7 +10,7 @@
 /// landed durable with a single `syncfs`, records it in the index, and only then answers the
 /// waiting requests.
 ///
-/// Integrity: a complete object whose ETag is an MD5 is hashed from its file, up to eight
+/// Integrity: a complete object whose ETag is an MD5 is hashed from its file, up to sixteen
 /// objects side by side (`md5(files:)`): while the commit that records it syncs when one order
 /// fetched it whole (`prehash`), else after that commit. A prewarm's request is answered after
 /// that check. A mismatch drops the data and fetches the object once more; a second mismatch
@@ -63,8 +63,8 @@ public final class CacheFiller: @unchecked Sendable {
     /// 8 blocks (8 MiB) per order: the download's measured part size.
     public static let defaultMaxRunBlocks = 8
     /// Threads hashing complete objects against their ETag in a prewarm. One: it hashes up to
-    /// eight objects side by side (`md5(files:)`, 2.2 GB/s here), and a second thread only split
-    /// the batches.
+    /// sixteen objects side by side (`md5(files:)`, 3.4–3.8 GB/s here), and a second thread
+    /// only split the batches.
     static let md5Threads = 1
     /// How long a complete object waits for others to be hashed alongside it while fetches are
     /// under way. Without it a prewarm of d/ mostly hashed one object at a time (objects complete
@@ -167,7 +167,7 @@ public final class CacheFiller: @unchecked Sendable {
             final class Weak: @unchecked Sendable { weak var filler: CacheFiller? }
             let w = Weak()
             busy = { (w.filler?.pendingBlocks ?? 0) > 0 }
-            defer { w.filler = self }
+            w.filler = self
         } else {
             busy = nil
         }
@@ -557,7 +557,7 @@ public final class CacheFiller: @unchecked Sendable {
         return Self.md5(files: objects.map { (cache.dataPath($0), $0.size) })
     }
 
-    /// Hashes every object `prehash` queued, eight at a time.
+    /// Hashes every object `prehash` queued, `MD5Lanes.width` at a time.
     private func prehashPendingObjects() {
         while true {
             lock.lock()
@@ -644,14 +644,16 @@ public final class CacheFiller: @unchecked Sendable {
         }
     }
 
-    /// Bytes read from each file per round of `md5(files:)`: 2 MiB of buffers for eight files.
-    static let md5LaneChunk = 256 << 10
+    /// Bytes read from each file per round of `md5(files:)`: 2 MiB of buffers for sixteen
+    /// files, the size of a core's L2 here.
+    static let md5LaneChunk = 128 << 10
 
     /// MD5s of data files' first `size` bytes (nil for a file that could not be read whole).
     /// Several files are hashed side by side in `MD5Lanes`, a chunk of each per round: the 100
-    /// files of d/ (1 GB, in the page cache) took 0.45–0.48 s eight at a time against 1.49–1.52 s
-    /// one after the other (`soak __bench-md5`). One file goes through the one-stream MD5, which
-    /// is faster than a lone lane.
+    /// files of d/ (1 GB, in the page cache) took 0.28–0.31 s sixteen at a time (0.44–0.45 s
+    /// eight at a time before the kernel's lane-mask fix and the AVX-512 build) against
+    /// 1.46–1.52 s one after the other (`soak __bench-md5`). One file goes through the
+    /// one-stream MD5, which is faster than a lone lane.
     public static func md5(files: [(path: String, size: Int64)]) -> [String?] {
         precondition(files.count <= MD5Lanes.width)
         if files.count == 1 { return [md5(path: files[0].path, size: files[0].size)] }

@@ -3,7 +3,7 @@ import Prefetcher
 import SoakCore
 
 /// `soak __bench-md5 FILE...`: hashes the files one after another with the one-stream MD5, then
-/// eight at a time side by side (`CacheFiller.md5(files:)`, what the cache's MD5 checks use), and
+/// `MD5Lanes.width` at a time side by side (`CacheFiller.md5(files:)`, what the cache's MD5 checks use), and
 /// prints both rates. The files should be in the page cache (run it twice). Not a user command.
 enum BenchMD5 {
     static func run(_ paths: [String]) -> Int32 {

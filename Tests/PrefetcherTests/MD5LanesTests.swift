@@ -2,7 +2,7 @@ import Crypto
 import SoakCore
 import XCTest
 
-/// The eight-lane MD5 against RFC 1321's vectors and swift-crypto's MD5, both builds.
+/// The many-lane MD5 against RFC 1321's vectors and swift-crypto's MD5, every build this CPU runs.
 final class MD5LanesTests: XCTestCase {
     private func reference(_ bytes: [UInt8]) -> String {
         Insecure.MD5.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
@@ -18,12 +18,12 @@ final class MD5LanesTests: XCTestCase {
             ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", "d174ab98d277d9f5a5611c2c9f419d9f"),
             (String(repeating: "1234567890", count: 8), "57edf4a22be3c955ac49da2e2107b67a"),
         ]
-        for portable in [false, true] {
-            let m = MD5Lanes(portable: portable)
+        for build in MD5Lanes.supportedBuilds {
+            let m = MD5Lanes(build: build)
             let inputs = (0..<MD5Lanes.width).map { Array(vectors[$0 % vectors.count].0.utf8) }
             withBuffers(inputs) { m.update($0) }
             for l in 0..<MD5Lanes.width {
-                XCTAssertEqual(lowercaseHex(m.digest(lane: l)), vectors[l % vectors.count].1, "lane \(l) portable \(portable)")
+                XCTAssertEqual(lowercaseHex(m.digest(lane: l)), vectors[l % vectors.count].1, "lane \(l) build \(build)")
             }
         }
     }
@@ -33,8 +33,9 @@ final class MD5LanesTests: XCTestCase {
     func testLanesMatchOneStreamMD5() {
         var rng = SeededRandom(seed: 11)
         for round in 0..<40 {
-            let portable = round % 2 == 1
-            let m = MD5Lanes(portable: portable)
+            let builds = MD5Lanes.supportedBuilds
+            let build = builds[round % builds.count]
+            let m = MD5Lanes(build: build)
             let lengths = (0..<MD5Lanes.width).map { _ -> Int in
                 let edges = [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 4096]
                 return rng.next() % 3 == 0 ? edges[Int(rng.next() % UInt64(edges.count))] : Int(rng.next() % 70_000)
@@ -51,7 +52,7 @@ final class MD5LanesTests: XCTestCase {
             }
             for l in 0..<MD5Lanes.width {
                 XCTAssertEqual(lowercaseHex(m.digest(lane: l)), reference(data[l]),
-                               "round \(round) lane \(l) length \(lengths[l]) portable \(portable)")
+                               "round \(round) lane \(l) length \(lengths[l]) build \(build)")
             }
         }
     }
@@ -66,6 +67,22 @@ final class MD5LanesTests: XCTestCase {
         withBuffers([b]) { m.update($0) }
         XCTAssertEqual(lowercaseHex(m.digest(lane: 0)), reference(b))
         XCTAssertEqual(lowercaseHex(m.digest(lane: 5)), reference([]), "an untouched lane is the empty stream")
+    }
+
+    /// Streams in some lanes only (one half, the other, a lane of each): a build that hashes
+    /// the halves apart, or all sixteen at once, must leave idle lanes alone either way.
+    func testPartlyBusyLanesInEveryBuild() {
+        let data = (0..<MD5Lanes.width).map { l in (0..<(3000 + 977 * l)).map { UInt8(truncatingIfNeeded: $0 * 31 + l) } }
+        for build in MD5Lanes.supportedBuilds {
+            for busy in [Set(0..<8), Set(8..<16), Set([3, 12]), Set([15])] {
+                let m = MD5Lanes(build: build)
+                withBuffers((0..<MD5Lanes.width).map { busy.contains($0) ? data[$0] : [] }) { m.update($0) }
+                for l in 0..<MD5Lanes.width {
+                    XCTAssertEqual(lowercaseHex(m.digest(lane: l)), reference(busy.contains(l) ? data[l] : []),
+                                   "build \(build) busy \(busy.sorted()) lane \(l)")
+                }
+            }
+        }
     }
 
     private func withBuffers(_ arrays: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) -> Void) {
