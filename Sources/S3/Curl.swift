@@ -346,6 +346,11 @@ public final class CurlMulti {
         return false
     }
 
+    /// Ends a `poll` under way (or the next one) at once; any thread may call it.
+    public func wakeup() {
+        _ = curl_multi_wakeup(handle)
+    }
+
     /// Drives transfers; returns those that finished with libcurl's result code.
     public func perform() -> [(CurlTransfer, Int32)] {
         var running: Int32 = 0
