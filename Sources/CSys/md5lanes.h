@@ -83,7 +83,7 @@ typedef uint32_t csys_md5_v8 __attribute__((vector_size(32)));
    than another is left unchanged for the rest (its pointer is not read past its blocks). While
    every lane has blocks left, the lanes are all live (`least`); after that a lane's mask comes
    from one vector compare: building it lane by lane through memory stalled on store forwarding
-   (28% of the 8-lane kernel's time in a prewarm). Callers keep nblocks[l] < 2^32. */
+   (28% of the 8-lane kernel's samples in `soak __bench-md5`). Callers keep nblocks[l] < 2^32. */
 #define CSYS_MD5_LANES_BODY(V, W, LOAD_M)                                                           \
     V a, b, c, d, nb;                                                                               \
     for (int l = 0; l < W; l++) {                                                                   \
