@@ -14,13 +14,13 @@
 ///
 /// Bounded: the loop asks for at most one slot-count of orders ahead. A file is never leaked:
 /// `discard` closes it (now, or once its preparation ends), and `stop` closes every file not
-/// taken.
+/// taken. The thread is an `IdleQueue` (serial, normal priority).
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
-final class FilePreparer: @unchecked Sendable {  // @unchecked: state is guarded by `cond`
+final class FilePreparer: @unchecked Sendable {  // @unchecked: `orders`, `wake` and `stopping` are guarded by `lock`
     /// An opened target: `fd` (-1 with `errno` when the open failed) and whether it is O_DIRECT.
     struct Target: Equatable, Sendable {
         var fd: Int32
@@ -28,100 +28,89 @@ final class FilePreparer: @unchecked Sendable {  // @unchecked: state is guarded
         var errno: Int32 = 0
     }
 
-    private let cond = NSCondition()
-    private var queue: [FetchOrder] = []
-    private var ready: [Int: Target] = [:]
-    /// The order being prepared now, and whether it was discarded meanwhile.
-    private var current: Int?
-    private var currentDiscarded = false
-    private var stopping = false
-    private var running = true
+    private enum Stage { case queued, preparing, discarded, ready(Target) }
+
+    private let lock = NSLock()
+    /// Every order asked for and not yet taken (a discarded one until its preparation ends).
+    private var orders: [Int: Stage] = [:]
     /// The loop waits for a target: announce the next one that is ready.
     private var wake = false
+    private var stopping = false
+    private let queue = IdleQueue(name: "soak-file-preparer", background: nil)
     private let prepare: @Sendable (FetchOrder) -> Target
     private let onReady: @Sendable () -> Void
 
-    /// `prepare` opens (and preallocates) an order's target; `onReady` runs after each.
+    /// `prepare` opens (and preallocates) an order's target; `onReady` wakes a waiting taker.
     init(prepare: @escaping @Sendable (FetchOrder) -> Target, onReady: @escaping @Sendable () -> Void) {
         self.prepare = prepare
         self.onReady = onReady
-        let t = Thread { self.loop() }  // a cycle until `stop` ends the thread
-        t.name = "soak-file-preparer"
-        t.start()
     }
 
     /// Queues `o`'s target to be prepared after those asked for before.
     func request(_ o: FetchOrder) {
-        cond.lock()
-        queue.append(o)
-        cond.broadcast()
-        cond.unlock()
+        lock.lock(); orders[o.id] = .queued; lock.unlock()
+        queue.async { [self] in run(o) }
     }
 
     /// `id`'s target if it is ready (the caller owns its descriptor from then on). If it is not
     /// and `wake`, `onReady` runs once the next target is ready.
     func take(_ id: Int, wake: Bool = false) -> Target? {
-        cond.lock(); defer { cond.unlock() }
-        if let t = ready.removeValue(forKey: id) { return t }
+        lock.lock(); defer { lock.unlock() }
+        if case .ready(let t) = orders[id] {
+            orders[id] = nil
+            return t
+        }
         if wake { self.wake = true }
         return nil
     }
 
     /// The order will not be started: its target is closed now, or when its preparation ends.
     func discard(_ id: Int) {
-        cond.lock()
-        queue.removeAll { $0.id == id }
-        let t = ready.removeValue(forKey: id)
-        if current == id { currentDiscarded = true }
-        cond.unlock()
-        if let t, t.fd >= 0 { close(t.fd) }
+        lock.lock()
+        var closing: Target?
+        switch orders[id] {
+        case .preparing: orders[id] = .discarded
+        case .ready(let t): closing = t; orders[id] = nil
+        default: orders[id] = nil  // queued: never opened
+        }
+        lock.unlock()
+        if let t = closing, t.fd >= 0 { close(t.fd) }
     }
 
     /// Orders asked for and not yet taken or discarded (tests).
     var outstanding: Int {
-        cond.lock(); defer { cond.unlock() }
-        return queue.count + ready.count + (current == nil ? 0 : 1)
+        lock.lock(); defer { lock.unlock() }
+        return orders.count
     }
 
     /// Ends the thread once the preparation under way is done, and closes every target not taken.
     func stop() {
-        cond.lock()
-        stopping = true
-        queue.removeAll()
-        cond.broadcast()
-        while running { cond.wait() }
-        let left = ready.values
-        ready.removeAll()
-        cond.unlock()
+        lock.lock(); stopping = true; lock.unlock()
+        queue.stop()  // the jobs still queued see `stopping` and return
+        lock.lock()
+        let left = orders.values.compactMap { stage -> Target? in if case .ready(let t) = stage { return t } else { return nil } }
+        orders.removeAll()
+        lock.unlock()
         for t in left where t.fd >= 0 { close(t.fd) }
     }
 
-    private func loop() {
-        cond.lock()
-        while true {
-            while queue.isEmpty && !stopping { cond.wait() }
-            if stopping { break }
-            let o = queue.removeFirst()
-            current = o.id
-            currentDiscarded = false
-            cond.unlock()
-            let t = prepare(o)
-            cond.lock()
-            current = nil
-            if currentDiscarded || stopping {
-                if t.fd >= 0 { close(t.fd) }
-            } else {
-                ready[o.id] = t
-                if wake {
-                    wake = false
-                    cond.unlock()
-                    onReady()
-                    cond.lock()
-                }
-            }
+    private func run(_ o: FetchOrder) {
+        lock.lock()
+        guard !stopping, case .queued = orders[o.id] else { lock.unlock(); return }  // discarded
+        orders[o.id] = .preparing
+        lock.unlock()
+        let t = prepare(o)
+        lock.lock()
+        guard !stopping, case .preparing = orders[o.id] else {
+            orders[o.id] = nil
+            lock.unlock()
+            if t.fd >= 0 { close(t.fd) }
+            return
         }
-        running = false
-        cond.broadcast()
-        cond.unlock()
+        orders[o.id] = .ready(t)
+        let announce = wake
+        wake = false
+        lock.unlock()
+        if announce { onReady() }
     }
 }
