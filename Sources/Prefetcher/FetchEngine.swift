@@ -136,6 +136,10 @@ public final class FetchEngine: @unchecked Sendable {
 
     /// Spawns the initial workers and starts the event thread.
     public func start() throws {
+        // Orders go to workers over pipes. A worker that died or stopped reading makes the next
+        // write fail with EPIPE, which `dispatch` handles by replacing it; left at its default,
+        // SIGPIPE would kill the process the engine runs in (a mount, a prewarm) instead.
+        signal(SIGPIPE, SIG_IGN)
         guard csys_pipe2(&wakeFDs, O_CLOEXEC | O_NONBLOCK) == 0 else {
             throw LocalIOError(errno: errno, operation: "pipe2", path: "engine wake pipe")
         }

@@ -13,6 +13,10 @@ func fail(_ message: String, status: Int32) -> Never {
     exit(status)
 }
 
+// A peer that went away (a worker, a mount's control socket, a closed stdout) is an EPIPE to
+// handle where it happens, never a signal that ends the process.
+signal(SIGPIPE, SIG_IGN)
+
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "__worker" {
     exit(Worker.main())
 }

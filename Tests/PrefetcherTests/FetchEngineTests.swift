@@ -71,6 +71,24 @@ final class FetchEngineTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(r.stats.workerRestarts, 3)
     }
 
+    /// A worker that stops reading its orders but stays alive (its stdout open, so no EOF): the
+    /// engine's next write to it gets EPIPE. That must not be a SIGPIPE that kills the process
+    /// the engine runs in; the worker is replaced and the order ends.
+    func testWorkerThatClosesItsInputIsReplacedWithoutKillingTheEngine() throws {
+        let box = Box()
+        let e = try engine(try script("read cfg\nexec 0<&-\nsleep 30"), attempts: 2) { box.add($0) }
+        try e.start()
+        usleep(300_000)  // the worker has read its configuration and closed its input
+        e.submit(bucket: "b", key: "k", etag: nil, range: 0...9, path: dir + "/out", fileOffset: 0, tag: 5)
+        wait(box, for: 1, seconds: 20)
+        let stats = e.snapshot()
+        e.stop()
+        XCTAssertEqual(box.completions.count, 1, "the order must end")
+        XCTAssertEqual(box.completions.first?.tag, 5)
+        XCTAssertNotNil(box.completions.first?.error)
+        XCTAssertGreaterThanOrEqual(stats.workerRestarts, 1)
+    }
+
     func testWorkerThatExitsIsReplaced() throws {
         let r = try runOne(worker: "read cfg\nexit 3", attempts: 2)
         XCTAssertEqual(r.completions.count, 1)
