@@ -298,7 +298,7 @@ final class WorkerLoop {
     /// made downloads slower, and creating a file alone seldom waited (7 of 15,121 calls of a
     /// worker over 3 ms in a prewarm of small/).
     func preparesAhead(_ o: FetchOrder) -> Bool {
-        Self.prepareFilesAhead && Self.preallocate && o.lane == .bulk && o.length > Self.bufferedStagingSize
+        Self.preallocate && o.lane == .bulk && o.length > Self.bufferedStagingSize
     }
 
     /// Hands the next bulk orders, up to `slots` of them, to the preparer.
