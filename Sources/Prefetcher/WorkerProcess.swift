@@ -22,6 +22,12 @@ final class WorkerProcess {
     var ready = false
     var exited = false
 
+    /// Reports are read through this, allocated once: a fresh zeroed 64 KiB array per read
+    /// was the engine thread's largest `memset`.
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+
+    deinit { readBuffer.deallocate() }
+
     private init(pid: pid_t, toFD: Int32, fromFD: Int32) {
         self.pid = pid; self.toFD = toFD; self.fromFD = fromFD
         self.lastHeard = MonotonicTime.now()
@@ -76,10 +82,9 @@ final class WorkerProcess {
 
     /// Reads what is available. Returns false at EOF (the worker is gone).
     func readAvailable() -> Bool {
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fromFD, $0.baseAddress, $0.count) }
-            if n > 0 { chunk.withUnsafeBytes { reader.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }; continue }
+            let n = read(fromFD, readBuffer.baseAddress, readBuffer.count)
+            if n > 0 { reader.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<n])); continue }
             if n == 0 { return false }
             if errno == EINTR { continue }
             return errno == EAGAIN || errno == EWOULDBLOCK
