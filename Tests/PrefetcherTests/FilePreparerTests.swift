@@ -6,9 +6,9 @@ import XCTest
 @testable import Prefetcher
 
 /// The worker's file preparer: targets are prepared in the order asked for, a taker that found
-/// one not ready is woken once one is; a
-/// discarded or untaken target is closed whenever it is ready; and the worker loop starts bulk
-/// orders with files prepared ahead of them (created and preallocated before their turn).
+/// one not ready is woken once one is; a discarded or untaken target is closed whenever it is
+/// ready; and the worker loop starts bulk orders with files prepared ahead of them (created and
+/// preallocated before their turn).
 final class FilePreparerTests: XCTestCase {
     private var dir = ""
 
