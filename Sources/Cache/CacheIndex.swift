@@ -235,15 +235,22 @@ public final class CacheIndex: @unchecked Sendable {
     /// or fetched again) or the row is gone.
     public func presentBlocksIfCurrent(objectID: Int64, gen: Int64, in range: ClosedRange<Int>? = nil) throws -> [Int: UInt32]? {
         try locked {
-            guard try stmt("SELECT gen FROM objects WHERE id=?1").scalarInt([.int(objectID)]) == gen else { return nil }
+            // One statement, so one read transaction (a prewarm makes this call per object, and
+            // each transaction takes and drops its WAL locks with fcntl): no row when the
+            // version is not current; one row with a NULL chunk when it has no blocks.
+            var current = false
             var out: [Int: UInt32] = [:]
             let lo = range.map { BlockMap.locate($0.lowerBound).chunk } ?? 0
             let hi = range.map { BlockMap.locate($0.upperBound).chunk } ?? Int64.max
-            try stmt("SELECT chunk, slots FROM blockmaps WHERE obj=?1 AND chunk BETWEEN ?2 AND ?3")
-                .query([.int(objectID), .int(lo), .int(hi)]) { row in
-                    Self.decode(chunk: row.int(0), row.blob(1), into: &out, within: range)
-                }
-            return out
+            try stmt("""
+                SELECT b.chunk, b.slots FROM objects o
+                LEFT JOIN blockmaps b ON b.obj=o.id AND b.chunk BETWEEN ?3 AND ?4
+                WHERE o.id=?1 AND o.gen=?2
+                """).query([.int(objectID), .int(gen), .int(lo), .int(hi)]) { row in
+                current = true
+                if !row.isNull(0) { Self.decode(chunk: row.int(0), row.blob(1), into: &out, within: range) }
+            }
+            return current ? out : nil
         }
     }
 

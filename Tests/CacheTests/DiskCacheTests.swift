@@ -351,6 +351,27 @@ final class DiskCacheTests: XCTestCase {
         XCTAssertEqual(try c.stats().bytes, 0)
     }
 
+    /// Present blocks of a version in one query: empty (not nil) while the version is current but
+    /// has no blocks, the blocks within the range asked for, and nil once the version or the row
+    /// is gone.
+    func testPresentBlocksIfCurrentTellsNoBlocksFromAStaleVersion() throws {
+        let c = try DiskCache(directory: dir)
+        let b = try c.index.bucketID(endpoint: "e", name: "b")
+        let size = Int(bs) * 3
+        let o = try c.index.recordListing(bucketID: b, objects: [object("k", size: Int64(size))], stamp: 1).objects[0]
+        XCTAssertEqual(try c.index.presentBlocksIfCurrent(objectID: o.id, gen: o.gen), [:], "current, nothing cached")
+        let data = bytes(size)
+        try fill(c, o, data, blocks: [0, 2])
+        let crc2 = CRC32C.checksum(Array(data[(2 * Int(bs))...]))
+        XCTAssertEqual(try c.index.presentBlocksIfCurrent(objectID: o.id, gen: o.gen)?.keys.sorted(), [0, 2])
+        XCTAssertEqual(try c.index.presentBlocksIfCurrent(objectID: o.id, gen: o.gen, in: 1...2), [2: crc2])
+        XCTAssertNil(try c.index.presentBlocksIfCurrent(objectID: o.id, gen: o.gen + 1), "not this version")
+        XCTAssertNil(try c.index.presentBlocksIfCurrent(objectID: o.id + 1000, gen: 0), "no such object")
+        try c.dropData(o)
+        XCTAssertNil(try c.index.presentBlocksIfCurrent(objectID: o.id, gen: o.gen), "dropped: a stale version")
+        XCTAssertEqual(try c.index.presentBlocksIfCurrent(objectID: o.id, gen: o.gen + 1), [:])
+    }
+
     func testCorruptBlockIsNeverServedAfterRestartAndVerifyDropsIt() throws {
         let size = Int(bs) + 5000
         let data = bytes(size)
