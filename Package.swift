@@ -31,7 +31,7 @@ let package = Package(
         ]),
         // S3 client: SigV4, credentials, listing XML, libcurl transport.
         .target(name: "S3", dependencies: [
-            "SoakCore", "CCurl",
+            "SoakCore", "CCurl", "CSys",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -17,11 +17,12 @@ public enum MountHelper {
         "cache_dir": "--cache-dir", "cache_size": "--cache-size", "endpoint_url": "--endpoint-url", "region": "--region",
         "uid": "--uid", "gid": "--gid", "metadata_ttl": "--metadata-ttl", "eager_listing": "--eager-listing", "read_ahead": "--read-ahead",
         "log_level": "--log-level", "metrics_address": "--metrics-address", "addressing": "--addressing", "include": "--include", "exclude": "--exclude",
+        "profile": "--profile",
     ]
     static let flags: [String: String] = ["allow_other": "--allow-other", "prefetch": "--prefetch", "no_verify_md5": "--no-verify-md5", "foreground": "--foreground"]
 
     /// `SOURCE DIR [-o opts] [-n] [-s] [-f] [-v]` → arguments of `soak mount`, plus environment
-    /// (`profile=NAME` sets AWS_PROFILE).
+    /// (none today: `profile=NAME` became `--profile NAME`, so only that profile's providers are used).
     public static func translate(_ args: [String]) throws(UsageError) -> (arguments: [String], environment: [String: String]) {
         var positional: [String] = []
         var options: [String] = []
@@ -42,11 +43,10 @@ public enum MountHelper {
         }
         guard positional.count == 2 else { throw UsageError("usage: \(name) s3://BUCKET/PREFIX DIR [-o options]") }
         var out = ["mount", positional[0], positional[1]]
-        var env: [String: String] = [:]
+        let env: [String: String] = [:]
         for o in options where !o.isEmpty && !ignored.contains(o) {
             let kv = o.split(separator: "=", maxSplits: 1).map(String.init)
             if kv.count == 2, let flag = valued[kv[0]] { out += [flag, kv[1]]; continue }
-            if kv.count == 2, kv[0] == "profile" { env["AWS_PROFILE"] = kv[1]; continue }
             if kv.count == 1, let flag = flags[kv[0]] { out.append(flag); continue }
             throw UsageError("\(name): unknown option '\(o)' (cache_dir=, cache_size=, endpoint_url=, region=, profile=, "
                              + "uid=, gid=, metadata_ttl=, eager_listing=, read_ahead=, log_level=, allow_other, prefetch)")

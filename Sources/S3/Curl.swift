@@ -365,3 +365,22 @@ public final class CurlMulti {
         return done
     }
 }
+
+// MARK: - Small blocking requests (credential sources)
+
+extension CurlTransfer {
+    /// Sends `body` as the request body (after `prepare`; libcurl copies it).
+    public func setRequestBody(_ body: [UInt8]) throws {
+        try set(CURLOPT_POSTFIELDSIZE, body.count)
+        var copy = body
+        try copy.withUnsafeMutableBytes { buf in
+            try check(ccurl_easy_setopt_ptr(handle, CURLOPT_COPYPOSTFIELDS, buf.baseAddress), "COPYPOSTFIELDS")
+        }
+    }
+
+    /// Fails the whole transfer, connection included, after `milliseconds` (after `prepare`).
+    public func setTimeout(milliseconds: Int) throws {
+        try set(CURLOPT_TIMEOUT_MS, milliseconds)
+        try set(CURLOPT_CONNECTTIMEOUT_MS, milliseconds)
+    }
+}

@@ -13,6 +13,9 @@ struct S3Options: ParsableArguments {
     @Option(help: "AWS region (env AWS_REGION / AWS_DEFAULT_REGION, profile, else us-east-1).")
     var region: String?
 
+    @Option(help: "AWS profile whose credentials alone are used (default: the whole chain, with AWS_PROFILE or default).")
+    var profile: String?
+
     @Option(help: "Bucket addressing: path, virtual or auto.")
     var addressing: String = "auto"
 
@@ -33,12 +36,18 @@ struct S3Options: ParsableArguments {
         guard let mode = Addressing(rawValue: addressing) else {
             throw UsageError("invalid --addressing '\(addressing)': use path, virtual or auto")
         }
+        var env = env
         let home = env["HOME"] ?? NSHomeDirectory()
-        let region = RegionResolver.resolve(flag: region, environment: env, home: home)
+        // --profile also picks the profile the region is read from.
+        if let profile, !profile.isEmpty { env["AWS_PROFILE"] = profile }
+        let resolved = RegionResolver.resolveWithSource(flag: region, environment: env, home: home)
         let url = endpointURL ?? env["AWS_ENDPOINT_URL_S3"] ?? env["AWS_ENDPOINT_URL"]
-        let endpoint = try S3Endpoint(url: url, region: region, addressing: mode)
-        let creds = try Credentials.resolve(environment: env, home: home)
-        return S3RequestBuilder(endpoint: endpoint, credentials: creds)
+        let endpoint = try S3Endpoint(url: url, region: resolved.region, addressing: mode)
+        // STS uses its global endpoint when no region was configured anywhere.
+        let found = try Credentials.resolveWithSource(environment: env, home: home, profile: profile,
+                                                      region: resolved.source == "default" ? nil : resolved.region)
+        Logger(label: "soak").debug("credentials from \(found.source)")
+        return S3RequestBuilder(endpoint: endpoint, credentials: found.credentials)
     }
 }
 

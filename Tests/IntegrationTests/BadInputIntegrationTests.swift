@@ -87,7 +87,7 @@ final class BadInputIntegrationTests: XCTestCase {
             (["download", "s3://\(bucket)/p", dest, "--endpoint-url", tls], quickRetries, "SSL"),
             (["download", "s3://\(bucket)/p", dest, "--endpoint-url", endpoint],
              ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": work + "/none",
-              "AWS_CONFIG_FILE": work + "/none", "HOME": work], "credentials"),
+              "AWS_CONFIG_FILE": work + "/none", "HOME": work, "AWS_EC2_METADATA_DISABLED": "true"], "credentials"),
         ])
         // The wrong secret never shows, whatever the level.
         let r = try Harness.soak(["download", "s3://\(bucket)/p", dest, "--endpoint-url", endpoint, "--log-level", "debug"],

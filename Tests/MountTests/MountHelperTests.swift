@@ -10,8 +10,8 @@ final class MountHelperTests: XCTestCase {
             "rw,nodev,nosuid,_netdev,cache_dir=/var/cache/soak,cache_size=50%,endpoint_url=http://h:1,allow_other,uid=5,profile=ml",
         ])
         XCTAssertEqual(args, ["mount", "s3://b/p", "/mnt/x", "--cache-dir", "/var/cache/soak", "--cache-size", "50%",
-                              "--endpoint-url", "http://h:1", "--allow-other", "--uid", "5"])
-        XCTAssertEqual(env, ["AWS_PROFILE": "ml"])
+                              "--endpoint-url", "http://h:1", "--allow-other", "--uid", "5", "--profile", "ml"])
+        XCTAssertEqual(env, [:])
     }
 
     func testMountFlagsAndAttachedOptions() throws {

@@ -19,6 +19,11 @@ final class CredentialsTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: home)
     }
 
+    /// Every test keeps the real instance-metadata service (which may answer on this VM) out.
+    func noIMDS(_ env: [String: String]) -> [String: String] {
+        env.merging(["AWS_EC2_METADATA_DISABLED": "true"]) { a, _ in a }
+    }
+
     func write(_ relative: String, _ text: String) throws {
         let path = relative.hasPrefix("/") ? relative : home + "/" + relative
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
@@ -66,7 +71,7 @@ final class CredentialsTests: XCTestCase {
         try write(".aws/credentials", Self.credentialsFile)
         let env = ["AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "secretENV", "AWS_SESSION_TOKEN": "tokENV",
                    "AWS_PROFILE": "dev"]
-        let r = try Credentials.resolveWithSource(environment: env, home: home)
+        let r = try Credentials.resolveWithSource(environment: noIMDS(env), home: home)
         XCTAssertEqual(r.credentials, Credentials(accessKeyId: "AKIDENV", secretAccessKey: "secretENV", sessionToken: "tokENV"))
         XCTAssertEqual(r.source, "environment")
     }
@@ -78,11 +83,11 @@ final class CredentialsTests: XCTestCase {
     }
 
     func testHalfAnEnvironmentPairIsAnError() {
-        XCTAssertThrowsError(try Credentials.resolve(environment: ["AWS_ACCESS_KEY_ID": "AKID"], home: home)) { e in
+        XCTAssertThrowsError(try Credentials.resolve(environment: noIMDS(["AWS_ACCESS_KEY_ID": "AKID"]), home: home)) { e in
             XCTAssertEqual((e as? CredentialsError)?.kind, .incomplete)
             XCTAssertTrue("\(e)".contains("AWS_SECRET_ACCESS_KEY"), "\(e)")
         }
-        XCTAssertThrowsError(try Credentials.resolve(environment: ["AWS_SECRET_ACCESS_KEY": "sekrit"], home: home)) { e in
+        XCTAssertThrowsError(try Credentials.resolve(environment: noIMDS(["AWS_SECRET_ACCESS_KEY": "sekrit"]), home: home)) { e in
             XCTAssertEqual((e as? CredentialsError)?.kind, .incomplete)
             XCTAssertFalse("\(e)".contains("sekrit"))
         }
@@ -90,51 +95,51 @@ final class CredentialsTests: XCTestCase {
 
     func testDefaultProfileFromCredentialsFile() throws {
         try write(".aws/credentials", Self.credentialsFile)
-        let r = try Credentials.resolveWithSource(environment: [:], home: home)
+        let r = try Credentials.resolveWithSource(environment: noIMDS([:]), home: home)
         XCTAssertEqual(r.credentials, Credentials(accessKeyId: "AKIDDEFAULT", secretAccessKey: "secretDEFAULT"))
-        XCTAssertEqual(r.source, home + "/.aws/credentials [default]")
+        XCTAssertEqual(r.source, "profile 'default'")
     }
 
     func testProfileSelectionAndCaseInsensitiveKeysAndInlineComment() throws {
         try write(".aws/credentials", Self.credentialsFile)
-        let c = try Credentials.resolve(environment: ["AWS_PROFILE": "dev"], home: home)
+        let c = try Credentials.resolve(environment: noIMDS(["AWS_PROFILE": "dev"]), home: home)
         XCTAssertEqual(c, Credentials(accessKeyId: "AKIDDEV", secretAccessKey: "secretDEV", sessionToken: "tokenDEV"))
     }
 
     func testAWSProfileBeatsAWSDefaultProfile() throws {
         try write(".aws/credentials", Self.credentialsFile)
-        let c = try Credentials.resolve(environment: ["AWS_PROFILE": "dev", "AWS_DEFAULT_PROFILE": "default"], home: home)
+        let c = try Credentials.resolve(environment: noIMDS(["AWS_PROFILE": "dev", "AWS_DEFAULT_PROFILE": "default"]), home: home)
         XCTAssertEqual(c.accessKeyId, "AKIDDEV")
-        let d = try Credentials.resolve(environment: ["AWS_DEFAULT_PROFILE": "dev"], home: home)
+        let d = try Credentials.resolve(environment: noIMDS(["AWS_DEFAULT_PROFILE": "dev"]), home: home)
         XCTAssertEqual(d.accessKeyId, "AKIDDEV")
     }
 
     func testCredentialsFileDoesNotUseProfilePrefix() throws {
         // "[profile notthis]" in the credentials file is a profile literally named "profile notthis".
         try write(".aws/credentials", Self.credentialsFile)
-        XCTAssertThrowsError(try Credentials.resolve(environment: ["AWS_PROFILE": "notthis"], home: home)) { e in
+        XCTAssertThrowsError(try Credentials.resolve(environment: noIMDS(["AWS_PROFILE": "notthis"]), home: home)) { e in
             XCTAssertEqual((e as? CredentialsError)?.kind, .profileNotFound)
         }
     }
 
     func testConfigFileProfileWithPrefix() throws {
         try write(".aws/config", Self.configFile)
-        let r = try Credentials.resolveWithSource(environment: ["AWS_PROFILE": "cfgonly"], home: home)
+        let r = try Credentials.resolveWithSource(environment: noIMDS(["AWS_PROFILE": "cfgonly"]), home: home)
         XCTAssertEqual(r.credentials, Credentials(accessKeyId: "AKIDCFG", secretAccessKey: "secretCFG"))
-        XCTAssertEqual(r.source, home + "/.aws/config [profile cfgonly]")
+        XCTAssertEqual(r.source, "profile 'cfgonly'")
     }
 
     func testCredentialsFileBeatsConfigFile() throws {
         try write(".aws/credentials", "[cfgonly]\naws_access_key_id=FROMCREDS\naws_secret_access_key=s\n")
         try write(".aws/config", Self.configFile)
-        let c = try Credentials.resolve(environment: ["AWS_PROFILE": "cfgonly"], home: home)
+        let c = try Credentials.resolve(environment: noIMDS(["AWS_PROFILE": "cfgonly"]), home: home)
         XCTAssertEqual(c.accessKeyId, "FROMCREDS")
     }
 
     func testCustomFileLocationsAndTilde() throws {
         try write("elsewhere/creds", "[default]\naws_access_key_id=AKIDX\naws_secret_access_key=sx\n")
         try write(".aws/credentials", Self.credentialsFile)
-        let c = try Credentials.resolve(environment: ["AWS_SHARED_CREDENTIALS_FILE": "~/elsewhere/creds"], home: home)
+        let c = try Credentials.resolve(environment: noIMDS(["AWS_SHARED_CREDENTIALS_FILE": "~/elsewhere/creds"]), home: home)
         XCTAssertEqual(c.accessKeyId, "AKIDX")
 
         try write("cfg/config", "[profile p]\naws_access_key_id=AKIDP\naws_secret_access_key=sp\n")
@@ -145,14 +150,14 @@ final class CredentialsTests: XCTestCase {
 
     func testCRLFAndWhitespaceInFiles() throws {
         try write(".aws/credentials", "\r\n  [ default ]  \r\n\taws_access_key_id\t=\tAKIDCRLF\r\naws_secret_access_key: sCRLF\r\n")
-        let c = try Credentials.resolve(environment: [:], home: home)
+        let c = try Credentials.resolve(environment: noIMDS([:]), home: home)
         XCTAssertEqual(c, Credentials(accessKeyId: "AKIDCRLF", secretAccessKey: "sCRLF"))
     }
 
     // MARK: - Failures
 
     func testNothingFoundSaysWhatWasTried() {
-        XCTAssertThrowsError(try Credentials.resolve(environment: [:], home: home)) { e in
+        XCTAssertThrowsError(try Credentials.resolve(environment: noIMDS([:]), home: home)) { e in
             guard let ce = e as? CredentialsError else { return XCTFail("wrong error \(e)") }
             XCTAssertEqual(ce.kind, .notFound)
             let text = "\(ce)"
@@ -165,7 +170,7 @@ final class CredentialsTests: XCTestCase {
 
     func testMissingExplicitProfile() throws {
         try write(".aws/credentials", Self.credentialsFile)
-        XCTAssertThrowsError(try Credentials.resolve(environment: ["AWS_PROFILE": "nope"], home: home)) { e in
+        XCTAssertThrowsError(try Credentials.resolve(environment: noIMDS(["AWS_PROFILE": "nope"]), home: home)) { e in
             XCTAssertEqual((e as? CredentialsError)?.kind, .profileNotFound)
             XCTAssertTrue("\(e)".contains("'nope'"), "\(e)")
             XCTAssertFalse("\(e)".contains("secretDEFAULT"))
@@ -174,17 +179,21 @@ final class CredentialsTests: XCTestCase {
 
     func testProfileWithHalfAPairIsAnErrorWithoutSecrets() throws {
         try write(".aws/credentials", "[default]\naws_secret_access_key = topsecret\n")
-        XCTAssertThrowsError(try Credentials.resolve(environment: [:], home: home)) { e in
+        XCTAssertThrowsError(try Credentials.resolve(environment: noIMDS([:]), home: home)) { e in
             XCTAssertEqual((e as? CredentialsError)?.kind, .incomplete)
             XCTAssertFalse("\(e)".contains("topsecret"))
         }
     }
 
     func testUnsupportedProfileKindsAreNamed() throws {
-        try write(".aws/config", Self.configFile)
-        XCTAssertThrowsError(try Credentials.resolve(environment: ["AWS_PROFILE": "rolebased"], home: home)) { e in
-            XCTAssertEqual((e as? CredentialsError)?.kind, .notFound)
-            XCTAssertTrue("\(e)".contains("role_arn"), "\(e)")
+        try write(".aws/config", Self.configFile + "\n[profile sso]\nsso_session = corp\n"
+                  + "[profile mfa]\nrole_arn = arn:aws:iam::123456789012:role/x\nsource_profile = default\n"
+                  + "mfa_serial = arn:aws:iam::123456789012:mfa/me\n")
+        for (profile, word) in [("sso", "sso_session"), ("mfa", "mfa_serial")] {
+            XCTAssertThrowsError(try Credentials.resolve(environment: noIMDS(["AWS_PROFILE": profile]), home: home)) { e in
+                XCTAssertEqual((e as? CredentialsError)?.kind, .unsupported)
+                XCTAssertTrue("\(e)".contains(word) && "\(e)".contains("not support"), "\(e)")
+            }
         }
     }
 
@@ -251,7 +260,7 @@ final class CredentialsTests: XCTestCase {
 
     func testByteOrderMarkIsIgnored() throws {
         try write(".aws/credentials", "\u{FEFF}[default]\r\naws_access_key_id=AKIDBOM\r\naws_secret_access_key=s\r\n")
-        XCTAssertEqual(try Credentials.resolve(environment: [:], home: home).accessKeyId, "AKIDBOM")
+        XCTAssertEqual(try Credentials.resolve(environment: noIMDS([:]), home: home).accessKeyId, "AKIDBOM")
     }
 
     func testConfigProfileDefaultAlsoAcceptsProfilePrefix() {
