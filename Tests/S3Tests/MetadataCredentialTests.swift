@@ -207,4 +207,46 @@ final class MetadataCredentialTests: XCTestCase {
             XCTAssertThrowsError(try p.load(), path) { e in XCTAssertEqual((e as? CredentialsError)?.kind, .failed) }
         }
     }
+
+    /// RELATIVE_URI is fixed to http://169.254.170.2, so the real address is tested: a thread
+    /// moves into a network namespace of its own (unshare(CLONE_NEWNET) acts on the calling
+    /// thread), gives its loopback 169.254.170.2, serves the stub there and loads from it.
+    func testRelativeURIAtTheECSAgentAddressInANetworkNamespace() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip"),
+              let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "unshare") else {
+            throw XCTSkip("needs root, ip(8) and unshare(2)")
+        }
+        typealias Unshare = @convention(c) (Int32) -> Int32
+        let unshare = unsafeBitCast(sym, to: Unshare.self)
+        let cloneNewNet: Int32 = 0x4000_0000
+        final class Box: @unchecked Sendable { var result: Result<(Credentials?, [StubHTTPServer.Request]), Error>? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            defer { done.signal() }
+            box.result = Result {
+                guard unshare(cloneNewNet) == 0 else { throw XCTSkip("unshare(CLONE_NEWNET) failed: errno \(errno)") }
+                for args in [["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", "169.254.170.2/32", "dev", "lo"]] {
+                    let r = try ProcessCredentialProvider.run(args, environment: ["PATH": "/usr/sbin:/sbin:/usr/bin:/bin"],
+                                                              timeout: 10, what: "test setup")
+                    guard r.status == 0 else { throw XCTSkip("\(args.joined(separator: " ")) failed") }
+                }
+                let stub = try StubHTTPServer(host: "169.254.170.2", port: 80) { r in
+                    r.path == "/v2/credentials/task-id" ? .text(200, Self.containerDocument) : .text(404, "")
+                }
+                defer { stub.stop() }
+                let p = ContainerCredentialProvider(context: CredentialContext(
+                    environment: ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/task-id",
+                                  "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/never"],
+                    home: "/nonexistent-home"))
+                return (try p.load(), stub.requests)
+            }
+        }
+        thread.start()
+        done.wait()
+        let (creds, requests) = try XCTUnwrap(box.result).get()
+        XCTAssertEqual(creds?.accessKeyId, "ASIACONTAINER")
+        XCTAssertEqual(requests.map(\.path), ["/v2/credentials/task-id"])
+        XCTAssertEqual(requests.first?.headers["host"], "169.254.170.2")
+    }
 }

@@ -37,7 +37,8 @@ final class StubHTTPServer: @unchecked Sendable {
     }
 
     let port: Int
-    var url: String { "http://127.0.0.1:\(port)" }
+    let host: String
+    var url: String { "http://\(host):\(port)" }
     private let fd: Int32
     private let lock = NSLock()
     private var recorded: [Request] = []
@@ -45,16 +46,18 @@ final class StubHTTPServer: @unchecked Sendable {
 
     var requests: [Request] { lock.withLock { recorded } }
 
-    init(handler: @escaping @Sendable (Request) -> Response) throws {
+    /// Listens on `host:port` (port 0: any free port).
+    init(host: String = "127.0.0.1", port: UInt16 = 0, handler: @escaping @Sendable (Request) -> Response) throws {
         self.handler = handler
+        self.host = host
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr(host)
         let bound = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -63,7 +66,7 @@ final class StubHTTPServer: @unchecked Sendable {
         _ = withUnsafeMutablePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
         }
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        self.port = Int(UInt16(bigEndian: addr.sin_port))
         self.fd = fd
         let listener = fd
         let t = Thread { [self] in self.serve(listener) }
