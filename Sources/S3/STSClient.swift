@@ -3,7 +3,7 @@
 /// `AssumeRoleWithWebIdentity`, unsigned (the web identity token is the proof).
 ///
 /// Endpoint, as the SDKs choose it: `AWS_ENDPOINT_URL_STS`, else `AWS_ENDPOINT_URL`, else
-/// `https://sts.REGION.amazonaws.com` (regional, the default since botocore 1.36), or
+/// `https://sts.REGION.amazonaws.com` (regional), or
 /// `https://sts.amazonaws.com` when no region is known or `AWS_STS_REGIONAL_ENDPOINTS=legacy`.
 /// soak's `--endpoint-url` is S3's and never reaches STS.
 import Foundation
