@@ -123,7 +123,8 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     /// errno for a failed fill: the one place errors become errno.
     static func errno(for e: FillError) -> Int32 {
         switch e {
-        case .changed: return ESTALE
+        case .changed, .replaced: return ESTALE
+        case .deleted: return ENOENT
         case .fetch(let s3) where s3.status == 403: return EACCES
         case .fetch(let s3) where s3.status == 404: return ENOENT
         case .fetch, .evicted, .local: return EIO

@@ -15,7 +15,8 @@
 /// fetched it whole (`prehash`), else after that commit. A prewarm's request is answered after
 /// that check. A mismatch drops the data and fetches the object once more; a second mismatch
 /// means the ETag is not an MD5 (SSE-KMS) and is recorded as such. A 412 (the object changed) drops the old
-/// version's blocks.
+/// version's blocks; with the engine's `versionCheck` only once HEAD confirmed a new version or a
+/// deletion (`.replaced` names the new version for the caller to record and fill).
 import Cache
 import Crypto
 import Foundation
@@ -42,6 +43,10 @@ public enum FillError: Error, Sendable, CustomStringConvertible {
     case fetch(S3Error)
     /// 412 on If-Match: the object changed since it was listed.
     case changed(key: String)
+    /// 412 on If-Match and HEAD shows version `now`: the old version's blocks were dropped.
+    case replaced(key: String, now: ObjectInfo)
+    /// 412 on If-Match and HEAD answers 404: the old version's blocks were dropped.
+    case deleted(key: String)
     /// The object's data was dropped (evicted, replaced) before the fill finished.
     case evicted(key: String)
     case local(String)
@@ -50,8 +55,19 @@ public enum FillError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .fetch(let e): return e.description
         case .changed(let k): return "\(k) changed since it was listed (412 on If-Match); its cached blocks were dropped"
+        case .replaced(let k, let now):
+            return "\(k) changed since it was listed (now ETag \(now.etag)); its cached blocks were dropped"
+        case .deleted: return VersionAnswer.gone.failureReason(listedETag: "")
         case .evicted(let k): return "\(k) was evicted before it was complete (is --cache-size smaller than the data?)"
         case .local(let s): return s
+        }
+    }
+
+    /// The fetched version is no more: its blocks are dropped.
+    var droppedVersion: Bool {
+        switch self {
+        case .changed, .replaced, .deleted: return true
+        case .fetch, .evicted, .local: return false
         }
     }
 }
@@ -326,8 +342,17 @@ public final class CacheFiller: @unchecked Sendable {
         }
         var error: FillError?
         if let e = c.error {
-            error = e.isPreconditionFailed ? .changed(key: o.key) : .fetch(e)
-            if e.isPreconditionFailed {
+            switch (e.isPreconditionFailed, c.version) {
+            case (false, _): error = .fetch(e)
+            case (true, nil): error = .changed(key: o.key)
+            case (true, .changed(let now)?): error = .replaced(key: o.key, now: now)
+            case (true, .gone?): error = .deleted(key: o.key)
+            case (true, let answer?):
+                // Same ETag (attempts ran out) or HEAD failed: the blocks that landed are of
+                // the version the row names, and are kept.
+                error = .local(answer.failureReason(listedETag: o.etag))
+            }
+            if e.isPreconditionFailed && error?.droppedVersion == true {
                 blocks = []
                 // Drop the old version before anyone waiting hears of it, so what they do next
                 // (a mount reader reopening) sees the new generation.

@@ -66,7 +66,7 @@ public final class Downloader: @unchecked Sendable {
     /// Objects up to 16 MiB are one request: splitting them costs more requests than it saves.
     public static let defaultSinglePartLimit: Int64 = 16 << 20
 
-    private struct ObjectTask {
+    struct ObjectTask {
         var info: ObjectInfo
         var path: SafePath
         var partial: PartialFile
@@ -74,6 +74,17 @@ public final class Downloader: @unchecked Sendable {
         var partsLeft: Int
         var failed = false
         var multiPart: Bool
+        /// Engine ids of its orders, to take back the queued ones when its version changed.
+        var orders: [Int] = []
+        /// Orders submitted and not yet completed or taken back.
+        var outstanding = 0
+        /// Bytes of this version counted in the progress (resumed parts, parts landed).
+        var countedBytes: Int64 = 0
+        /// Times its version changed during this run.
+        var versionChanges = 0
+        /// After a 412 and HEAD's answer: what to do once no order of this version is out (see
+        /// `settle`), so no byte of the old version can land in a file the new one uses.
+        var settle: VersionStep?
     }
 
     private let options: DownloadOptions
@@ -82,14 +93,14 @@ public final class Downloader: @unchecked Sendable {
     private let workerExecutable: String
     private let builder: S3RequestBuilder
     private let logger: Logger
-    private let lock = NSLock()
+    let lock = NSLock()
     private let cond = NSCondition()
-    private var tasks: [Int: ObjectTask] = [:]
-    private var open = 0
-    private var summary = DownloadSummary()
-    private var bytesAlreadyDone: Int64 = 0
+    var tasks: [Int: ObjectTask] = [:]
+    var open = 0
+    var summary = DownloadSummary()
+    var bytesAlreadyDone: Int64 = 0
     private var objectsDone = 0
-    private var engine: FetchEngine?
+    var engine: FetchEngine?
 
     public init(options: DownloadOptions, store: ObjectStore, builder: S3RequestBuilder, settings: EngineSettings,
                 workerExecutable: String, logger: Logger) {
@@ -109,6 +120,7 @@ public final class Downloader: @unchecked Sendable {
         try prepareDestination(dest)
         let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
                                  logger: logger) { [weak self] c in self?.completed(c) }
+        engine.versionCheck = VersionChecker(store: store, retry: settings.retry, logger: logger)
         self.engine = engine
         try engine.start()
 
@@ -217,12 +229,19 @@ public final class Downloader: @unchecked Sendable {
     /// Plans one selected object and submits what it still needs: nothing when the file is
     /// complete and unchanged; one publish-on-completion GET up to `singlePartLimit`; else the
     /// ranges its partial state does not have yet.
-    private func startObject(_ o: ObjectInfo, _ p: SafePath, engine: FetchEngine) {
+    /// `replacing`: the listed version this one replaces after a 412 (counted as selected then),
+    /// and how many times its version changed so far.
+    func startObject(_ o: ObjectInfo, _ p: SafePath, engine: FetchEngine,
+                             replacing: (info: ObjectInfo, changes: Int)? = nil) {
         let dest = options.destination
         let finalPath = dest + "/" + p.relativePath
         lock.lock()
-        summary.selected += 1
-        summary.bytesTotal += o.size
+        if let old = replacing?.info {
+            summary.bytesTotal += o.size - old.size
+        } else {
+            summary.selected += 1
+            summary.bytesTotal += o.size
+        }
         lock.unlock()
         if !startedEmpty && isUpToDate(finalPath, o) {
             lock.lock()
@@ -233,6 +252,7 @@ public final class Downloader: @unchecked Sendable {
             return
         }
         let partial = PartialFile(destination: dest, relativePath: p.relativePath)
+        if replacing != nil { partial.discard() }  // the old version's; none of its orders is out
         let multi = o.size > options.singlePartLimit
         var state = PartialState(key: o.key, etag: o.etag, size: o.size, partSize: max(o.size, 1), done: [])
         var missing: [Int] = o.size > 0 ? [0] : []
@@ -246,13 +266,15 @@ public final class Downloader: @unchecked Sendable {
                 partial.discard()
             }
             missing = (0..<nParts).filter { !state.done.contains($0) }
-            lock.lock(); bytesAlreadyDone += Int64(nParts - missing.count) * options.partSize; lock.unlock()
         }
+        let resumed = multi ? Int64(state.done.count) * options.partSize : 0
         lock.lock()
+        bytesAlreadyDone += resumed
         nextTag += 1
         let tag = nextTag
         tasks[tag] = ObjectTask(info: o, path: p, partial: partial, state: state, partsLeft: missing.count,
-                                multiPart: multi)
+                                multiPart: multi, outstanding: missing.count, countedBytes: resumed,
+                                versionChanges: replacing?.changes ?? 0)
         open += 1
         lock.unlock()
         if missing.isEmpty {
@@ -272,13 +294,15 @@ public final class Downloader: @unchecked Sendable {
             }
             publish = PublishSpec(finalPath: finalPath, etag: o.etag, mtime: o.lastModified)
         }
+        var ids: [Int] = []
         for part in missing {
             let start = Int64(part) * state.partSize
             let end = min(o.size, start + state.partSize) - 1
-            engine.submit(bucket: options.bucket, key: o.key, etag: o.etag.isEmpty ? nil : o.etag,
-                          range: start...end, path: partial.dataPath, fileOffset: start, publish: publish,
-                          lane: .bulk, tag: tag << 20 | part)
+            ids.append(engine.submit(bucket: options.bucket, key: o.key, etag: o.etag.isEmpty ? nil : o.etag,
+                                     range: start...end, path: partial.dataPath, fileOffset: start, publish: publish,
+                                     lane: .bulk, tag: tag << 20 | part))
         }
+        lock.lock(); tasks[tag]?.orders = ids; lock.unlock()
     }
 
     private var nextTag = 0
@@ -300,11 +324,29 @@ public final class Downloader: @unchecked Sendable {
         let tag = c.tag >> 20, part = c.tag & 0xFFFFF
         lock.lock()
         guard var t = tasks[tag], !t.failed else { lock.unlock(); return }
+        t.outstanding -= 1
+        if t.settle == nil, let err = c.error, err.isPreconditionFailed, let answer = c.version {
+            t.settle = answer.step(changesSoFar: t.versionChanges, listedETag: t.info.etag)
+            // Orders of this version no worker has yet will never be needed.
+            if t.settle != nil { for id in t.orders where engine?.withdraw(id) == true { t.outstanding -= 1 } }
+        }
+        if t.settle != nil {
+            tasks[tag] = t
+            lock.unlock()
+            if t.outstanding <= 0 { settle(tag) }
+            return
+        }
         if let err = c.error {
             t.failed = true
             tasks[tag] = t
             var reason = err.description
-            if err.isPreconditionFailed {
+            if err.kind == .http && err.status == 404 {
+                reason = VersionAnswer.deleted("GET answered 404" + (err.code.map { " " + $0 } ?? ""))
+            } else if err.isPreconditionFailed, let answer = c.version {
+                // HEAD showed the same ETag (attempts ran out) or could not tell: the partial is
+                // of the version it names and is kept for a rerun to resume or discard.
+                reason = answer.failureReason(listedETag: t.info.etag)
+            } else if err.isPreconditionFailed {
                 // The object changed since it was listed: what we have is of the old version.
                 t.partial.discard()
                 reason = "the object changed during the download (ETag no longer \(t.info.etag)); rerun to fetch the new version"
@@ -318,6 +360,7 @@ public final class Downloader: @unchecked Sendable {
         }
         t.state.done.insert(part)
         t.partsLeft -= 1
+        t.countedBytes += c.order.end - c.order.start + 1
         tasks[tag] = t
         let last = t.partsLeft == 0
         lock.unlock()
@@ -382,7 +425,7 @@ public final class Downloader: @unchecked Sendable {
 
     /// Wakes the waiting main thread, but only when the last object is done: it wakes on its
     /// own every tick for progress, and a wake-up per object was thousands of futex round trips.
-    private func signal() {
+    func signal() {
         lock.lock(); let done = open == 0; lock.unlock()
         if done { cond.lock(); cond.broadcast(); cond.unlock() }
     }

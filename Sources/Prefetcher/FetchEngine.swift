@@ -55,6 +55,8 @@ public struct FetchCompletion: Sendable {
     /// Block orders: CRC32C of every block written, in order from the range start (on failure,
     /// of the blocks that did land).
     public var crcs: [UInt32] = []
+    /// After a 412 on If-Match, what HEAD said (set when the engine has a `versionCheck`).
+    public var version: VersionAnswer? = nil
 }
 
 /// Live counters for progress bars, `soak status` and tests.
@@ -97,6 +99,10 @@ public final class FetchEngine: @unchecked Sendable {
     private let workerConfig: WorkerConfig
     private let logger: Logger
     private let onComplete: @Sendable (FetchCompletion) -> Void
+    /// Asked after a 412 on If-Match (set before `start`): the same ETag retries the order, any
+    /// other answer completes it with the 412 and the answer. Without it a 412 fails at once
+    /// (the mount, which answers ESTALE and revalidates on the next open).
+    public var versionCheck: VersionChecker?
 
     private let lock = NSLock()
     private var queue = WorkQueue<Int>()
@@ -375,6 +381,16 @@ public final class FetchEngine: @unchecked Sendable {
         job.current.fileOffset += keep
         stats.bytes -= r.bytes - keep  // they will be fetched again
         job.attempts += 1
+        if err.isPreconditionFailed, let checker = versionCheck, let etag = job.original.etag {
+            // Parked (in `jobs`, not queued) until the checker answers; this attempt counted.
+            job.worker = nil
+            jobs[r.id] = job
+            let id = r.id
+            checker.ask(bucket: job.original.bucket, key: job.original.key, etag: etag) { [weak self] answer in
+                self?.versionAnswered(id, error: err, answer)
+            }
+            return
+        }
         if err.isRetryable, job.current.start <= job.current.end,
            let delay = settings.retry.delay(afterAttempt: job.attempts, retryAfter: err.retryAfter, random: &random) {
             stats.retries += 1
@@ -386,6 +402,29 @@ public final class FetchEngine: @unchecked Sendable {
         jobs[r.id] = nil
         stats.failed += 1
         completions.append(FetchCompletion(order: job.original, tag: job.tag, error: err, crcs: job.crcs))
+    }
+
+    /// The checker's answer about an order parked after a 412 (checker's queue): unchanged, it
+    /// is retried like any retryable failure, resuming where it was; else it completes.
+    private func versionAnswered(_ id: Int, error err: S3Error, _ answer: VersionAnswer) {
+        lock.lock()
+        guard !stopping, var job = jobs[id] else { lock.unlock(); return }
+        if answer == .unchanged, job.current.start <= job.current.end,
+           let delay = settings.retry.delay(afterAttempt: job.attempts, retryAfter: nil, random: &random) {
+            stats.retries += 1
+            job.worker = nil
+            jobs[id] = job
+            queue.push(id, lane: job.lane, due: MonotonicTime.now() + delay)
+            lock.unlock()
+            wake()
+            return
+        }
+        jobs[id] = nil
+        stats.failed += 1
+        onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: err, crcs: job.crcs,
+                                               version: answer))
+        lock.unlock()
+        wake()
     }
 
     /// How much of a failed attempt a retry keeps: nothing of an unnamed file; whole blocks of a

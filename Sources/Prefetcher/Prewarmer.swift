@@ -12,6 +12,9 @@ import Foundation
 import Logging
 import S3
 import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public struct PrewarmOptions: Sendable {
     public var bucket: String
@@ -92,6 +95,13 @@ public final class Prewarmer: @unchecked Sendable {
     /// one cache directory has one scheduler and one worker pool.
     private let shared: (engine: FetchEngine, filler: CacheFiller)?
     private var engineBytesAtStart: Int64 = 0
+    /// This run's bucket row, listing stamp and filler, for recording and filling a version
+    /// that replaced a listed one (set in `run`).
+    private var bucketID: Int64 = 0
+    private var stamp: Int64 = 0
+    private var filler: CacheFiller?
+    /// Times each key's version changed during this run (guarded by `lock`).
+    private var versionChanges: [String: Int] = [:]
 
     public init(options: PrewarmOptions, store: ObjectStore, cache: DiskCache, builder: S3RequestBuilder,
                 settings: EngineSettings, workerExecutable: String, logger: Logger,
@@ -106,6 +116,8 @@ public final class Prewarmer: @unchecked Sendable {
         let t0 = MonotonicTime.now()
         let bucketID = try cache.index.bucketID(endpoint: options.endpoint, name: options.bucket)
         let stamp = Int64(Date().timeIntervalSince1970 * 1000)
+        self.bucketID = bucketID
+        self.stamp = stamp
         let engine: FetchEngine, filler: CacheFiller
         if let shared {
             (engine, filler) = shared
@@ -117,9 +129,11 @@ public final class Prewarmer: @unchecked Sendable {
                                  logger: logger) { c in box.filler?.completed(c) }
             filler = CacheFiller(cache: cache, submitter: engine, logger: logger, verifyMD5: options.verifyMD5)
             box.filler = filler
+            engine.versionCheck = VersionChecker(store: store, retry: settings.retry, logger: logger)
             try engine.start()
         }
         self.engine = engine
+        self.filler = filler
         let owned = shared == nil
         defer { if owned { engine.stop(); filler.stop() } }
 
@@ -195,15 +209,68 @@ public final class Prewarmer: @unchecked Sendable {
     }
 
     private func finished(_ o: CachedObject, _ err: FillError?) {
+        switch err {
+        case .replaced?, .deleted?:
+            // Every order of the request is in. One of the old version's that was under way
+            // when the first 412 dropped its data file may have made it again (workers create
+            // the file before the answer comes): that generation is never used again.
+            unlink(cache.dataPath(o))
+        default:
+            break
+        }
+        if case .replaced(_, let now) = err, refill(o, now) { return }
         lock.lock()
         if case .evicted = err, (try? cache.index.object(id: o.id)) != nil {
             summary.didNotFit += 1  // still listed, but its data was evicted: the cap is too small
+        } else if case .fetch(let e) = err, e.kind == .http, e.status == 404 {
+            let how = "GET answered 404" + (e.code.map { " " + $0 } ?? "")
+            summary.failures.append(DownloadFailure(key: o.key, reason: VersionAnswer.deleted(how)))
         } else if let err {
             summary.failures.append(DownloadFailure(key: o.key, reason: err.description))
         } else {
             summary.filled += 1
             objectsDone += 1
         }
+        lock.unlock()
+        finishedOne()
+    }
+
+    /// A 412 and HEAD showed a new version of `o` (its blocks are dropped): records it as a
+    /// listing would (a new row, a new data file) and fills it in place of `o`. False when the
+    /// key changed too often, or the new version could not be recorded (`o` then fails).
+    private func refill(_ o: CachedObject, _ now: ObjectInfo) -> Bool {
+        lock.lock()
+        let n = versionChanges[o.key, default: 0] + 1
+        versionChanges[o.key] = n
+        lock.unlock()
+        guard case .refetch? = VersionAnswer.changed(now).step(changesSoFar: n - 1, listedETag: o.etag), let filler else {
+            lock.lock()
+            summary.failures.append(DownloadFailure(key: o.key, reason: VersionAnswer.tooManyChanges(n)))
+            lock.unlock()
+            finishedOne()
+            return true
+        }
+        let row: CachedObject
+        do {
+            let r = try cache.index.recordListing(bucketID: bucketID, objects: [now], stamp: stamp)
+            cache.discard(r.dropped)
+            guard let first = r.objects.first else { return false }
+            row = first
+        } catch {
+            logger.warning("could not record the new version of \(PathError.printable(o.key)): \(error)")
+            return false
+        }
+        lock.lock()
+        summary.bytesTotal += row.size - o.size
+        bytesAlreadyDone -= o.cachedBytes
+        lock.unlock()
+        filler.fill(row, bucket: options.bucket, lane: .bulk) { [weak self] o, err in self?.finished(o, err) }
+        return true
+    }
+
+    /// One selected object is done with (`lock` not held).
+    private func finishedOne() {
+        lock.lock()
         open -= 1
         let last = open == 0
         lock.unlock()
