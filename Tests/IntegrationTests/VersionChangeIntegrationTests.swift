@@ -28,16 +28,20 @@ final class VersionChangeIntegrationTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: work) }
 
     /// Lists through the real store, then, once, replaces or deletes objects before handing the
-    /// page on: every GET soak then sends for them names a version that is gone.
+    /// page on: every GET soak then sends for them names a version that is gone. Keys in
+    /// `deleteBeforeHead` are deleted when soak first asks HEAD about them (after their 412).
     final class ChangingAfterListing: ObjectStore, @unchecked Sendable {
         let inner: ObjectStore
         let bucket: String
         private let lock = NSLock()
         private var replace: [String: String]  // key → local file of its new content
         private var delete: [String]
+        private var deleteBeforeHead: Set<String>
 
-        init(_ inner: ObjectStore, bucket: String, replace: [String: String], delete: [String] = []) {
+        init(_ inner: ObjectStore, bucket: String, replace: [String: String], delete: [String] = [],
+             deleteBeforeHead: Set<String> = []) {
             self.inner = inner; self.bucket = bucket; self.replace = replace; self.delete = delete
+            self.deleteBeforeHead = deleteBeforeHead
         }
 
         func listPage(bucket: String, prefix: String, delimiter: String?, continuationToken: String?,
@@ -53,7 +57,13 @@ final class VersionChangeIntegrationTests: XCTestCase {
             return page
         }
 
-        func head(bucket: String, key: String) throws -> ObjectInfo { try inner.head(bucket: bucket, key: key) }
+        func head(bucket: String, key: String) throws -> ObjectInfo {
+            lock.lock()
+            let now = deleteBeforeHead.remove(key) != nil
+            lock.unlock()
+            if now { try Harness.fixture(["delete", self.bucket, key]) }
+            return try inner.head(bucket: bucket, key: key)
+        }
 
         func get(bucket: String, key: String, range: ClosedRange<Int64>?, ifMatch: String?,
                  sink: (UnsafeRawBufferPointer) throws -> Void) throws -> GetResult {
@@ -78,7 +88,8 @@ final class VersionChangeIntegrationTests: XCTestCase {
 
     /// Uploads the old versions and writes the new ones locally: key → (local file, sha256).
     private func prepare(prefix: String) throws -> (new: [String: String], sums: [String: String]) {
-        let old: [String: Int] = ["small.bin": 100_000, "big.bin": 20 * 1024 * 1024 + 5, "same.bin": 4096, "gone.bin": 777]
+        let old: [String: Int] = ["small.bin": 100_000, "big.bin": 20 * 1024 * 1024 + 5, "same.bin": 4096, "gone.bin": 777,
+                                  "vanish.bin": 17 * 1024 * 1024 + 1]
         for (i, (k, size)) in old.sorted(by: { $0.key < $1.key }).enumerated() {
             try Harness.makeFile(work + "/old\(i)", size: size, seed: UInt64(10 + i))
             try Harness.fixture(["put", bucket, prefix + k, work + "/old\(i)"])
@@ -87,7 +98,9 @@ final class VersionChangeIntegrationTests: XCTestCase {
         try Harness.makeFile(work + "/new-small", size: 150_001, seed: 77)
         try Harness.makeFile(work + "/new-big", size: 18 * 1024 * 1024 + 3, seed: 78)
         let same = try Harness.sha256(work + "/old\(old.keys.sorted().firstIndex(of: "same.bin")!)")
-        return (["\(prefix)small.bin": work + "/new-small", "\(prefix)big.bin": work + "/new-big"],
+        // vanish.bin: replaced after the listing (its GETs answer 412), deleted before the HEAD.
+        return (["\(prefix)small.bin": work + "/new-small", "\(prefix)big.bin": work + "/new-big",
+                 "\(prefix)vanish.bin": work + "/new-small"],
                 ["small.bin": try Harness.sha256(work + "/new-small"), "big.bin": try Harness.sha256(work + "/new-big"),
                  "same.bin": same])
     }
@@ -96,17 +109,20 @@ final class VersionChangeIntegrationTests: XCTestCase {
         let (new, sums) = try prepare(prefix: "d/")
         let b = try builder()
         let store = ChangingAfterListing(try CurlObjectStore(builder: b, options: TransportOptions()), bucket: bucket,
-                                         replace: new, delete: ["d/gone.bin"])
+                                         replace: new, delete: ["d/gone.bin"], deleteBeforeHead: ["d/vanish.bin"])
         let dest = work + "/dest"
         let d = Downloader(options: DownloadOptions(bucket: bucket, prefix: "d/", destination: dest, filter: KeyFilter([])),
                            store: store, builder: b, settings: settings(), workerExecutable: Harness.soakBinary,
                            logger: Logger(label: "t"))
         let s = try d.run()
-        XCTAssertEqual(s.failures.map(\.key), ["d/gone.bin"], "\(s.failures)")
-        XCTAssertTrue(s.failures.first?.reason.contains("deleted since it was listed") ?? false, "\(s.failures)")
+        XCTAssertEqual(s.failures.map(\.key).sorted(), ["d/gone.bin", "d/vanish.bin"], "\(s.failures)")
+        XCTAssertTrue(s.failures.allSatisfy { $0.reason.contains("deleted since it was listed") }, "\(s.failures)")
+        XCTAssertTrue(s.failures.contains { $0.key.hasSuffix("vanish.bin") && $0.reason.contains("412, then HEAD 404") },
+                      "asked HEAD after the 412: \(s.failures)")
         XCTAssertEqual(s.downloaded, 3)
         for (k, sum) in sums { XCTAssertEqual(try Harness.sha256(dest + "/" + k), sum, "\(k): the new version, whole") }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dest + "/gone.bin"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dest + "/vanish.bin"))
         let partial = (try? FileManager.default.contentsOfDirectory(atPath: dest + "/.soak-partial")) ?? []
         XCTAssertEqual(partial, [], "nothing of the old versions is left")
     }
@@ -115,14 +131,16 @@ final class VersionChangeIntegrationTests: XCTestCase {
         let (new, sums) = try prepare(prefix: "p/")
         let b = try builder()
         let store = ChangingAfterListing(try CurlObjectStore(builder: b, options: TransportOptions()), bucket: bucket,
-                                         replace: new, delete: ["p/gone.bin"])
+                                         replace: new, delete: ["p/gone.bin"], deleteBeforeHead: ["p/vanish.bin"])
         let cache = try DiskCache(directory: work + "/cache")
         let p = Prewarmer(options: PrewarmOptions(bucket: bucket, prefix: "p/", endpoint: endpoint, filter: KeyFilter([])),
                           store: store, cache: cache, builder: b, settings: settings(),
                           workerExecutable: Harness.soakBinary, logger: Logger(label: "t"))
         let s = try p.run()
-        XCTAssertEqual(s.failures.map(\.key), ["p/gone.bin"], "\(s.failures)")
-        XCTAssertTrue(s.failures.first?.reason.contains("deleted since it was listed") ?? false, "\(s.failures)")
+        XCTAssertEqual(s.failures.map(\.key).sorted(), ["p/gone.bin", "p/vanish.bin"], "\(s.failures)")
+        XCTAssertTrue(s.failures.allSatisfy { $0.reason.contains("deleted since it was listed") }, "\(s.failures)")
+        XCTAssertTrue(s.failures.contains { $0.key.hasSuffix("vanish.bin") && $0.reason.contains("412, then HEAD 404") },
+                      "asked HEAD after the 412: \(s.failures)")
         XCTAssertEqual(s.filled, 3)
         let bid = try cache.index.bucketID(endpoint: endpoint, name: bucket)
         for (k, sum) in sums {
@@ -131,7 +149,7 @@ final class VersionChangeIntegrationTests: XCTestCase {
             XCTAssertEqual(try cachedSHA256(cache, o), sum, "\(k): the new version, whole, under its own row")
         }
         var current = Set<String>()
-        for k in ["big.bin", "small.bin", "same.bin", "gone.bin"] {
+        for k in ["big.bin", "small.bin", "same.bin", "gone.bin", "vanish.bin"] {
             if let o = try cache.index.lookup(bucketID: bid, key: "p/" + k) { current.insert("\(o.id).\(o.gen)") }
         }
         let dataFiles = Set(try FileManager.default.contentsOfDirectory(atPath: work + "/cache/data"))
