@@ -113,7 +113,7 @@ public final class VersionChecker: @unchecked Sendable {
         case .unchanged:
             logger.debug("\(PathError.printable(key)): 412 on If-Match, but HEAD shows ETag \(etag) unchanged; retrying")
         case .changed(let now):
-            logger.info("\(PathError.printable(key)) changed (ETag \(etag) → \(now.etag)); fetching the new version")
+            logger.info("\(PathError.printable(key)) changed since it was listed (ETag \(etag) → \(now.etag))")
         case .gone, .unknown:
             break
         }
