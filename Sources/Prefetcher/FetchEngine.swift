@@ -96,7 +96,8 @@ public final class FetchEngine: @unchecked Sendable {
 
     private let settings: EngineSettings
     private let executable: String
-    private let workerConfig: WorkerConfig
+    /// What a new worker is configured with (credentials included: `updateCredentials`).
+    private var workerConfig: WorkerConfig
     private let logger: Logger
     private let onComplete: @Sendable (FetchCompletion) -> Void
     /// Asked after a 412 on If-Match (set before `start`): the same ETag retries the order, any
@@ -218,6 +219,16 @@ public final class FetchEngine: @unchecked Sendable {
         s.queuedByLane = Lane.allCases.map { queue.count(in: $0) }
         s.inflight = workers.reduce(0) { $0 + $1.inflight.count }
         return s
+    }
+
+    /// New credentials (a refresh): every live worker signs the requests it starts from now on
+    /// with them, and workers started later are configured with them. They travel over the
+    /// workers' pipes, like the first ones.
+    public func updateCredentials(_ credentials: Credentials) {
+        lock.lock(); defer { lock.unlock() }
+        workerConfig.builder.credentials = credentials
+        // A worker whose pipe is gone is dying: its replacement gets the new configuration.
+        for w in workers where !w.exited { try? w.send(.credentials(credentials)) }
     }
 
     /// PIDs of live workers (for tests and `soak status`).

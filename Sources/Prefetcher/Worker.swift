@@ -72,7 +72,8 @@ public enum Worker {
 
 /// State of the worker's event loop (single-threaded).
 final class WorkerLoop {
-    let config: WorkerConfig
+    /// Its builder's credentials change with a `credentials` message.
+    var config: WorkerConfig
     let logger: Logger
     let multi: CurlMulti
     var transport: TransportOptions
@@ -257,6 +258,7 @@ final class WorkerLoop {
             } else {
                 bucket = nil
             }
+        case .credentials(let c): config.builder.credentials = c
         case .shutdown: stopping = true
         }
     }

@@ -33,7 +33,9 @@ final class WorkerProcess {
         self.lastHeard = MonotonicTime.now()
     }
 
-    /// Starts `executable __worker` with pipes on its stdin/stdout; stderr is inherited.
+    /// Starts `executable __worker` with pipes on its stdin/stdout; stderr is inherited. Its
+    /// environment is `WorkerEnvironment`'s allowlist of ours; credentials go in the `configure`
+    /// message.
     static func spawn(executable: String, config: WorkerConfig) throws -> WorkerProcess {
         var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
         guard csys_pipe2(&toChild, O_CLOEXEC) == 0 else { throw LocalIOError(errno: errno, operation: "pipe2", path: "worker stdin") }
@@ -50,8 +52,15 @@ final class WorkerProcess {
         let args = [executable, "__worker"]
         var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
+        var envp: [UnsafeMutablePointer<CChar>?] = WorkerEnvironment.build(from: WorkerEnvironment.current()).map { entry in
+            let c = UnsafeMutablePointer<CChar>.allocate(capacity: entry.count + 1)
+            entry.withUnsafeBytes { UnsafeMutableRawPointer(c).copyMemory(from: $0.baseAddress!, byteCount: entry.count) }
+            c[entry.count] = 0
+            return c
+        } + [nil]
+        defer { for p in envp { p?.deallocate() } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, nil, &argv, environ)
+        let rc = posix_spawn(&pid, executable, &actions, nil, &argv, &envp)
         close(toChild[0]); close(fromChild[1])
         guard rc == 0 else {
             close(toChild[1]); close(fromChild[0])

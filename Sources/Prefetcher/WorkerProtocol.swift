@@ -1,8 +1,10 @@
 /// The coordinator ↔ worker wire protocol: one JSON object per line over the worker's
 /// stdin (orders) and stdout (reports). stderr is the worker's log, passed through.
 ///
-/// Credentials travel only in the `configure` message over the pipe, never in argv or the
-/// environment of the child, so `ps` does not show them.
+/// Credentials travel only over the pipe, never in argv or the environment of the child (see
+/// `WorkerEnvironment`), so neither `ps` nor /proc/PID/environ shows them: in the `configure`
+/// message, and fresh ones in a `credentials` message that a live worker applies to the
+/// requests it signs from then on.
 import CSys
 import Foundation
 import S3
@@ -102,6 +104,9 @@ public enum ToWorker: Codable, Sendable, Equatable {
     case rate(bytesPerSecond: Int64?)
     /// An order the worker holds but has not started moved to a higher lane.
     case promote(id: Int, lane: Lane)
+    /// Sign requests started from now on with these (refreshed credentials); transfers under
+    /// way keep the signature they were sent with.
+    case credentials(Credentials)
     case shutdown
 
     public static func == (a: ToWorker, b: ToWorker) -> Bool {
@@ -110,6 +115,7 @@ public enum ToWorker: Codable, Sendable, Equatable {
         case (.cancel(let x), .cancel(let y)): return x == y
         case (.rate(let x), .rate(let y)): return x == y
         case (.promote(let i, let l), .promote(let j, let m)): return i == j && l == m
+        case (.credentials(let x), .credentials(let y)): return x == y
         case (.shutdown, .shutdown): return true
         case (.configure, .configure): return true
         default: return false

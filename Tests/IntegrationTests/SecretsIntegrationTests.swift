@@ -158,6 +158,71 @@ final class SecretsIntegrationTests: XCTestCase {
         }
     }
 
+    // MARK: worker environment
+
+    /// What a worker may find in its environment: libcurl's proxy variables, trust-store
+    /// locations, the locale, soak's own knobs and the dynamic loader's. Written out here, not
+    /// taken from the code, so a widened allowlist shows up as a failing test.
+    static func workerMayHave(_ name: String) -> Bool {
+        let names: Set<String> = ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                                  "no_proxy", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "OPENSSL_CONF",
+                                  "LANG", "LANGUAGE", "LD_LIBRARY_PATH", "LD_PRELOAD"]
+        return names.contains(name) || name.hasPrefix("SOAK_") || name.hasPrefix("LC_")
+    }
+
+    /// Reads a live worker's /proc/PID/environ during a download run with AWS_* credentials, a
+    /// NOTIFY_SOCKET and a secret of the caller's in the coordinator's environment: none of them,
+    /// and nothing unknown, reaches the worker; a proxy variable, a SOAK_ knob and the locale do.
+    func testWorkersGetOnlyAnAllowlistedEnvironment() throws {
+        _ = try Harness.uploadTree(["big.bin": 4_000_000], bucket: bucket, prefix: "slow/", work: work)
+        let callerSecret = "SoakCallerSecret-\(UUID().uuidString)"
+        let env = ["MAX_SPEED": "1", "MIN_PROCESSES": "1", "SOAK_INITIAL_PROCESSES": "1",
+                   "NOTIFY_SOCKET": "/run/soak-test/notify", "SOAKTEST_DB_PASSWORD": callerSecret,
+                   "AWS_SESSION_NAME_PROBE": "aws-probe", "HTTPS_PROXY": "http://127.0.0.1:9",
+                   "no_proxy": "127.0.0.1,localhost", "SOAK_ENV_PROBE": "passed", "LANG": "C.UTF-8"]
+        let dest = work + "/dest-env"
+        var workerEnv: [String: String]? = nil
+        var coordinatorEnv: [String: String] = [:]
+        var workerCmdline = ""
+        let r = try Harness.soak(["download", "s3://\(bucket)/slow/", dest, "--endpoint-url", endpoint],
+                                 env: env, timeout: 120) { p in
+            coordinatorEnv = Self.environ(of: p.processIdentifier) ?? [:]
+            guard let w = Harness.firstChild(of: p.processIdentifier, within: 15) else { return }
+            workerEnv = Self.environ(of: w)
+            workerCmdline = (try? String(contentsOfFile: "/proc/\(w)/cmdline", encoding: .utf8)) ?? ""
+        }
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // The probe can see what it looks for: the coordinator holds all of it.
+        XCTAssertNotNil(coordinatorEnv["AWS_SECRET_ACCESS_KEY"], "the coordinator's environ is readable")
+        XCTAssertEqual(coordinatorEnv["NOTIFY_SOCKET"], "/run/soak-test/notify")
+        let got = try XCTUnwrap(workerEnv, "no live worker found to inspect")
+        for name in got.keys.sorted() {
+            XCTAssertFalse(name.hasPrefix("AWS_"), "\(name) reached a worker's environment")
+            XCTAssertTrue(Self.workerMayHave(name), "\(name) is not on the workers' allowlist but reached one")
+        }
+        XCTAssertNil(got["NOTIFY_SOCKET"], "NOTIFY_SOCKET reached a worker")
+        XCTAssertNil(got["SOAKTEST_DB_PASSWORD"], "a caller's secret reached a worker")
+        XCTAssertEqual(got["HTTPS_PROXY"], "http://127.0.0.1:9", "proxy variables reach the workers")
+        XCTAssertEqual(got["no_proxy"], "127.0.0.1,localhost")
+        XCTAssertEqual(got["SOAK_ENV_PROBE"], "passed", "SOAK_* knobs reach the workers")
+        XCTAssertEqual(got["LANG"], "C.UTF-8", "the locale reaches the workers")
+        let raw = got.map { "\($0.key)=\($0.value)" }.joined(separator: "\n") + workerCmdline
+        for secret in [secretKey, callerSecret] { XCTAssertFalse(raw.contains(secret), "a secret is in a worker's environ or argv") }
+    }
+
+    /// A process's environment from /proc/PID/environ (NUL-separated NAME=VALUE entries).
+    static func environ(of pid: pid_t) -> [String: String]? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return nil }
+        var out: [String: String] = [:]
+        for entry in data.split(separator: 0) {
+            let s = String(decoding: entry, as: UTF8.self)
+            guard let eq = s.firstIndex(of: "=") else { continue }
+            let name = String(s[..<eq])
+            if out[name] == nil { out[name] = String(s[s.index(after: eq)...]) }
+        }
+        return out
+    }
+
     // MARK: mount
 
     func isMounted() -> Bool {

@@ -95,6 +95,39 @@ final class FetchEngineTests: XCTestCase {
         XCTAssertNotNil(r.completions.first?.error)
     }
 
+    /// `updateCredentials` reaches a live worker over its pipe (a `credentials` line after its
+    /// `configure`), and a worker started later is configured with the new ones.
+    func testNewCredentialsGoToLiveWorkersAndNewOnes() throws {
+        let log = dir + "/orders"
+        let box = Box()
+        // Records every line it is sent; exits on the first order, so a second worker starts.
+        let e = try engine(try script("""
+            while read -r line; do
+              printf '%s\n' "$line" >> '\(log)'
+              case "$line" in F*) exit 0;; esac
+            done
+            """), attempts: 3) { box.add($0) }
+        try e.start()
+        e.updateCredentials(Credentials(accessKeyId: "AKIDROTATED", secretAccessKey: "rotated-secret", sessionToken: "t2"))
+        usleep(200_000)
+        e.submit(bucket: "b", key: "k", etag: nil, range: 0...9, path: dir + "/out", fileOffset: 0, tag: 1)
+        let deadline = Date().addingTimeInterval(20)
+        func lines() -> [String] { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        while lines().filter({ $0.hasPrefix("J{\"configure\"") }).count < 2 && Date() < deadline { usleep(50_000) }
+        e.stop()
+        let seen = lines()
+        let configures = seen.filter { $0.hasPrefix("J{\"configure\"") }
+        XCTAssertGreaterThanOrEqual(configures.count, 2, "a replacement worker started: \(seen)")
+        XCTAssertTrue(configures.first?.contains("\"accessKeyId\":\"k\"") ?? false, "the first worker got the old key")
+        XCTAssertTrue(configures.dropFirst().allSatisfy { $0.contains("AKIDROTATED") && $0.contains("rotated-secret") },
+                      "later workers are configured with the new credentials: \(configures)")
+        let updates = seen.filter { $0.hasPrefix("J{\"credentials\"") }
+        XCTAssertEqual(updates.count, 1, "the live worker was sent the new credentials once: \(seen)")
+        XCTAssertTrue(updates.first?.contains("AKIDROTATED") ?? false)
+        let first = try XCTUnwrap(seen.firstIndex { $0.hasPrefix("J{\"credentials\"") })
+        XCTAssertTrue(seen[..<first].contains { $0.hasPrefix("J{\"configure\"") }, "credentials follow the configure")
+    }
+
     func testSilentWorkerIsDeclaredHungAndKilled() throws {
         // Accepts orders but never reports anything: only the hang detector can notice.
         let r = try runOne(worker: "read cfg\nsleep 60", attempts: 2)

@@ -254,6 +254,19 @@ final class LineCodecTests: XCTestCase {
         XCTAssertEqual(got.logLevel, "debug")
     }
 
+    /// Refreshed credentials for a live worker: the whole key triple survives the wire, and two
+    /// different ones stay different.
+    func testCredentials() throws {
+        let a = Credentials(accessKeyId: "AKIDNEW", secretAccessKey: "n3w/Secret+Key=", sessionToken: "tok\twith\ttabs")
+        let b = Credentials(accessKeyId: "AKIDNEW", secretAccessKey: "other")
+        XCTAssertEqual(try roundTrip(ToWorker.credentials(a)), .credentials(a))
+        XCTAssertEqual(try roundTrip(ToWorker.credentials(b)), .credentials(b))
+        XCTAssertNotEqual(try roundTrip(ToWorker.credentials(a)), .credentials(b))
+        XCTAssertNotEqual(try roundTrip(ToWorker.credentials(a)), .shutdown)
+        // One line: a token or key can never split the message.
+        XCTAssertEqual(try LineCodec.encode(ToWorker.credentials(a)).filter { $0 == 0x0A }.count, 1)
+    }
+
     func testReadyAndProgress() throws {
         for m: FromWorker in [.ready(pid: 31337), .progress([:]), .progress([1: 0, 2: 5_000_000_000, 99: 17])] {
             XCTAssertEqual(try roundTrip(m), m)
