@@ -655,14 +655,16 @@ public final class CacheFiller: @unchecked Sendable {
                 continue
             }
             lock.lock(); let strike = md5Strikes.contains(cur.id); md5Strikes.insert(cur.id); lock.unlock()
+            // Info level, both: a refetch is a retry, and a bucket of SSE-KMS objects would
+            // otherwise print two lines per object by default.
             if strike {
-                logger.warning("\(cur.key): MD5 differs from the ETag twice; the ETag is not an MD5 here (SSE-KMS?)")
+                logger.info("\(cur.key): MD5 differs from the ETag twice; the ETag is not an MD5 here (SSE-KMS?)")
                 try? cache.index.setVerified(objectID: cur.id, .notMD5)
                 for w in waiters { w.done(cur, nil) }
                 continue
             }
             // Once: maybe bytes went bad on the way. Drop them and fetch the object again.
-            logger.warning("\(cur.key): MD5 \(md5) does not match ETag \(cur.etag); fetching it again")
+            logger.info("\(cur.key): MD5 \(md5) does not match ETag \(cur.etag); fetching it again")
             try? cache.dropData(cur)
             guard !waiters.isEmpty else { continue }  // a mount: the next read fetches it
             guard let fresh = try? cache.index.object(id: cur.id) else {

@@ -302,7 +302,8 @@ public final class FetchEngine: @unchecked Sendable {
             }
             let now = MonotonicTime.now()
             for w in workers where !w.exited && !w.inflight.isEmpty && now - w.lastHeard > settings.hangTimeout {
-                logger.warning("worker \(w.pid) silent for \(Int(settings.hangTimeout)) s; killing it")
+                // Its orders are retried (an order that keeps hanging fails, naming it): info level.
+                logger.info("worker \(w.pid) silent for \(Int(settings.hangTimeout)) s; killing it")
                 w.terminate(force: true)
                 workerDied(w, reason: "hung")
             }
@@ -412,7 +413,9 @@ public final class FetchEngine: @unchecked Sendable {
         }
         jobs[r.id] = nil
         stats.failed += 1
-        completions.append(FetchCompletion(order: job.original, tag: job.tag, error: err, crcs: job.crcs))
+        var final = err
+        if job.attempts > 1 { final.attempts = job.attempts }
+        completions.append(FetchCompletion(order: job.original, tag: job.tag, error: final, crcs: job.crcs))
     }
 
     /// The checker's answer about an order parked after a 412 (checker's queue): unchanged, it
@@ -484,7 +487,8 @@ public final class FetchEngine: @unchecked Sendable {
         }
         w.inflight.removeAll()
         workers.removeAll { $0 === w }
-        if reason != "retired" { logger.info("worker \(w.pid) \(reason); its work was requeued") }
+        // A replaced worker is a retry of its orders, not a failure: debug level.
+        if reason != "retired" { logger.debug("worker \(w.pid) \(reason); its work was requeued") }
     }
     private var onCompleteLater: [FetchCompletion] = []
     /// Block landings to hand to `onLanded` outside the lock: (tag, first block, CRCs).

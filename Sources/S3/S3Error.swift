@@ -32,6 +32,9 @@ public struct S3Error: Error, Sendable, Codable, Equatable, CustomStringConverti
     public var message: String
     /// Seconds the server asked us to wait (Retry-After), if it said.
     public var retryAfter: Double?
+    /// Attempts made in all when this is the last of several (set by whoever retried): the
+    /// message names them, so a failure after retries says so in its one line.
+    public var attempts: Int?
 
     public init(kind: Kind, operation: String, bucket: String, key: String? = nil, status: Int = 0,
                 code: String? = nil, message: String, retryAfter: Double? = nil) {
@@ -70,6 +73,7 @@ public struct S3Error: Error, Sendable, Codable, Equatable, CustomStringConverti
         var why = message
         if let code { why = "\(code): \(message)" }
         if status != 0 { why = "HTTP \(status) \(why)" }
-        return "\(operation) \(target) failed: \(why)"
+        let tries = attempts.map { $0 > 1 ? " after \($0) attempts" : "" } ?? ""
+        return "\(operation) \(target) failed\(tries): \(why)"
     }
 }

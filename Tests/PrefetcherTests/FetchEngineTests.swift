@@ -95,6 +95,22 @@ final class FetchEngineTests: XCTestCase {
         XCTAssertNotNil(r.completions.first?.error)
     }
 
+    /// A worker that answers every order with a retryable error: the order fails after the
+    /// policy's attempts, and its error names them.
+    func testAnOrderThatRunsOutOfAttemptsNamesThemInItsError() throws {
+        let err = #"{"kind":{"transport":{"curlCode":7}},"operation":"GetObject","bucket":"b","key":"k","status":0,"message":"connection refused"}"#
+        let r = try runOne(worker: """
+            read cfg
+            while read -r line; do
+              case "$line" in F*) printf 'D\t%s\t0\t-\t%s\t-\n' "$(printf '%s' "$line" | cut -f2)" '\(err)';; esac
+            done
+            """, attempts: 4)
+        let e = try XCTUnwrap(r.completions.first?.error)
+        XCTAssertEqual(e.attempts, 4)
+        XCTAssertEqual(r.stats.retries, 3)
+        XCTAssertEqual(e.description, "GetObject s3://b/k failed after 4 attempts: connection refused")
+    }
+
     /// `updateCredentials` reaches a live worker over its pipe (a `credentials` line after its
     /// `configure`), and a worker started later is configured with the new ones.
     func testNewCredentialsGoToLiveWorkersAndNewOnes() throws {

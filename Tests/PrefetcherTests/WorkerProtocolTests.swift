@@ -267,6 +267,14 @@ final class LineCodecTests: XCTestCase {
         XCTAssertEqual(try LineCodec.encode(ToWorker.credentials(a)).filter { $0 == 0x0A }.count, 1)
     }
 
+    func testAttemptsSurviveTheWire() throws {
+        var e = S3Error(kind: .transport(curlCode: 7), operation: "GetObject", bucket: "b", key: "k", message: "refused")
+        e.attempts = 5
+        guard case .done(let got) = try roundTrip(FromWorker.done(FetchReport(id: 1, bytes: 0, error: e, firstByteLatency: nil)))
+        else { return XCTFail("not a done report") }
+        XCTAssertEqual(got.error?.attempts, 5)
+    }
+
     func testReadyAndProgress() throws {
         for m: FromWorker in [.ready(pid: 31337), .progress([:]), .progress([1: 0, 2: 5_000_000_000, 99: 17])] {
             XCTAssertEqual(try roundTrip(m), m)

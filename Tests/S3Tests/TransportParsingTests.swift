@@ -307,6 +307,18 @@ final class S3ErrorClassificationTests: XCTestCase {
         XCTAssertFalse(transport.description.contains("HTTP"))
     }
 
+    /// A failure after retries says how many attempts it took; one attempt says nothing extra.
+    func testDescriptionNamesTheAttemptsOfAFailureAfterRetries() throws {
+        var e = failure(.transport(curlCode: 7))
+        e.attempts = 10
+        XCTAssertEqual(e.description, "GetObject s3://bkt/k failed after 10 attempts: m")
+        e.attempts = 1
+        XCTAssertEqual(e.description, "GetObject s3://bkt/k failed: m")
+        // A report from a worker that never sets it still decodes.
+        let old = #"{"kind":{"http":{}},"operation":"GetObject","bucket":"b","status":500,"message":"x"}"#
+        XCTAssertNil(try JSONDecoder().decode(S3Error.self, from: Data(old.utf8)).attempts)
+    }
+
     func testCodableRoundTrip() throws {
         let all: [S3Error] = [
             S3Error(kind: .http, operation: "GetObject", bucket: "b", key: "ключ/ü", status: 503, code: "SlowDown",
