@@ -186,16 +186,24 @@ final class SecretsIntegrationTests: XCTestCase {
         var workerCmdline = ""
         let r = try Harness.soak(["download", "s3://\(bucket)/slow/", dest, "--endpoint-url", endpoint],
                                  env: env, timeout: 120) { p in
-            coordinatorEnv = Self.environ(of: p.processIdentifier) ?? [:]
             guard let w = Harness.firstChild(of: p.processIdentifier, within: 15) else { return }
+            // Read once it has started a worker: right after the spawn it may not have exec'd yet.
+            coordinatorEnv = Self.environ(of: p.processIdentifier) ?? [:]
+            // A child seen before its exec still shows the coordinator's environ: wait for the worker.
+            let deadline = Date().addingTimeInterval(5)
+            repeat {
+                workerCmdline = (try? String(contentsOfFile: "/proc/\(w)/cmdline", encoding: .utf8)) ?? ""
+                if workerCmdline.contains("__worker") { break }
+                usleep(10_000)
+            } while Date() < deadline
             workerEnv = Self.environ(of: w)
-            workerCmdline = (try? String(contentsOfFile: "/proc/\(w)/cmdline", encoding: .utf8)) ?? ""
         }
         XCTAssertEqual(r.status, 0, r.stderr)
         // The probe can see what it looks for: the coordinator holds all of it.
         XCTAssertNotNil(coordinatorEnv["AWS_SECRET_ACCESS_KEY"], "the coordinator's environ is readable")
         XCTAssertEqual(coordinatorEnv["NOTIFY_SOCKET"], "/run/soak-test/notify")
         let got = try XCTUnwrap(workerEnv, "no live worker found to inspect")
+        XCTAssertTrue(workerCmdline.contains("__worker"), "inspected a worker: \(workerCmdline)")
         for name in got.keys.sorted() {
             XCTAssertFalse(name.hasPrefix("AWS_"), "\(name) reached a worker's environment")
             XCTAssertTrue(Self.workerMayHave(name), "\(name) is not on the workers' allowlist but reached one")
