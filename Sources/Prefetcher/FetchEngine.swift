@@ -435,7 +435,9 @@ public final class FetchEngine: @unchecked Sendable {
         }
         jobs[id] = nil
         stats.failed += 1
-        onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: err, crcs: job.crcs,
+        var final = err
+        if job.attempts > 1 { final.attempts = job.attempts }
+        onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: final, crcs: job.crcs,
                                                version: answer))
         lock.unlock()
         wake()

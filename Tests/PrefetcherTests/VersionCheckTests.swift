@@ -156,6 +156,7 @@ final class VersionCheckTests: XCTestCase {
         let (c, _) = try runOne([r412, r412], etag: etag, attempts: 2, checker: checker)
         let done = try XCTUnwrap(c)
         XCTAssertEqual(done.error?.status, 412, "two attempts, two 412s: the order fails")
+        XCTAssertEqual(done.error?.attempts, 2, "and its error names the attempts")
         XCTAssertEqual(done.version, .unchanged)
         XCTAssertEqual(checker.heads, 2)
     }
