@@ -13,6 +13,9 @@ static inline int csys_pipe2(int fds[2], int flags) { return pipe2(fds, flags); 
 static inline ssize_t csys_getxattr(const char *path, const char *name, void *value, size_t size) {
     return getxattr(path, name, value, size);
 }
+static inline ssize_t csys_fgetxattr(int fd, const char *name, void *value, size_t size) {
+    return fgetxattr(fd, name, value, size);
+}
 /* An unnamed regular file in directory `dir` (O_TMPFILE): it vanishes if never linked. */
 #include <fcntl.h>
 #ifndef O_TMPFILE
@@ -26,14 +29,36 @@ static inline ssize_t csys_getxattr(const char *path, const char *name, void *va
 #endif
 #endif
 static inline int csys_o_direct(void) { return O_DIRECT; }
-static inline int csys_open_tmpfile(const char *dir, int flags, int mode) { return open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC | flags, mode); }
+static inline int csys_open_tmpfile(int dirfd, int flags, int mode) { return openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC | flags, mode); }
 /* Give the open file `fd` (an O_TMPFILE) the name `path` without going through /proc
    (AT_EMPTY_PATH; needs CAP_DAC_READ_SEARCH, else ENOENT). */
 #include <unistd.h>
 #ifndef AT_EMPTY_PATH
 #define AT_EMPTY_PATH 0x1000
 #endif
-static inline int csys_link_fd(int fd, const char *path) { return linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH); }
+static inline int csys_link_fd(int fd, int dirfd, const char *name) { return linkat(fd, "", dirfd, name, AT_EMPTY_PATH); }
+/* openat2(2) (Linux 5.6): open `path` relative to `dirfd` with `resolve` flags (RESOLVE_BENEATH:
+   never above `dirfd`, absolute symlinks refused). -1 with errno ENOSYS on older kernels. */
+#include <sys/syscall.h>
+#include <errno.h>
+#include <stdint.h>
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#define CSYS_RESOLVE_NO_XDEV 0x01
+#define CSYS_RESOLVE_NO_MAGICLINKS 0x02
+#define CSYS_RESOLVE_NO_SYMLINKS 0x04
+#define CSYS_RESOLVE_BENEATH 0x08
+struct csys_open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
+static inline int csys_openat2(int dirfd, const char *path, int flags, int mode, uint64_t resolve) {
+    struct csys_open_how how = { (uint64_t)(unsigned)flags, (uint64_t)(unsigned)mode, resolve };
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+#ifndef O_PATH
+#define O_PATH 010000000
+#endif
+static inline int csys_o_path(void) { return O_PATH; }
+static inline int csys_o_tmpfile(void) { return O_TMPFILE; }
 /* Allocate [offset, offset+len) without writing it (mode 0: may extend the file). */
 int fallocate(int fd, int mode, off_t offset, off_t len);
 static inline int csys_fallocate(int fd, off_t offset, off_t len) { return fallocate(fd, 0, offset, len); }

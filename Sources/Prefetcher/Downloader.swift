@@ -7,6 +7,10 @@
 /// large ones: resume from their partial state and submit the missing 8 MiB ranges (bulk lane)
 /// → record each landed range in the state; when the last lands, stamp the ETag and mtime and
 /// rename into place. A data tool never sees a half file under its name.
+///
+/// Every path under DEST is resolved from one descriptor of it (`DestinationRoot`), here and in
+/// the workers: a symbolic link already in DEST is never followed out of it, written through or
+/// replaced; a key that would need that fails with one line.
 import CSys
 import Foundation
 import Logging
@@ -118,6 +122,7 @@ public final class Downloader: @unchecked Sendable {
         let t0 = MonotonicTime.now()
         let dest = options.destination
         try prepareDestination(dest)
+        defer { closePartialDirectory() }
         let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
                                  logger: logger) { [weak self] c in self?.completed(c) }
         engine.versionCheck = VersionChecker(store: store, retry: settings.retry, logger: logger)
@@ -172,16 +177,6 @@ public final class Downloader: @unchecked Sendable {
         }
         let result = summary
         lock.unlock()
-        let partials = dest + "/" + PartialFile.directoryName
-        if !interrupted && result.failures.isEmpty {
-            // Temporary state files a kill -9 left mid-write (older soaks wrote them through
-            // Foundation's randomly named `.dat.nosync*` files) are never resumed from.
-            for n in (try? FileManager.default.contentsOfDirectory(atPath: partials)) ?? []
-            where n.hasPrefix(".dat.nosync") || n.hasSuffix(".state.tmp") {
-                unlink(partials + "/" + n)
-            }
-        }
-        rmdir(partials)
         return result
     }
 
@@ -202,7 +197,7 @@ public final class Downloader: @unchecked Sendable {
         case .failure(.directoryMarker(_)):
             // A `dir/` marker object: make the directory, nothing to fetch.
             if let p = try? SafePath.fromKey(String(rel.dropLast())) {
-                try? makeDirectories(options.destination + "/" + p.relativePath)
+                do { try makeDirectories(p.relativePath) } catch { fail(o.key, "\(error)") }
             }
             return (rel, nil)
         case .failure(let e):
@@ -234,7 +229,6 @@ public final class Downloader: @unchecked Sendable {
     func startObject(_ o: ObjectInfo, _ p: SafePath, engine: FetchEngine,
                              replacing: (info: ObjectInfo, changes: Int)? = nil) {
         let dest = options.destination
-        let finalPath = dest + "/" + p.relativePath
         lock.lock()
         if let old = replacing?.info {
             summary.bytesTotal += o.size - old.size
@@ -243,7 +237,14 @@ public final class Downloader: @unchecked Sendable {
             summary.bytesTotal += o.size
         }
         lock.unlock()
-        if !startedEmpty && isUpToDate(finalPath, o) {
+        var existing = Existing.absent
+        if !startedEmpty { existing = self.existing(p.relativePath, o) }
+        if case .refused(let e) = existing {
+            // A link in the way: fail now rather than after fetching the object.
+            fail(o.key, "\(e)")
+            return
+        }
+        if case .upToDate = existing {
             lock.lock()
             summary.skippedUpToDate += 1
             bytesAlreadyDone += o.size
@@ -251,7 +252,7 @@ public final class Downloader: @unchecked Sendable {
             lock.unlock()
             return
         }
-        let partial = PartialFile(destination: dest, relativePath: p.relativePath)
+        let partial = PartialFile(destination: dest, relativePath: p.relativePath, directory: partialFD)
         if replacing != nil { partial.discard() }  // the old version's; none of its orders is out
         let multi = o.size > options.singlePartLimit
         var state = PartialState(key: o.key, etag: o.etag, size: o.size, partSize: max(o.size, 1), done: [])
@@ -284,7 +285,7 @@ public final class Downloader: @unchecked Sendable {
         var publish: PublishSpec?
         if !multi {
             do {
-                try makeDirectories(parentDirectory(of: finalPath))
+                try makeDirectories(parentOf(p.relativePath))
             } catch {
                 lock.lock()
                 summary.failures.append(DownloadFailure(key: o.key, reason: "\(error)"))
@@ -292,15 +293,18 @@ public final class Downloader: @unchecked Sendable {
                 lock.unlock()
                 return
             }
-            publish = PublishSpec(finalPath: finalPath, etag: o.etag, mtime: o.lastModified)
+            publish = PublishSpec(finalPath: p.relativePath, etag: o.etag, mtime: o.lastModified)
         }
+        // Relative to DEST: the split object's data file, or a whole object's named temporary
+        // file where its filesystem has no O_TMPFILE.
+        let path = PartialFile.directoryName + "/" + (multi ? partial.dataName : partial.tempName)
         var ids: [Int] = []
         for part in missing {
             let start = Int64(part) * state.partSize
             let end = min(o.size, start + state.partSize) - 1
             ids.append(engine.submit(bucket: options.bucket, key: o.key, etag: o.etag.isEmpty ? nil : o.etag,
-                                     range: start...end, path: partial.dataPath, fileOffset: start, publish: publish,
-                                     lane: .bulk, tag: tag << 20 | part))
+                                     range: start...end, root: dest, path: path, fileOffset: start,
+                                     publish: publish, lane: .bulk, tag: tag << 20 | part))
         }
         lock.lock(); tasks[tag]?.orders = ids; lock.unlock()
     }
@@ -383,12 +387,13 @@ public final class Downloader: @unchecked Sendable {
         lock.lock()
         guard let t = tasks[tag] else { lock.unlock(); return }
         lock.unlock()
-        let finalPath = options.destination + "/" + t.path.relativePath
+        let rel = t.path.relativePath
         var failure: String?
         do {
+            guard let root else { throw LocalIOError(errno: EBADF, operation: "finalize", path: rel) }
             // Empty objects have no range to fetch: the file is created here.
-            let flags = O_WRONLY | O_CLOEXEC | (t.info.size == 0 ? O_CREAT | O_TRUNC : 0)
-            let fd = Glibc.open(t.partial.dataPath, flags, 0o644)
+            let flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | (t.info.size == 0 ? O_CREAT | O_TRUNC : 0)
+            let fd = openat(partialFD, t.partial.dataName, flags, 0o644)
             guard fd >= 0 else { throw LocalIOError(errno: errno, operation: "open", path: t.partial.dataPath) }
             defer { close(fd) }
             var st = stat()
@@ -397,17 +402,20 @@ public final class Downloader: @unchecked Sendable {
                 throw LocalIOError(errno: EIO, operation: "size check (\(st.st_size) != \(t.info.size))", path: t.partial.dataPath)
             }
             PublishSpec.stamp(fd: fd, etag: t.info.etag, mtime: t.info.lastModified)
-            let parent = parentDirectory(of: finalPath)
+            let parent = parentOf(rel)
             try makeDirectories(parent)
-            var fst = stat()
-            if lstat(finalPath, &fst) == 0 && (fst.st_mode & S_IFMT) == S_IFDIR {
-                throw LocalIOError(errno: EISDIR, operation: "replace", path: finalPath)
+            let dir = try root.openDirectory(parent)
+            defer { close(dir) }
+            let name = String(rel.split(separator: "/").last ?? "")
+            try root.checkReplaceable(in: dir, name, rel: rel)
+            guard renameat(partialFD, t.partial.dataName, dir, name) == 0 else {
+                throw LocalIOError(errno: errno, operation: "rename into place", path: root.display(rel))
             }
-            guard rename(t.partial.dataPath, finalPath) == 0 else {
-                throw LocalIOError(errno: errno, operation: "rename into place", path: finalPath)
-            }
-            unlink(t.partial.statePath)
+            PublishSpec.stampMtime(fd: fd, mtime: t.info.lastModified)
+            t.partial.removeState()
         } catch {
+            // A link in the way stays in the way: what was fetched cannot be placed.
+            if error is SymlinkRefused { t.partial.discard() }
             failure = "\(error)"
         }
         lock.lock()
@@ -430,75 +438,21 @@ public final class Downloader: @unchecked Sendable {
         if done { cond.lock(); cond.broadcast(); cond.unlock() }
     }
 
-    // MARK: - Files
+    // MARK: - Files (methods in Downloader+Destination.swift)
 
-
-    /// Complete and unchanged: same size and the ETag stamped at download (or, where xattrs are
-    /// unsupported, the listing's mtime).
-    func isUpToDate(_ path: String, _ o: ObjectInfo) -> Bool {
-        var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int64(st.st_size) == o.size else { return false }
-        var buf = [CChar](repeating: 0, count: 256)
-        let n = csys_getxattr(path, PublishSpec.etagXattr, &buf, buf.count - 1)
-        if n >= 0 {
-            return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == o.etag
-        }
-        if errno == ENOTSUP, let lm = o.lastModified { return Int(st.st_mtim.tv_sec) == Int(lm) }
-        return false
-    }
-
-    private func prepareDestination(_ dest: String) throws {
-        startedEmpty = Self.isEmptyOrMissing(dest)
-        try makeDirectories(dest)
-        guard access(dest, W_OK) == 0 else {
-            throw LocalIOError(errno: errno, operation: "destination is not writable:", path: dest)
-        }
-        try makeDirectories(dest + "/" + PartialFile.directoryName)
-    }
+    /// DEST, held open for the run; every path below it is resolved from it.
+    var root: DestinationRoot?
+    /// DEST/.soak-partial, opened after checking it is a directory (not a link); -1 before.
+    var partialFD: Int32 = -1
+    /// The partial directory is soak's: this run made it, or it held soak's files.
+    var ownsPartialDirectory = false
 
     /// The destination held nothing when this run began: no file in it can be from an earlier
     /// run, so objects are not looked up there first (5000 failed stats were 2% of a
     /// small-object download's CPU).
-    private var startedEmpty = false
+    var startedEmpty = false
 
-    /// True when `dir` does not exist or has no entry but `.` and `..`.
-    static func isEmptyOrMissing(_ dir: String) -> Bool {
-        guard let d = opendir(dir) else { return errno == ENOENT }
-        defer { closedir(d) }
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { return false }
-        }
-        return true
-    }
-
-    /// Directories this run created or found, so each is checked once.
-    private var knownDirectories = Set<String>()
-    private let directoriesLock = NSLock()
-
-    private func makeDirectories(_ path: String) throws {
-        directoriesLock.lock()
-        let known = knownDirectories.contains(path)
-        directoriesLock.unlock()
-        if known { return }
-        try createDirectories(path)
-        directoriesLock.lock()
-        knownDirectories.insert(path)
-        directoriesLock.unlock()
-    }
-
-    private func createDirectories(_ path: String) throws {
-        var st = stat()
-        if stat(path, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFDIR else { throw LocalIOError(errno: ENOTDIR, operation: "mkdir", path: path) }
-            return
-        }
-        let parent = parentDirectory(of: path)
-        if !parent.isEmpty && parent != path { try createDirectories(parent) }
-        if mkdir(path, 0o755) != 0 && errno != EEXIST {
-            throw LocalIOError(errno: errno, operation: "mkdir", path: path)
-        }
-    }
+    /// Directories (relative to DEST) this run created or found, so each is checked once.
+    var knownDirectories = Set<String>()
+    let directoriesLock = NSLock()
 }

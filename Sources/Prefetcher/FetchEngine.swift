@@ -169,11 +169,21 @@ public final class FetchEngine: @unchecked Sendable {
     public func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, path: String,
                        fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil,
                        lane: Lane = .bulk, tag: Int = 0) -> Int {
+        submit(bucket: bucket, key: key, etag: etag, range: range, root: nil, path: path, fileOffset: fileOffset,
+               publish: publish, blockSize: blockSize, lane: lane, tag: tag)
+    }
+
+    /// As above, with `path` (and `publish.finalPath`) relative to the download destination `root`.
+    @discardableResult
+    public func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, root: String?,
+                       path: String, fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil,
+                       lane: Lane = .bulk, tag: Int = 0) -> Int {
         lock.lock()
         let id = nextID; nextID += 1
         var o = FetchOrder(id: id, bucket: bucket, key: key, etag: etag, start: range.lowerBound,
                            end: range.upperBound, path: path, fileOffset: fileOffset, publish: publish,
                            blockSize: blockSize, lane: lane)
+        o.root = root
         o.direct = settings.directIO.applies(to: o)
         jobs[id] = Job(original: o, current: o, lane: lane, tag: tag)
         queue.push(id, lane: lane)

@@ -26,6 +26,27 @@ final class FilePreparer: @unchecked Sendable {  // @unchecked: `orders`, `wake`
         var fd: Int32
         var direct: Bool
         var errno: Int32 = 0
+        /// Why the open failed, when there is more to say than `errno`.
+        var failure: String?
+        /// Publish orders: the final directory (O_PATH) the file is linked or renamed into.
+        var parent: Int32 = -1
+        /// Publish orders on a filesystem without O_TMPFILE: the named temporary file, as its
+        /// directory (O_PATH) and name; renamed into place when complete, removed otherwise.
+        var tempDirectory: Int32 = -1
+        var tempName: String?
+
+        /// Closes the directories; removes the named temporary file unless it was `published`.
+        func releaseDirectories(published: Bool) {
+            if let n = tempName, tempDirectory >= 0, !published { unlinkat(tempDirectory, n, 0) }
+            if tempDirectory >= 0 { close(tempDirectory) }
+            if parent >= 0 { close(parent) }
+        }
+
+        /// An unused target: closes everything and removes a named temporary file.
+        func release() {
+            if fd >= 0 { close(fd) }
+            releaseDirectories(published: false)
+        }
     }
 
     private enum Stage { case queued, preparing, discarded, ready(Target) }
@@ -74,7 +95,7 @@ final class FilePreparer: @unchecked Sendable {  // @unchecked: `orders`, `wake`
         default: orders[id] = nil  // queued: never opened
         }
         lock.unlock()
-        if let t = closing, t.fd >= 0 { close(t.fd) }
+        closing?.release()
     }
 
     /// Orders asked for and not yet taken or discarded (tests).
@@ -91,7 +112,7 @@ final class FilePreparer: @unchecked Sendable {  // @unchecked: `orders`, `wake`
         let left = orders.values.compactMap { stage -> Target? in if case .ready(let t) = stage { return t } else { return nil } }
         orders.removeAll()
         lock.unlock()
-        for t in left where t.fd >= 0 { close(t.fd) }
+        for t in left { t.release() }
     }
 
     private func run(_ o: FetchOrder) {
@@ -104,7 +125,7 @@ final class FilePreparer: @unchecked Sendable {  // @unchecked: `orders`, `wake`
         guard !stopping, case .preparing = orders[o.id] else {
             orders[o.id] = nil
             lock.unlock()
-            if t.fd >= 0 { close(t.fd) }
+            t.release()
             return
         }
         orders[o.id] = .ready(t)

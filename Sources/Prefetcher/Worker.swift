@@ -113,6 +113,8 @@ final class WorkerLoop {
         var announced = 0
         /// A mount read waits on it (urgent or read-ahead lane, or promoted while running).
         var priority = false
+        /// Publish orders: where the file goes when complete (its directories are released at the end).
+        var target: FilePreparer.Target?
         init(order: FetchOrder, transfer: CurlTransfer, fd: Int32, startedAt: Double, staging: UnsafeMutableRawBufferPointer) {
             self.order = order; self.transfer = transfer; self.fd = fd; self.startedAt = startedAt; self.staging = staging
         }
@@ -247,7 +249,7 @@ final class WorkerLoop {
                 if a.priority { priorityCount -= 1 }
                 multi.remove(a.transfer); active[id] = nil
                 settleWrites(a)
-                close(a.fd); idle.append(a.transfer)
+                close(a.fd); a.target?.releaseDirectories(published: false); idle.append(a.transfer)
                 retire(a)
             }
         case .rate(let r):
@@ -261,31 +263,6 @@ final class WorkerLoop {
         case .credentials(let c): config.builder.credentials = c
         case .shutdown: stopping = true
         }
-    }
-
-    /// Opens `o`'s target (O_DIRECT when asked and possible) and preallocates its range; inline
-    /// or on the `FilePreparer`'s thread.
-    static func openTarget(_ o: FetchOrder) -> FilePreparer.Target {
-        let wantDirect = o.direct && o.fileOffset % Int64(directAlignment) == 0
-        func open(_ extra: Int32) -> Int32 {
-            o.publish.map { csys_open_tmpfile(parentDirectory(of: $0.finalPath), extra, 0o644) }
-                ?? Glibc.open(o.path, O_WRONLY | O_CREAT | O_CLOEXEC | extra, 0o644)
-        }
-        var direct = wantDirect
-        var fd = open(wantDirect ? csys_o_direct() : 0)
-        if fd < 0 && wantDirect && errno == EINVAL {  // filesystem without O_DIRECT (tmpfs)
-            direct = false
-            fd = open(0)
-        }
-        guard fd >= 0 else { return FilePreparer.Target(fd: -1, direct: false, errno: errno) }
-        if preallocate && o.length > stagingSize(direct: direct) {
-            // Allocate the range's blocks up front: ext4 then skips its per-page delayed-allocation
-            // bookkeeping, and the file is contiguous. A range that fits in the staging buffer
-            // is written by one pwrite, which gains nothing from it. Unsupported (EOPNOTSUPP) or no room
-            // (ENOSPC, which the writes then report): go on without.
-            _ = csys_fallocate(fd, off_t(o.fileOffset), off_t(o.length))
-        }
-        return FilePreparer.Target(fd: fd, direct: direct)
     }
 
     /// Open and preallocate bulk orders' files on the `FilePreparer` thread (measured: see there).
@@ -353,10 +330,11 @@ final class WorkerLoop {
         let fd = target.fd, direct = target.direct
         let stagingSize = Self.stagingSize(direct: direct)
         if fd < 0 {
-            let e = LocalIOError(errno: target.errno, operation: "open", path: o.publish?.finalPath ?? o.path)
+            let message = target.failure
+                ?? LocalIOError(errno: target.errno, operation: "open", path: o.publish?.finalPath ?? o.path).description
             report(FetchReport(id: o.id, bytes: 0, error: S3Error(
-                kind: .localIO(errno: e.errno), operation: "GetObject", bucket: o.bucket, key: o.key,
-                message: e.description), firstByteLatency: nil))
+                kind: .localIO(errno: target.errno), operation: "GetObject", bucket: o.bucket, key: o.key,
+                message: message), firstByteLatency: nil))
             return
         }
         do {
@@ -369,6 +347,7 @@ final class WorkerLoop {
                 ?? .allocate(byteCount: stagingSize, alignment: Self.directAlignment)
             let a = Active(order: o, transfer: t, fd: fd, startedAt: MonotonicTime.now(), staging: staging)
             a.direct = direct
+            if o.publish != nil { a.target = target }
             let writer = direct ? directWriter() : nil
             t.tag = o.id
             t.sink = { [unowned a, unowned self] buf in
@@ -381,7 +360,7 @@ final class WorkerLoop {
             active[o.id] = a
             try multi.add(t)
         } catch {
-            close(fd)
+            target.release()
             if let a = active.removeValue(forKey: o.id) {
                 if a.priority { priorityCount -= 1 }
                 retire(a)
@@ -571,14 +550,18 @@ final class WorkerLoop {
                 }
             } catch let e as S3Error { err = e } catch {}
         }
-        if err == nil, let p = o.publish {
-            do { try Self.publish(fd: a.fd, p) } catch {
-                let e = error as? LocalIOError
-                err = S3Error(kind: .localIO(errno: e?.errno ?? EIO), operation: "GetObject", bucket: o.bucket,
+        var published = false
+        if err == nil, let p = o.publish, let target = a.target {
+            do {
+                try Self.publish(target, p, order: o)
+                published = true
+            } catch {
+                err = S3Error(kind: .localIO(errno: Self.errnoOf(error)), operation: "GetObject", bucket: o.bucket,
                               key: o.key, message: "\(error)")
             }
         }
         close(a.fd)
+        a.target?.releaseDirectories(published: published)
         let latency = t.firstByteAt.map { $0 - a.startedAt }
         t.sink = { _ in }
         idle.append(t)
@@ -594,39 +577,6 @@ final class WorkerLoop {
         } else {
             a.staging.deallocate()
         }
-    }
-
-    /// Stamps the ETag and mtime on a complete unnamed file and links it in at its final path
-    /// (replacing an older file atomically via a temporary name and rename).
-    static func publish(fd: Int32, _ p: PublishSpec) throws {
-        PublishSpec.stamp(fd: fd, etag: p.etag, mtime: p.mtime)
-        if link(fd: fd, to: p.finalPath) { return }
-        guard errno == EEXIST else { throw LocalIOError(errno: errno, operation: "link into place", path: p.finalPath) }
-        let tmp = p.finalPath + ".soak-tmp-\(getpid())"
-        unlink(tmp)
-        guard link(fd: fd, to: tmp) else {
-            throw LocalIOError(errno: errno, operation: "link", path: tmp)
-        }
-        guard rename(tmp, p.finalPath) == 0 else {
-            let e = errno
-            unlink(tmp)
-            throw LocalIOError(errno: e, operation: "rename into place", path: p.finalPath)
-        }
-    }
-
-    /// Whether linking by descriptor (AT_EMPTY_PATH) is allowed here: it needs
-    /// CAP_DAC_READ_SEARCH. Cleared at the first ENOENT/EPERM; the /proc path works for anyone.
-    nonisolated(unsafe) static var linkByDescriptor = true  // the worker loop's thread only
-
-    /// Names the open O_TMPFILE `fd` as `path`; false with errno set on failure. By descriptor
-    /// when allowed, which skips resolving `/proc/self/fd/N` (a fifth of the link's cost).
-    static func link(fd: Int32, to path: String) -> Bool {
-        if linkByDescriptor {
-            if csys_link_fd(fd, path) == 0 { return true }
-            guard errno == ENOENT || errno == EPERM else { return false }
-            linkByDescriptor = false
-        }
-        return linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0
     }
 
     func report(_ r: FetchReport) {

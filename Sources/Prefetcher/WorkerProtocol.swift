@@ -24,7 +24,10 @@ public struct WorkerConfig: Codable, Sendable {
 
 /// Where a whole-object fetch is published when it completes: the worker writes into an
 /// unnamed file (O_TMPFILE) in the final directory, stamps it and links it in under its name.
-/// Nothing half-written ever has a name, and a crash leaves nothing behind.
+/// Nothing half-written ever has a name, and a crash leaves nothing behind. On a filesystem
+/// without O_TMPFILE the order's `path` (a name in `DEST/.soak-partial/`) is written instead and
+/// renamed into place; a crash may leave it there, and the next run removes it. `finalPath`
+/// is relative to the order's `root`.
 public struct PublishSpec: Codable, Sendable, Equatable {
     /// The xattr holding the ETag a finished file was downloaded at.
     public static let etagXattr = "user.soak.etag"
@@ -40,6 +43,13 @@ public struct PublishSpec: Codable, Sendable, Equatable {
     /// The one place both completion paths (worker publish, split-object finalize) stamp files.
     public static func stamp(fd: Int32, etag: String, mtime: Double?) {
         _ = etag.withCString { csys_fsetxattr(fd, etagXattr, $0, strlen($0)) }
+        stampMtime(fd: fd, mtime: mtime)
+    }
+
+    /// Sets the object's mtime. Again after a rename into place: some filesystems (fusefat)
+    /// give a renamed file the time of the rename, and without xattrs the mtime is what tells
+    /// a later run the file is complete.
+    public static func stampMtime(fd: Int32, mtime: Double?) {
         if let m = mtime {
             let ts = timespec(tv_sec: Int(m), tv_nsec: Int((m - m.rounded(.down)) * 1e9))
             var times = [ts, ts]
@@ -62,6 +72,10 @@ public struct FetchOrder: Codable, Sendable, Equatable {
     public var path: String
     public var fileOffset: Int64
     public var publish: PublishSpec?
+    /// Downloads: DEST. `path` and `publish.finalPath` are then relative to it and resolved
+    /// beneath it (`DestinationRoot`: no symbolic link followed out of it, written through or
+    /// replaced). nil: `path` is absolute (cache fills).
+    public var root: String?
     /// Cache fills: the worker reports a CRC32C per block of this size (blocks counted from
     /// `start`, which is block-aligned), and a retry resumes at a block boundary.
     public var blockSize: Int64?
@@ -146,7 +160,7 @@ public enum LineCodec {
         } else {
             f += ["-"]
         }
-        f += [o.blockSize.map { String($0) } ?? "-", String(o.lane.rawValue), o.direct ? "d" : "-"]
+        f += [o.blockSize.map { String($0) } ?? "-", String(o.lane.rawValue), o.direct ? "d" : "-", opt(o.root)]
         return line(f)
     }
 
@@ -188,6 +202,7 @@ public enum LineCodec {
             o.lane = l
         }
         if f.count >= k + 3 { o.direct = f[k + 2] == "d" }
+        if f.count >= k + 4 { o.root = unopt(f[k + 3]) }
         return .fetch(o)
     }
 

@@ -136,7 +136,8 @@ final class LineCodecTests: XCTestCase {
     func testWireFormFetchWithTabsNewlinesPercentAndPublish() throws {
         var o = FetchOrder(id: 7, bucket: "b", key: "a\tb\nc%25d%\r/ü 日本", etag: "abc-3", start: 5, end: 99,
                            path: "/tmp/x\ty", fileOffset: 5)
-        o.publish = PublishSpec(finalPath: "/d/a\tb\nc%25d%", etag: "e%\t", mtime: 1_700_000_000.25)
+        o.publish = PublishSpec(finalPath: "a\tb\nc%25d%", etag: "e%\t", mtime: 1_700_000_000.25)
+        o.root = "/d/e\tst%"
         let bytes = try LineCodec.encode(ToWorker.fetch(o))
         XCTAssertEqual(bytes.first, UInt8(ascii: "F"))
         XCTAssertEqual(bytes.filter { $0 == 0x0A }.count, 1)
@@ -144,11 +145,11 @@ final class LineCodecTests: XCTestCase {
         guard case .fetch(let got) = back else { return XCTFail("got \(back)") }
         XCTAssertEqual(got, o)
         var plain = o
-        plain.publish = nil; plain.etag = nil
+        plain.publish = nil; plain.etag = nil; plain.root = nil
         let b2 = try LineCodec.encode(ToWorker.fetch(plain))
         XCTAssertEqual(try LineCodec.decode(ToWorker.self, ArraySlice(b2.dropLast())), .fetch(plain))
         guard case .fetch(let g2) = try LineCodec.decode(ToWorker.self, ArraySlice(b2.dropLast())) else { return XCTFail() }
-        XCTAssertNil(g2.etag); XCTAssertNil(g2.publish)
+        XCTAssertNil(g2.etag); XCTAssertNil(g2.publish); XCTAssertNil(g2.root)
         XCTAssertFalse(g2.direct)
         var direct = plain
         direct.direct = true

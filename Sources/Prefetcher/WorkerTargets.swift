@@ -1,0 +1,197 @@
+/// Where a worker's bytes go: opening an order's target, and publishing a complete download
+/// under its name.
+///
+/// Download orders carry their destination (`FetchOrder.root`); every path is resolved beneath
+/// it (`DestinationRoot`), so a symbolic link in DEST is never followed out of it, written
+/// through or replaced. A whole object is written into an unnamed file (O_TMPFILE) in its final
+/// directory and linked in when complete. Filesystems without O_TMPFILE (NFS, CIFS, vfat, many
+/// FUSE filesystems) get a named temporary file in `DEST/.soak-partial/` instead, renamed into
+/// place when complete and removed when the order ends otherwise; which filesystems those are is
+/// learnt at the first open on each (`st_dev`) and remembered for the worker's life.
+import CSys
+import Foundation
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension WorkerLoop {
+    /// Opens `o`'s target (O_DIRECT when asked and possible) and preallocates its range; inline
+    /// or on the `FilePreparer`'s thread.
+    static func openTarget(_ o: FetchOrder) -> FilePreparer.Target {
+        let wantDirect = o.direct && o.fileOffset % Int64(directAlignment) == 0
+        var target: FilePreparer.Target
+        do {
+            if let rootPath = o.root {
+                let root = try WorkerDestinations.root(rootPath)
+                if let p = o.publish {
+                    target = try openPublishTarget(o, p, root, direct: wantDirect)
+                } else {
+                    do {
+                        target = FilePreparer.Target(
+                            fd: try root.open(o.path, O_WRONLY | O_CREAT | (wantDirect ? csys_o_direct() : 0)),
+                            direct: wantDirect)
+                    } catch let e as LocalIOError where wantDirect && e.errno == EINVAL {
+                        target = FilePreparer.Target(fd: try root.open(o.path, O_WRONLY | O_CREAT), direct: false)
+                    }
+                }
+            } else {
+                guard o.publish == nil else {
+                    throw LocalIOError(errno: EINVAL, operation: "publish without a destination:", path: o.path)
+                }
+                guard let t = withDirectFallback(wantDirect, { extra in
+                    let fd = Glibc.open(o.path, O_WRONLY | O_CREAT | O_CLOEXEC | extra, 0o644)
+                    return fd >= 0 ? fd : nil
+                }) else { throw LocalIOError(errno: errno, operation: "open", path: o.path) }
+                target = t
+            }
+        } catch {
+            return FilePreparer.Target(fd: -1, direct: false, errno: Self.errnoOf(error), failure: "\(error)")
+        }
+        if preallocate && o.length > stagingSize(direct: target.direct) {
+            // Allocate the range's blocks up front: ext4 then skips its per-page delayed-allocation
+            // bookkeeping, and the file is contiguous. A range that fits in the staging buffer
+            // is written by one pwrite, which gains nothing from it. Unsupported (EOPNOTSUPP) or no room
+            // (ENOSPC, which the writes then report): go on without.
+            _ = csys_fallocate(target.fd, off_t(o.fileOffset), off_t(o.length))
+        }
+        return target
+    }
+
+    /// `open(extra)` with O_DIRECT when `direct`, again without it where the filesystem refuses
+    /// O_DIRECT (tmpfs: EINVAL). nil when the open failed (errno set).
+    static func withDirectFallback(_ direct: Bool, _ open: (Int32) throws -> Int32?) rethrows -> FilePreparer.Target? {
+        if direct {
+            if let fd = try open(csys_o_direct()) { return FilePreparer.Target(fd: fd, direct: true) }
+            guard errno == EINVAL else { return nil }
+        }
+        return try open(0).map { FilePreparer.Target(fd: $0, direct: false) }
+    }
+
+    /// Errors that say a filesystem has no O_TMPFILE (EISDIR: a kernel before 3.11).
+    static let noTmpfileErrors: Set<Int32> = [EOPNOTSUPP, EISDIR, EINVAL, ENOSYS]
+
+    /// A whole object's target: an unnamed file in its final directory, or where the filesystem
+    /// has none, the named temporary file `o.path`.
+    static func openPublishTarget(_ o: FetchOrder, _ p: PublishSpec, _ root: DestinationRoot,
+                                  direct: Bool) throws -> FilePreparer.Target {
+        let parentRel = parentDirectory(of: p.finalPath)
+        let parent = try root.openDirectory(parentRel == "." ? "" : parentRel)
+        var st = stat()
+        let dev = fstat(parent, &st) == 0 ? UInt64(st.st_dev) : nil
+        if dev.map(WorkerDestinations.hasTmpfile) ?? true {
+            if var t = withDirectFallback(direct, { extra in
+                let fd = csys_open_tmpfile(parent, extra, 0o644)
+                return fd >= 0 ? fd : nil
+            }) {
+                if let dev { WorkerDestinations.setTmpfile(dev, true) }
+                t.parent = parent
+                return t
+            }
+            let e = errno
+            guard noTmpfileErrors.contains(e), let dev else {
+                close(parent)
+                throw LocalIOError(errno: e, operation: "open a file in", path: root.display(parentRel))
+            }
+            WorkerDestinations.setTmpfile(dev, false)
+        }
+        let tempRel = parentDirectory(of: o.path)
+        let tempDir: Int32
+        do { tempDir = try root.openDirectory(tempRel) } catch { close(parent); throw error }
+        let name = String(o.path.split(separator: "/").last ?? "")
+        guard var t = withDirectFallback(direct, { extra in
+            let fd = openat(tempDir, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC | extra, 0o644)
+            return fd >= 0 ? fd : nil
+        }) else {
+            let e = errno
+            close(parent); close(tempDir)
+            throw LocalIOError(errno: e, operation: "open", path: root.display(o.path))
+        }
+        t.parent = parent
+        t.tempDirectory = tempDir
+        t.tempName = name
+        return t
+    }
+
+    /// Stamps the ETag and mtime on a complete file and gives it its final name: renames the
+    /// named temporary file, or links the unnamed one in (an existing file is replaced through
+    /// a temporary name and rename). A symbolic link or directory under that name is left alone
+    /// and the order fails.
+    static func publish(_ t: FilePreparer.Target, _ p: PublishSpec, order o: FetchOrder) throws {
+        guard let rootPath = o.root else { throw LocalIOError(errno: EINVAL, operation: "publish", path: p.finalPath) }
+        let root = try WorkerDestinations.root(rootPath)
+        PublishSpec.stamp(fd: t.fd, etag: p.etag, mtime: p.mtime)
+        let name = String(p.finalPath.split(separator: "/").last ?? "")
+        if let temp = t.tempName {
+            try root.checkReplaceable(in: t.parent, name, rel: p.finalPath)
+            guard renameat(t.tempDirectory, temp, t.parent, name) == 0 else {
+                throw LocalIOError(errno: errno, operation: "rename into place", path: root.display(p.finalPath))
+            }
+            PublishSpec.stampMtime(fd: t.fd, mtime: p.mtime)
+            return
+        }
+        if link(fd: t.fd, dir: t.parent, name: name) { return }
+        guard errno == EEXIST else {
+            throw LocalIOError(errno: errno, operation: "link into place", path: root.display(p.finalPath))
+        }
+        try root.checkReplaceable(in: t.parent, name, rel: p.finalPath)
+        let tmp = name + ".soak-tmp-\(getpid())"
+        unlinkat(t.parent, tmp, 0)
+        guard link(fd: t.fd, dir: t.parent, name: tmp) else {
+            throw LocalIOError(errno: errno, operation: "link", path: root.display(parentDirectory(of: p.finalPath) + "/" + tmp))
+        }
+        guard renameat(t.parent, tmp, t.parent, name) == 0 else {
+            let e = errno
+            unlinkat(t.parent, tmp, 0)
+            throw LocalIOError(errno: e, operation: "rename into place", path: root.display(p.finalPath))
+        }
+    }
+
+    /// Whether linking by descriptor (AT_EMPTY_PATH) is allowed here: it needs
+    /// CAP_DAC_READ_SEARCH. Cleared at the first ENOENT/EPERM; the /proc path works for anyone.
+    nonisolated(unsafe) static var linkByDescriptor = true  // the worker loop's thread only
+
+    /// Names the open O_TMPFILE `fd` as `name` in directory `dir`; false with errno set on
+    /// failure. By descriptor when allowed, which skips resolving `/proc/self/fd/N` (a fifth of
+    /// the link's cost).
+    static func link(fd: Int32, dir: Int32, name: String) -> Bool {
+        if linkByDescriptor {
+            if csys_link_fd(fd, dir, name) == 0 { return true }
+            guard errno == ENOENT || errno == EPERM else { return false }
+            linkByDescriptor = false
+        }
+        return linkat(AT_FDCWD, "/proc/self/fd/\(fd)", dir, name, AT_SYMLINK_FOLLOW) == 0
+    }
+
+    static func errnoOf(_ error: Error) -> Int32 {
+        (error as? LocalIOError)?.errno ?? (error as? SymlinkRefused)?.errno ?? EIO
+    }
+}
+
+/// A worker's open destinations and what it learnt about their filesystems; shared by the
+/// loop's thread and the `FilePreparer`'s.
+enum WorkerDestinations {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var roots: [String: DestinationRoot] = [:]
+    /// Whether O_TMPFILE works, by device (`st_dev`).
+    nonisolated(unsafe) private static var tmpfile: [UInt64: Bool] = [:]
+
+    /// DEST `path`, opened at its first use and kept for the worker's life.
+    static func root(_ path: String) throws -> DestinationRoot {
+        lock.lock(); defer { lock.unlock() }
+        if let r = roots[path] { return r }
+        let r = try DestinationRoot(path: path)
+        roots[path] = r
+        return r
+    }
+
+    /// True until an open on `dev` showed it has no O_TMPFILE.
+    static func hasTmpfile(_ dev: UInt64) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return tmpfile[dev] ?? true
+    }
+
+    static func setTmpfile(_ dev: UInt64, _ supported: Bool) {
+        lock.lock(); tmpfile[dev] = supported; lock.unlock()
+    }
+}
