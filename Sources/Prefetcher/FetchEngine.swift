@@ -396,6 +396,7 @@ public final class FetchEngine: @unchecked Sendable {
             return
         }
         if err.isThrottle { stats.throttled += 1; windowThrottled += 1 } else { windowErrors += 1 }
+        if err.kind == .stalled { job.current.stalls += 1 }  // its next attempt waits longer
         // Resume after the bytes that landed; If-Match keeps them the same version.
         let keep = resumableBytes(job.current, reported: r.bytes, crcs: r.crcs.count)
         job.crcs += r.crcs.prefix(job.current.blockSize == nil ? 0 : r.crcs.count)

@@ -85,6 +85,13 @@ final class WorkerLoop {
     var idle: [CurlTransfer] = []
     var lastHeartbeat = 0.0
     var stopping = false
+    /// When a silent transfer is abandoned, learned from this worker's completed transfers.
+    var stallBounds = StallBounds()
+    /// Seconds the loop has spent on its own work, when no transfer could receive (`ownWork`).
+    var ownTime = 0.0
+    /// libcurl's low-speed limit on transfers, kept as a far backstop behind the stall bounds
+    /// (past their cap), e.g. for a trickle that is never quite silent.
+    static let lowSpeedBackstop = 2 * Int(StallBounds.cap)
 
     final class Active {
         let order: FetchOrder
@@ -115,6 +122,8 @@ final class WorkerLoop {
         var priority = false
         /// Publish orders: where the file goes when complete (its directories are released at the end).
         var target: FilePreparer.Target?
+        /// How long the server has left it waiting (see `checkStalls`).
+        var watch = StallWatch()
         init(order: FetchOrder, transfer: CurlTransfer, fd: Int32, startedAt: Double, staging: UnsafeMutableRawBufferPointer) {
             self.order = order; self.transfer = transfer; self.fd = fd; self.startedAt = startedAt; self.staging = staging
         }
@@ -158,7 +167,9 @@ final class WorkerLoop {
     init(config: WorkerConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
-        self.transport = config.transport
+        var transport = config.transport
+        transport.lowSpeedTime = max(transport.lowSpeedTime, Self.lowSpeedBackstop)
+        self.transport = transport
         self.multi = try CurlMulti(maxConnections: max(config.slots * 2, 4))
     }
 
@@ -200,22 +211,23 @@ final class WorkerLoop {
                 }
                 handle(msg)
             }
-            startWaiting()
+            ownWork { startWaiting() }
             if anyPaused, hasBudget() {
                 // Bulk transfers stay paused while a mount read is being fetched.
                 let yielding = priorityActive
                 for a in active.values where a.transfer.paused && (a.priority || !yielding) { a.transfer.resume() }
             }
-            for (t, rc) in multi.perform() { finish(t, curlCode: rc) }
+            for (t, rc) in multi.perform() { ownWork { finish(t, curlCode: rc) } }
             collectWrites()
             let now = MonotonicTime.now()
+            checkStalls(now: now)
             if now - lastHeartbeat >= Worker.heartbeatInterval {
                 lastHeartbeat = now
                 var p: [Int: Int64] = [:]
                 for (id, a) in active { p[id] = a.flushed }
                 do { try send(.progress(p)) } catch { return 1 }
             }
-            do { try flush() } catch { return 1 }
+            do { try ownWork { try flush() } } catch { return 1 }
             if stopping && active.isEmpty && waiting.isEmpty { return 0 }
         }
     }
@@ -248,7 +260,7 @@ final class WorkerLoop {
             if let a = active[id] {
                 if a.priority { priorityCount -= 1 }
                 multi.remove(a.transfer); active[id] = nil
-                settleWrites(a)
+                ownWork { settleWrites(a) }
                 close(a.fd); a.target?.releaseDirectories(published: false); idle.append(a.transfer)
                 retire(a)
             }
@@ -351,7 +363,12 @@ final class WorkerLoop {
             let writer = direct ? directWriter() : nil
             t.tag = o.id
             t.sink = { [unowned a, unowned self] buf in
-                try WorkerLoop.write(a, buf, writer: writer)
+                if a.staged + buf.count < a.staging.count {
+                    try WorkerLoop.write(a, buf, writer: writer)  // into the staging buffer only
+                } else {
+                    // Writes a full buffer, or waits for the writer thread: the loop's own time.
+                    try self.ownWork { try WorkerLoop.write(a, buf, writer: writer) }
+                }
                 try self.announce(a)
             }
             a.priority = o.lane < .bulk
@@ -525,11 +542,16 @@ final class WorkerLoop {
         if e != 0 { throw LocalIOError(errno: e, operation: "pwrite", path: a.order.path) }
     }
 
-    func finish(_ t: CurlTransfer, curlCode: Int32) {
+    /// Reports a transfer libcurl ended with `curlCode`, or that `stall` abandoned.
+    func finish(_ t: CurlTransfer, curlCode: Int32, stall: S3Error? = nil) {
         guard let a = active.removeValue(forKey: t.tag) else { return }
         if a.priority { priorityCount -= 1 }
         let o = a.order
-        var err = ResponseCheck.error(for: t, curlCode: curlCode, operation: "GetObject", bucket: o.bucket, key: o.key)
+        var err = stall ?? ResponseCheck.error(for: t, curlCode: curlCode, operation: "GetObject", bucket: o.bucket, key: o.key)
+        if stall == nil {  // the wait that ended in the last bytes
+            _ = a.watch.observe(now: MonotonicTime.now(), own: ownTime, received: t.receivedBytes, sent: true,
+                                paused: false)
+        }
         settleWrites(a)
         do {
             // A failed background write ends the run of bytes on disk: nothing may follow it.
@@ -562,6 +584,7 @@ final class WorkerLoop {
         }
         close(a.fd)
         a.target?.releaseDirectories(published: published)
+        if err == nil { stallBounds.learn(firstByte: a.watch.firstByteWait, gap: a.watch.longestGap) }
         let latency = t.firstByteAt.map { $0 - a.startedAt }
         t.sink = { _ in }
         idle.append(t)

@@ -83,6 +83,9 @@ public struct FetchOrder: Codable, Sendable, Equatable {
     public var lane: Lane
     /// Write with O_DIRECT through 1 MiB aligned buffers, bypassing the page cache (see `DirectIO`).
     public var direct: Bool
+    /// Earlier attempts of this order abandoned as stalled: each doubles the silence its next
+    /// attempt is allowed (`StallBounds`), so a slow server is not cut at the same point forever.
+    public var stalls = 0
     public init(id: Int, bucket: String, key: String, etag: String?, start: Int64, end: Int64, path: String,
                 fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil, lane: Lane = .bulk,
                 direct: Bool = false) {
@@ -161,6 +164,7 @@ public enum LineCodec {
             f += ["-"]
         }
         f += [o.blockSize.map { String($0) } ?? "-", String(o.lane.rawValue), o.direct ? "d" : "-", opt(o.root)]
+        if o.stalls > 0 { f.append(String(o.stalls)) }
         return line(f)
     }
 
@@ -203,6 +207,10 @@ public enum LineCodec {
         }
         if f.count >= k + 3 { o.direct = f[k + 2] == "d" }
         if f.count >= k + 4 { o.root = unopt(f[k + 3]) }
+        if f.count >= k + 5 {
+            guard let n = Int(f[k + 4]), n >= 0 else { throw bad(line) }
+            o.stalls = n
+        }
         return .fetch(o)
     }
 

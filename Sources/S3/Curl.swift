@@ -27,6 +27,8 @@ public struct TransportOptions: Sendable, Codable, Equatable {
     /// Seconds to establish a connection before the attempt fails (and is retried).
     public var connectTimeout: Int = 10
     /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` seconds is a stall.
+    /// The limit of the coordinator's own requests (listings, HEAD); a worker's transfers are
+    /// watched by its adaptive stall bounds and keep this only as a far backstop.
     public var lowSpeedLimit: Int = 1024
     public var lowSpeedTime: Int = 20
     public init() {}
@@ -147,6 +149,9 @@ public final class CurlTransfer {
     public private(set) var errorBody = [UInt8]()
     /// Body bytes handed to the sink so far.
     public private(set) var bodyBytes: Int64 = 0
+    /// Bytes of the response taken so far, head and body (a paused chunk counts once taken):
+    /// a stall detector's sign of life.
+    public private(set) var receivedBytes: Int64 = 0
     /// Set when the sink refused bytes (e.g. pwrite failed); the transfer then aborts.
     public var sinkError: Error?
     /// Called with each chunk of a 2xx body. Throwing aborts the transfer.
@@ -183,7 +188,7 @@ public final class CurlTransfer {
     public func prepare(method: String, url: String, headers: [(name: String, value: String)],
                         options: TransportOptions) throws {
         curl_easy_reset(handle)
-        head = ResponseHead(); errorBody.removeAll(keepingCapacity: true); bodyBytes = 0
+        head = ResponseHead(); errorBody.removeAll(keepingCapacity: true); bodyBytes = 0; receivedBytes = 0
         sinkError = nil; firstByteAt = nil; paused = false; admit = nil
         expectedRange = nil; headProblem = nil; headChecked = false
         if let headerList { curl_slist_free_all(headerList); self.headerList = nil }
@@ -236,7 +241,18 @@ public final class CurlTransfer {
         String(cString: curl_easy_strerror(CURLcode(UInt32(bitPattern: code))))
     }
 
-    fileprivate func onHeader(_ line: UnsafeRawBufferPointer) { head.consume(headerBytes: line) }
+    fileprivate func onHeader(_ line: UnsafeRawBufferPointer) {
+        receivedBytes += Int64(line.count)
+        head.consume(headerBytes: line)
+    }
+
+    /// True once libcurl has connected and is sending (or has sent) the request: from then on
+    /// a silence is the server's. Before, the transfer is connecting or waiting in libcurl.
+    public var requestSent: Bool {
+        var t: curl_off_t = 0
+        _ = ccurl_easy_getinfo_off(handle, CURLINFO_PRETRANSFER_TIME_T, &t)
+        return t > 0
+    }
 
     /// Continues a transfer paused by `admit`. libcurl may deliver the held chunk from inside
     /// this call.
@@ -259,11 +275,15 @@ public final class CurlTransfer {
                 }
             }
             if let admit, !admit(buf.count) { paused = true; return .paused }
+            receivedBytes += Int64(buf.count)
             if firstByteAt == nil { firstByteAt = MonotonicTime.now() }
             do { try sink(buf) } catch { sinkError = error; return .refused }
             bodyBytes += Int64(buf.count)
-        } else if errorBody.count < Self.errorBodyLimit {
-            errorBody.append(contentsOf: buf.prefix(Self.errorBodyLimit - errorBody.count))
+        } else {
+            receivedBytes += Int64(buf.count)
+            if errorBody.count < Self.errorBodyLimit {
+                errorBody.append(contentsOf: buf.prefix(Self.errorBodyLimit - errorBody.count))
+            }
         }
         return .accepted
     }

@@ -11,7 +11,8 @@ public struct S3Error: Error, Sendable, Codable, Equatable, CustomStringConverti
         case http
         /// libcurl failed before a complete response (connect refused, reset, timeout, TLS...).
         case transport(curlCode: Int32)
-        /// The transfer made less than the low-speed limit for too long.
+        /// The server went silent for longer than the worker's stall bound, or sent less than
+        /// libcurl's low-speed limit for too long.
         case stalled
         /// The body ended before the promised length.
         case shortBody(expected: Int64, got: Int64)

@@ -144,6 +144,39 @@ final class FetchEngineTests: XCTestCase {
         XCTAssertTrue(seen[..<first].contains { $0.hasPrefix("J{\"configure\"") }, "credentials follow the configure")
     }
 
+    /// A retry of an attempt abandoned as stalled says so (its stall bounds double); a retry
+    /// after any other failure does not.
+    func testRetryOfAStalledAttemptCarriesItsStallCount() throws {
+        let stalled = #"{"kind":{"stalled":{}},"operation":"GetObject","bucket":"b","key":"k","status":0,"message":"stalled"}"#
+        let refused = #"{"kind":{"transport":{"curlCode":7}},"operation":"GetObject","bucket":"b","key":"k","status":0,"message":"refused"}"#
+        let r = try runOne(worker: """
+            read cfg
+            n=0
+            while IFS= read -r line; do
+              case "$line" in F*) ;; *) continue ;; esac
+              printf '%s\n' "$line" >> \(dir)/orders
+              id=$(printf '%s' "$line" | cut -f2)
+              n=$((n + 1))
+              case $n in
+                1) printf 'D\t%s\t0\t-\t%s\t-\n' "$id" '\(stalled)' ;;
+                2) printf 'D\t%s\t0\t-\t%s\t-\n' "$id" '\(refused)' ;;
+                *) printf 'D\t%s\t10\t-\t-\t-\n' "$id" ;;
+              esac
+            done
+            """, attempts: 4)
+        XCTAssertEqual(r.completions.count, 1)
+        XCTAssertNil(r.completions.first?.error)
+        let lines = try String(contentsOfFile: dir + "/orders", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 3)
+        let stalls = try lines.map { line in
+            guard case .fetch(let o) = try LineCodec.decode(ToWorker.self, ArraySlice(Array(line.utf8))) else {
+                throw XCTSkip("not an order: \(line)")
+            }
+            return o.stalls
+        }
+        XCTAssertEqual(stalls, [0, 1, 1])
+    }
+
     func testSilentWorkerIsDeclaredHungAndKilled() throws {
         // Accepts orders but never reports anything: only the hang detector can notice.
         let r = try runOne(worker: "read cfg\nsleep 60", attempts: 2)

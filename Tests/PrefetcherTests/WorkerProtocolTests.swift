@@ -155,6 +155,15 @@ final class LineCodecTests: XCTestCase {
         direct.direct = true
         let b3 = try LineCodec.encode(ToWorker.fetch(direct))
         XCTAssertEqual(try LineCodec.decode(ToWorker.self, ArraySlice(b3.dropLast())), .fetch(direct))
+        // A retried order's stall count (each doubles its stall bounds) crosses the pipe.
+        for var retried in [direct, o] {
+            retried.stalls = 3
+            let b4 = try LineCodec.encode(ToWorker.fetch(retried))
+            guard case .fetch(let g4) = try LineCodec.decode(ToWorker.self, ArraySlice(b4.dropLast())) else { return XCTFail() }
+            XCTAssertEqual(g4.stalls, 3)
+            XCTAssertEqual(g4, retried)
+        }
+        XCTAssertThrowsError(try LineCodec.decode(ToWorker.self, ArraySlice(b3.dropLast() + Array("\t-1".utf8))))
     }
 
     /// Orders read together with the configuration wait in the line buffer, where no poll
