@@ -6,7 +6,7 @@ Usage:
   faultproxy.py --upstream http://127.0.0.1:8351 [--listen-port 0] [--seed 1] [--rate 0.2]
                 [--faults 500,503slowdown,...] [--stats FILE] [--max-per-request 2]
                 [--max-per-key 0] [--stall-seconds 20] [--slow-bps 65536]
-                [--bcr-variants shift,shift-both,wrong-total,end-short]
+                [--bcr-variants shift,shift-both,wrong-total,end-short] [--stall-variants head,body]
 
 Prints `PORT=nnnn` as the first line on stdout once it listens (--listen-port 0 picks a free
 port). Every request is forwarded byte for byte (request line, Host, Range, If-Match, x-amz-*,
@@ -20,8 +20,11 @@ Fault types (--faults, comma separated; `all` = every one):
   reset-before       RST the client connection (SO_LINGER 0) before any response byte
   reset-mid          send headers and part of the body, then RST              (object GETs)
   truncate           send headers (original Content-Length) and part of the body, then FIN
-  stall              send headers and part of the body, then nothing for --stall-seconds,
-                     then close; counts whether the client gave up first    (object GETs)
+  stall              send nothing for --stall-seconds, then close; counts whether (and after
+                     how long) the client gave up first                      (object GETs);
+                     variants, taken in turn (--stall-variants, in that order): body (headers
+                     and part of the body first: a gap between bytes), head (not even the
+                     status line: the first byte); the order of stalls decides which gets which
   slow               send the whole body at --slow-bps                        (object GETs)
   bad-content-range  206 with a Content-Range that is not the requested one (ranged GETs);
                      variants, chosen by the seed: shift (start+1, body = bytes start+1..end,
@@ -72,6 +75,7 @@ CHUNK = 64 * 1024
 HOSTILE_BODY = b"hostile!!\n"
 HOSTILE_ETAG = hashlib.md5(HOSTILE_BODY).hexdigest()
 BCR_VARIANTS = ["shift", "shift-both", "wrong-total", "end-short"]
+STALL_VARIANTS = ["body", "head"]
 
 
 def hostile_relative_keys(ctl):
@@ -515,9 +519,15 @@ class Proxy:
         # Part of the body: a deterministic fraction in [10%, 90%], at least 1 byte, less than all.
         frac = 0.1 + 0.8 * (self.h("cut", req.target, req.header("Range") or "") % 1000) / 1000.0
         part = min(length - 1, max(1, int(length * frac)))
-        self.record(req, fault, "")
-        cw.write(build_head(status_line, rheaders))
-        left = part
+        variant = ""
+        if fault == "stall":
+            vs = self.args.stall_variants
+            # In turn, so that a row with two stalls has one of each (few stalls happen per row).
+            variant = vs[self.stats.data["injected"].get("stall", 0) % len(vs)]
+        self.record(req, fault, variant)
+        if variant != "head":
+            cw.write(build_head(status_line, rheaders))
+        left = part if variant != "head" else 0
         while left > 0:
             data = await ur.read(min(CHUNK, left))
             if not data:
@@ -544,6 +554,7 @@ class Proxy:
             waited = time.monotonic() - t0
             self.stats.bump("stall", "client_aborted")
             self.stats.data["stall"]["seconds_to_abort"].append(round(waited, 1))
+            self.stats.data["stall"].setdefault("by_variant", {}).setdefault(variant, []).append(round(waited, 1))
             print("faultproxy: stall ended by the client after %.1f s%s" % (waited, "" if not got else " (it sent data)"),
                   file=sys.stderr, flush=True)
         except asyncio.TimeoutError:
@@ -554,6 +565,7 @@ class Proxy:
             waited = time.monotonic() - t0
             self.stats.bump("stall", "client_aborted")
             self.stats.data["stall"]["seconds_to_abort"].append(round(waited, 1))
+            self.stats.data["stall"].setdefault("by_variant", {}).setdefault(variant, []).append(round(waited, 1))
         self.stats.write(force=True)
         return False, up
 
@@ -716,9 +728,15 @@ def main():
     p.add_argument("--max-per-key", type=int, default=0)
     p.add_argument("--stall-seconds", type=float, default=20.0)
     p.add_argument("--slow-bps", type=int, default=64 * 1024)
+    p.add_argument("--stall-variants", default=",".join(STALL_VARIANTS),
+                   help="stall variants to pick from (default: all)")
     p.add_argument("--bcr-variants", default=",".join(BCR_VARIANTS),
                    help="bad-content-range variants to pick from (default: all)")
     args = p.parse_args()
+    args.stall_variants = [v for v in args.stall_variants.split(",") if v]
+    if not args.stall_variants or set(args.stall_variants) - set(STALL_VARIANTS):
+        print("faultproxy: --stall-variants: choose from %s" % ",".join(STALL_VARIANTS), file=sys.stderr)
+        sys.exit(2)
     args.bcr_variants = [v for v in args.bcr_variants.split(",") if v]
     if not args.bcr_variants or set(args.bcr_variants) - set(BCR_VARIANTS):
         print("faultproxy: --bcr-variants: choose from %s" % ",".join(BCR_VARIANTS), file=sys.stderr)
