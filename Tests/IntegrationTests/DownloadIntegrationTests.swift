@@ -161,6 +161,20 @@ final class DownloadIntegrationTests: XCTestCase {
         XCTAssertLessThan(fetched, Double(size) / 1e6, r2.stderr)
     }
 
+    /// MAX_SPEED holds transfers paused, some for seconds while others take the budget: soak's
+    /// own pauses are never taken for a silent server (no stall abort, no retry).
+    func testPacedTransfersAreNotTakenForStalls() throws {
+        var files: [String: Int] = [:]
+        for i in 0..<8 { files["p\(i).bin"] = 512 * 1024 }
+        let sums = try upload(files, prefix: "p/")
+        let dest = work + "/dest"
+        let r = try download("p/", dest, ["--log-level", "debug"], env: ["MAX_SPEED": "0.5"], timeout: 90)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let stalls = r.stderr.split(separator: "\n").filter { $0.contains("stalled") }
+        XCTAssertTrue(stalls.isEmpty, stalls.prefix(3).joined(separator: "\n"))
+        for (k, s) in sums { XCTAssertEqual(try Harness.sha256(dest + "/" + k), s) }
+    }
+
     func testKilledWorkerIsReplacedAndItsWorkRequeued() throws {
         let sums = try upload(["w1.bin": 24 * 1024 * 1024, "w2.bin": 24 * 1024 * 1024], prefix: "k/")
         let dest = work + "/dest"
