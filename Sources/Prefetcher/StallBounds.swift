@@ -5,7 +5,8 @@
 /// the wait for the first byte of a response (the server looking the object up) and each gap
 /// between bytes after it (a stream that is flowing). Each bound is `headroom` times the 95th
 /// percentile of that phase's times over the last `window` transfers that completed, clamped to
-/// the phase's floor and `cap`; before any transfer completed it is the floor. Only completed
+/// the phase's floor and `cap`; until `warmSamples` transfers completed, the first-byte bound is
+/// at least `coldFirstByte`, and before any completed the gap bound is its floor. Only completed
 /// transfers teach it: a stalled or aborted one would pull the bound towards the very stall it
 /// must catch. Each stall of an order doubles the bounds of its next attempt (up to `cap`), as
 /// TCP backs off a segment's retransmission timeout, so a server that is slow but alive is
@@ -26,6 +27,11 @@ public struct StallBounds: Sendable, Equatable {
     /// S3 answers a GET in tens of milliseconds; a second is far beyond a busy server's answer,
     /// and a retry that abandons a slow one costs a single request.
     public static let firstByteFloor = 1.0
+    /// A fresh worker's first requests meet a server taking a burst of them at once (every slot
+    /// of every worker starts together), before anything is learned: they get more room.
+    public static let coldFirstByte = 2.0
+    /// Completed transfers after which the learned first-byte bound alone counts.
+    public static let warmSamples = 8
     /// A flowing stream's gaps are milliseconds; a second spans a few TCP retransmission timeouts
     /// (200 ms minimum each), and the retry resumes where the bytes stopped.
     public static let gapFloor = 1.0
@@ -42,8 +48,8 @@ public struct StallBounds: Sendable, Equatable {
     /// few enough to follow a network whose speed changes.
     public static let window = 64
 
-    private var firstByte = Estimate(floor: StallBounds.firstByteFloor)
-    private var gap = Estimate(floor: StallBounds.gapFloor)
+    private var firstByte = Estimate(floor: StallBounds.firstByteFloor, cold: StallBounds.coldFirstByte)
+    private var gap = Estimate(floor: StallBounds.gapFloor, cold: StallBounds.gapFloor)
 
     public init() {}
 
@@ -70,15 +76,18 @@ public struct StallBounds: Sendable, Equatable {
     /// One phase's recent times and the bound they give.
     struct Estimate: Sendable, Equatable {
         let floor: Double
+        /// The least bound until `warmSamples` times are known.
+        let cold: Double
         /// The last `window` times, oldest overwritten first.
         var samples: [Double] = []
         var next = 0
         /// `headroom` × percentile, clamped; recomputed when a time is added.
         var base: Double
 
-        init(floor: Double) {
+        init(floor: Double, cold: Double) {
             self.floor = floor
-            base = floor
+            self.cold = cold
+            base = max(floor, cold)
         }
 
         mutating func add(_ t: Double) {
@@ -92,7 +101,8 @@ public struct StallBounds: Sendable, Equatable {
             // Nearest rank: the smallest time at least `percentile` of the samples do not exceed.
             let rank = Int((StallBounds.percentile * Double(sorted.count)).rounded(.up))
             let p = sorted[max(0, min(sorted.count, rank) - 1)]
-            base = min(StallBounds.cap, max(floor, StallBounds.headroom * p))
+            let least = samples.count < StallBounds.warmSamples ? max(floor, cold) : floor
+            base = min(StallBounds.cap, max(least, StallBounds.headroom * p))
         }
     }
 }

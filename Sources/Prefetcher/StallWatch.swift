@@ -11,8 +11,9 @@
 /// - before libcurl has sent the request (connecting, or waiting in libcurl to start): the
 ///   connect timeout governs that, and nothing is asked of the server yet;
 /// - for the time the loop spent on its own work (`own`: waits on its writer thread, writing
-///   staged bytes, opening files, writing reports to the coordinator), during which no transfer
-///   could receive: bytes sitting in a socket then are not the server's delay.
+///   staged bytes, opening files, writing reports to the coordinator, and any time a poll
+///   outlasted its timeout, waiting for a CPU), during which no transfer could receive: bytes
+///   sitting in a socket then are not the server's delay.
 /// Waits are measured to the turn that sees their bytes, so they are at most a turn long.
 public struct StallWatch: Sendable, Equatable {
     /// Seconds from the request being sent to its first byte (nil until it came).

@@ -189,8 +189,11 @@ final class WorkerLoop {
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let anyPaused = active.values.contains { $0.transfer.paused }
-            let stdinReady = multi.poll(timeoutMs: Self.pollTimeout(linesWaiting: reader.hasLine, anyPaused: anyPaused),
-                                        extraFD: stopping ? nil : 0)
+            let timeoutMs = Self.pollTimeout(linesWaiting: reader.hasLine, anyPaused: anyPaused)
+            let polled = MonotonicTime.now()
+            let stdinReady = multi.poll(timeoutMs: timeoutMs, extraFD: stopping ? nil : 0)
+            // A poll that outlasts its timeout waited for a CPU, not for a server (stall bounds).
+            ownTime += max(0, MonotonicTime.now() - polled - Double(timeoutMs) / 1000)
             if stdinReady {
                 while true {
                     let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }

@@ -4,10 +4,16 @@ import XCTest
 import Prefetcher
 
 final class StallBoundsTests: XCTestCase {
-    func testStartsAtTheFloors() {
-        let b = StallBounds()
-        XCTAssertEqual(b.bound(.firstByte), StallBounds.firstByteFloor)
+    func testStartsAtTheFloorsWithRoomForAColdStart() {
+        var b = StallBounds()
+        XCTAssertEqual(b.bound(.firstByte), StallBounds.coldFirstByte)
         XCTAssertEqual(b.bound(.gap), StallBounds.gapFloor)
+        XCTAssertGreaterThan(StallBounds.coldFirstByte, StallBounds.firstByteFloor)
+        for i in 1...StallBounds.warmSamples {
+            XCTAssertEqual(b.bound(.firstByte), StallBounds.coldFirstByte, "after \(i - 1) completed transfers")
+            b.learn(firstByte: 0.01, gap: nil)
+        }
+        XCTAssertEqual(b.bound(.firstByte), StallBounds.firstByteFloor, "warm: the learned bound alone")
         XCTAssertLessThan(StallBounds.firstByteFloor, StallBounds.cap)
         XCTAssertLessThan(StallBounds.gapFloor, StallBounds.cap)
     }
@@ -65,7 +71,7 @@ final class StallBoundsTests: XCTestCase {
         var b = StallBounds()
         XCTAssertEqual(b.bound(.gap, stalls: 1), 2 * StallBounds.gapFloor)
         XCTAssertEqual(b.bound(.gap, stalls: 2), 4 * StallBounds.gapFloor)
-        XCTAssertEqual(b.bound(.firstByte, stalls: 3), 8 * StallBounds.firstByteFloor)
+        XCTAssertEqual(b.bound(.firstByte, stalls: 3), 8 * StallBounds.coldFirstByte)
         XCTAssertEqual(b.bound(.gap, stalls: 40), StallBounds.cap, "never above the cap")
         XCTAssertEqual(b.bound(.gap, stalls: -1), StallBounds.gapFloor)
         // From the learned bound, not from the floor.
@@ -75,15 +81,15 @@ final class StallBoundsTests: XCTestCase {
     }
 
     func testAServerSlowerThanTheFloorIsReachedByRetries() {
-        // Every first byte takes 3 s; nothing has completed, so the bound is the floor. The
-        // attempts of one order are cut at 1, 2 s, and the third waits 4 s: it completes.
+        // Every first byte takes 5 s; nothing has completed, so the bound is the cold one. The
+        // attempts of one order are cut at 2, 4 s, and the third waits 8 s: it completes.
         var b = StallBounds()
         var stalls = 0
-        while b.bound(.firstByte, stalls: stalls) < 3 { stalls += 1 }
+        while b.bound(.firstByte, stalls: stalls) < 5 { stalls += 1 }
         XCTAssertEqual(stalls, 2)
-        b.learn(firstByte: 3, gap: nil)
+        b.learn(firstByte: 5, gap: nil)
         // From then on every transfer waits long enough at its first attempt.
-        XCTAssertGreaterThan(b.bound(.firstByte), 3)
+        XCTAssertGreaterThan(b.bound(.firstByte), 5)
     }
 
     func testIgnoresImpossibleTimes() {
@@ -92,6 +98,6 @@ final class StallBoundsTests: XCTestCase {
         b.learn(firstByte: .infinity, gap: .nan)
         XCTAssertEqual(b.samples(.firstByte), 0)
         XCTAssertEqual(b.samples(.gap), 0)
-        XCTAssertEqual(b.bound(.firstByte), StallBounds.firstByteFloor)
+        XCTAssertEqual(b.bound(.firstByte), StallBounds.coldFirstByte)
     }
 }
