@@ -1,8 +1,17 @@
 /// The on-disk format of a cache directory, and its version.
 ///
 ///     CACHE/                 0700
+///       CACHEDIR.TAG         the marker: soak made this directory (see below)
 ///       index.db             SQLite (WAL): the schema below; PRAGMA user_version = format version
 ///       data/ID.GEN          one sparse file per cached object version
+///
+/// The marker is a cache directory tag (https://bford.info/cachedir/: its first line is
+/// `Signature: 8a477f597d28d172789f06886806bc55`, so backup tools skip the cache), then comment
+/// lines, then soak's magic line `soak-cache-format N` with this format version. soak uses a
+/// directory only if it holds this marker, or is missing or empty (then marks it), or holds an
+/// index whose SQLite header carries `applicationID` (a cache from before the marker; marked
+/// then). `CacheDirectory` decides, without opening any file with SQLite. The marker names the
+/// format of the index once it is migrated; a newer one is refused before the index is opened.
 ///
 /// A data file is named by the object's row id and its generation, never by its key, so no key
 /// can name a path outside the cache. A row id belongs to one (bucket, key, ETag, size): a new

@@ -41,18 +41,27 @@ public final class DiskCache: @unchecked Sendable {
 
     struct BlockRef: Hashable { var object: Int64; var gen: Int64; var index: Int }
 
-    /// `$XDG_CACHE_HOME/soak`, else `~/.cache/soak`.
+    /// The default cache directory: `$CACHE_DIRECTORY` (systemd's `CacheDirectory=`; of several
+    /// colon-separated paths, the first), else `$XDG_CACHE_HOME/soak`, else `$HOME/.cache/soak`.
+    /// Relative values are ignored, as the XDG specification asks.
     public static func defaultDirectory(environment env: [String: String]) -> String {
+        if let s = env["CACHE_DIRECTORY"], let first = s.split(separator: ":", omittingEmptySubsequences: false).first,
+           first.hasPrefix("/") { return String(first) }
         if let x = env["XDG_CACHE_HOME"], x.hasPrefix("/") { return x + "/soak" }
         let home = env["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
         return home + "/.cache/soak"
     }
 
-    /// Opens (creating, mode 0700) a cache directory and checks its format version.
-    public init(directory: String, capacity: CacheCapacity = .unlimited, logger: Logger = Logger(label: "soak.cache")) throws {
+    /// Opens a cache directory and checks its format version. `create`: a missing or empty
+    /// directory is made a cache (for commands that fill it); without it only an existing soak
+    /// cache is opened. Either way a directory that is not soak's is refused before anything in
+    /// it is created or opened (`CacheDirectory`).
+    public init(directory: String, capacity: CacheCapacity = .unlimited, create: Bool = true,
+                logger: Logger = Logger(label: "soak.cache")) throws {
         self.directory = directory
         self.capacity = capacity
         self.logger = logger
+        if create { try CacheDirectory.prepare(directory) } else { try CacheDirectory.requireExisting(directory) }
         try Self.makeDirectory(directory, mode: 0o700)
         try Self.makeDirectory(directory + "/data", mode: 0o700)
         index = try CacheIndex(path: directory + "/index.db")
@@ -63,12 +72,14 @@ public final class DiskCache: @unchecked Sendable {
         case .newer(let v):
             throw CacheError.newerFormat(directory: directory, found: v, supported: CacheFormat.version)
         case .foreign:
-            throw CacheError.notACache(directory: directory)
+            throw CacheError.notACache(directory: directory, reason: "its index.db is not a soak cache index")
         case .older(let v):
             logger.warning("cache \(directory) has old format version \(v); rebuilding it empty")
             try index.reset()
             try Self.removeDataFiles(directory + "/data")
         }
+        // The marker names the format the index now has (it was older before a migration).
+        if try CacheDirectory.readMarker(directory) != CacheFormat.version { try CacheDirectory.mark(directory) }
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw CacheError.unusableDirectory(LocalIOError(errno: errno, operation: "open", path: directory)) }
         dirFD = fd
@@ -92,6 +103,14 @@ public final class DiskCache: @unchecked Sendable {
 
     /// The data file of an object version (it may not exist yet: workers create it).
     public func dataPath(_ o: CachedObject) -> String { dataPath(id: o.id, gen: o.gen) }
+
+    /// Whether `name` is one `dataPath(id:gen:)` makes, spelled exactly so: the only names in
+    /// `data/` that soak ever removes.
+    static func isDataFileName(_ name: String) -> Bool {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, let id = Int64(parts[0]), let gen = Int64(parts[1]), id >= 0, gen >= 0 else { return false }
+        return name == "\(id).\(gen)"
+    }
 
     /// One flat directory: ext4 and XFS index large directories, and spreading files over
     /// hashed subdirectories put every create in a different inode group (measured: 5000 small
@@ -370,12 +389,13 @@ public final class DiskCache: @unchecked Sendable {
     }
 
     /// Data files whose (id, gen) no row owns: left by a crash between an index change and the
-    /// unlink, or by a fetch that landed after its object was evicted.
+    /// unlink, or by a fetch that landed after its object was evicted. Names soak does not make
+    /// are left alone.
     func removeOrphans() throws -> Int {
         let live = try index.liveDataFiles()
         var removed = 0
         let dir = directory + "/data"
-        for n in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where !live.contains(n) {
+        for n in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where Self.isDataFileName(n) && !live.contains(n) {
             if unlink(dir + "/" + n) == 0 { removed += 1 }
         }
         return removed
@@ -402,8 +422,11 @@ public final class DiskCache: @unchecked Sendable {
         lock.lock(); trusted.removeAll(); lock.unlock()
     }
 
+    /// Removes every data file (by the names soak makes; anything else in `data/` stays).
     private static func removeDataFiles(_ data: String) throws {
-        for n in (try? FileManager.default.contentsOfDirectory(atPath: data)) ?? [] { unlink(data + "/" + n) }
+        for n in (try? FileManager.default.contentsOfDirectory(atPath: data)) ?? [] where isDataFileName(n) {
+            unlink(data + "/" + n)
+        }
     }
 
     public func stats() throws -> CacheStats {

@@ -16,9 +16,10 @@ struct CacheCommand: ParsableCommand {
         @Flag(help: "Machine-readable JSON output.") var json = false
         @Option(name: .customLong("log-level"), help: "debug, info, warning or error.") var logLevel: String = "warning"
 
+        /// Opens an existing soak cache only: these commands never create one.
         func open() throws -> DiskCache {
             SoakLogging.bootstrap(level: try SoakLogging.parseLevel(logLevel))
-            return try cache.open(env: ProcessInfo.processInfo.environment)
+            return try cache.open(env: ProcessInfo.processInfo.environment, create: false)
         }
     }
 
@@ -92,11 +93,24 @@ struct CacheCommand: ParsableCommand {
     }
 
     struct Evict: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Drop the cached data under a prefix (listings stay).")
+        static let configuration = CommandConfiguration(
+            abstract: "Drop the cached data under a prefix (listings stay).",
+            discussion: "Evicting everything takes --all: an empty prefix is an error, never \"everything\".")
         @OptionGroup var common: Common
-        @Argument(help: "s3://BUCKET/PREFIX or BUCKET/PREFIX.") var prefix: String
+        @Argument(help: "s3://BUCKET/PREFIX or BUCKET/PREFIX (BUCKET/ for a whole bucket).") var prefix: String?
+        @Flag(help: "Evict the data of every bucket and prefix (instead of a prefix).") var all = false
         func run() throws {
-            let (bucket, p) = try CacheCommand.scope(prefix)
+            let (bucket, p): (String?, String)
+            switch (prefix, all) {
+            case (nil, true): (bucket, p) = (nil, "")
+            case (.some, true): throw UsageError("cache evict: give a prefix or --all, not both")
+            case (nil, false): throw UsageError("cache evict: missing prefix (s3://BUCKET/PREFIX); evicting everything takes --all")
+            case (.some(let s), false):
+                (bucket, p) = try CacheCommand.scope(s)
+                guard let b = bucket, !b.isEmpty else {
+                    throw UsageError("cache evict: '\(s)' names no bucket (s3://BUCKET/PREFIX); evicting everything takes --all")
+                }
+            }
             let r = try common.open().evict(bucket: bucket, prefix: p)
             if common.json { try printJSON(["objects": Int64(r.objects), "bytes": r.bytes]); return }
             print(String(format: "evicted %d objects (%.1f MB)", r.objects, Double(r.bytes) / 1e6))

@@ -57,7 +57,7 @@ struct MountCommand: ParsableCommand {
         let builder = try s3.builder(env: env)
         let transport = settings.transport
         _ = try CurlObjectStore(builder: builder, options: transport)  // bad settings fail here, once
-        let cache = try cacheOptions.open(env: env)
+        let cache = try cacheOptions.open(env: env, create: true)
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
         var options = MountOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
                                    mountpoint: dir, filter: KeyFilter(rules))
@@ -87,8 +87,8 @@ struct MountCommand: ParsableCommand {
     /// Re-runs this command in the foreground as a detached child (own session, log file), and
     /// returns once it reports the mount ready (exit 0) or dies (its last log line, exit 1).
     static func daemonize(cacheDir: String, mountpoint: String) throws -> Int32 {
-        try FileManager.default.createDirectory(atPath: cacheDir, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        // The log lives in the cache directory: only in one that is (or now becomes) soak's.
+        try CacheDirectory.prepare(cacheDir)
         let logPath = cacheDir + "/mount.log"
         if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))

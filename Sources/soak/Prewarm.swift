@@ -32,15 +32,23 @@ struct Prewarm: ParsableCommand {
         let shard = try self.shard.map { try Shard(parsing: $0) } ?? .all
         let settings = try s3.engineSettings(env: env, level: level, logger: logger)
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
-        // A mount that owns this cache directory runs the prewarm on its own engine.
-        if let fd = ControlSocket.connect(cacheDir: cacheOptions.directory(env: env)) {
-            defer { close(fd) }
-            try delegate(fd: fd, uri: uri, rules: rules, shard: shard, logger: logger)
-            return
+        let dir = cacheOptions.directory(env: env)
+        _ = try cacheOptions.capacity()
+        // A mount that owns this cache directory runs the prewarm on its own engine; only a soak
+        // cache's control socket is asked (a missing or empty directory has no mount).
+        switch try CacheDirectory.classify(dir) {
+        case .foreign(let why): throw CacheError.notACache(directory: dir, reason: why)
+        case .missing, .empty: break
+        case .marked, .legacy:
+            if let fd = ControlSocket.connect(cacheDir: dir) {
+                defer { close(fd) }
+                try delegate(fd: fd, uri: uri, rules: rules, shard: shard, logger: logger)
+                return
+            }
         }
         let builder = try s3.builder(env: env)
         let store = try CurlObjectStore(builder: builder, options: settings.transport)
-        let cache = try cacheOptions.open(env: env)
+        let cache = try cacheOptions.open(env: env, create: true)
         var options = PrewarmOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
                                      filter: KeyFilter(rules), shard: shard)
         options.verifyMD5 = !noVerifyMD5

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cache
 import Foundation
 import Mount
 import SoakCore
@@ -8,12 +9,14 @@ struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show the running mount of a cache directory: lanes, queues, workers, throughput, hit ratio.",
-        discussion: "Exit status 1 when no mount owns the cache directory.")
+        discussion: "Exit status 1 when no mount owns the cache directory. Creates nothing.")
     @OptionGroup var cacheOptions: CacheOptions
     @Flag(help: "Machine-readable JSON output.") var json = false
 
     func run() throws {
         let dir = cacheOptions.directory(env: ProcessInfo.processInfo.environment)
+        // Only a soak cache's control socket is soak's to talk to.
+        try CacheDirectory.requireExisting(dir)
         guard let fd = ControlSocket.connect(cacheDir: dir) else {
             FileHandle.standardError.write(Data("soak: no mount is running on cache \(dir)\n".utf8))
             throw ExitCode(1)
