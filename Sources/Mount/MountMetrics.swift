@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import Prefetcher
 import Prometheus
+import SoakCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -81,19 +82,25 @@ public final class MetricsServer: @unchecked Sendable {
     private var fd: Int32 = -1
     private let render: @Sendable () -> [UInt8]
 
-    /// `address` is HOST:PORT with an IPv4 host (e.g. 127.0.0.1:9100).
-    public init(address: String, render: @escaping @Sendable () -> [UInt8]) throws {
-        self.render = render
+    /// HOST:PORT with an IPv4 host (e.g. 127.0.0.1:9100); anything else is a usage error.
+    public static func parse(_ address: String) throws -> sockaddr_in {
         let parts = address.split(separator: ":")
         guard parts.count == 2, let port = UInt16(parts[1]) else {
-            throw MountError("invalid --metrics-address '\(address)': expected HOST:PORT, e.g. 127.0.0.1:9100")
+            throw UsageError("invalid --metrics-address '\(address)': expected HOST:PORT, e.g. 127.0.0.1:9100")
         }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = port.bigEndian
         guard inet_pton(AF_INET, String(parts[0]), &addr.sin_addr) == 1 else {
-            throw MountError("invalid --metrics-address '\(address)': '\(parts[0])' is not an IPv4 address")
+            throw UsageError("invalid --metrics-address '\(address)': '\(parts[0])' is not an IPv4 address")
         }
+        return addr
+    }
+
+    /// `address` is HOST:PORT with an IPv4 host (e.g. 127.0.0.1:9100).
+    public init(address: String, render: @escaping @Sendable () -> [UInt8]) throws {
+        self.render = render
+        var addr = try Self.parse(address)
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard s >= 0 else { throw MountError("metrics socket: \(String(cString: strerror(errno)))") }
         var one: Int32 = 1

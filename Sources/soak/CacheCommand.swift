@@ -88,7 +88,7 @@ struct CacheCommand: ParsableCommand {
                              r.blocksChecked, Double(r.bytesChecked) / 1e6, r.objects, r.corruptBlocks, r.orphanFiles))
                 for u in r.unrepaired { print("  could not repair: \(u)") }
             }
-            if !r.unrepaired.isEmpty { throw ExitCode(1) }
+            if !r.unrepaired.isEmpty { throw ExitCode(ExitStatus.failure) }
         }
     }
 

@@ -31,11 +31,24 @@ struct S3Options: ParsableArguments {
         return settings
     }
 
-    /// Resolves credentials, region and endpoint into a request builder.
-    func builder(env: [String: String]) throws -> S3RequestBuilder {
+    /// Checks --addressing and the endpoint URL without resolving credentials (no network):
+    /// what a background mount checks before it creates anything.
+    func checkEndpoint(env: [String: String]) throws {
+        let mode = try addressingMode()
+        let url = endpointURL ?? env["AWS_ENDPOINT_URL_S3"] ?? env["AWS_ENDPOINT_URL"]
+        _ = try S3Endpoint(url: url, region: region ?? "us-east-1", addressing: mode)
+    }
+
+    func addressingMode() throws -> Addressing {
         guard let mode = Addressing(rawValue: addressing) else {
             throw UsageError("invalid --addressing '\(addressing)': use path, virtual or auto")
         }
+        return mode
+    }
+
+    /// Resolves credentials, region and endpoint into a request builder.
+    func builder(env: [String: String]) throws -> S3RequestBuilder {
+        let mode = try addressingMode()
         var env = env
         let home = env["HOME"] ?? NSHomeDirectory()
         // --profile also picks the profile the region is read from.
@@ -95,8 +108,8 @@ struct Download: ParsableCommand {
         let summary = try downloader.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
         display.finish(downloader.progress())
         Self.printSummary(summary, source: uri)
-        if let sig = signals.received { throw ExitCode(128 + sig) }
-        if !summary.failures.isEmpty { throw ExitCode(1) }
+        if let sig = signals.received { throw ExitCode(ExitStatus.interrupted(sig)) }
+        if !summary.failures.isEmpty { throw ExitCode(ExitStatus.partial) }
     }
 
     static func printSummary(_ s: DownloadSummary, source: S3URI) {
@@ -144,6 +157,6 @@ enum FilterOrder {
 func selfExecutable() throws -> String {
     var buf = [CChar](repeating: 0, count: 4096)
     let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-    guard n > 0 else { throw UsageError("cannot find the soak executable (/proc/self/exe)") }
+    guard n > 0 else { throw RuntimeError("cannot find the soak executable (/proc/self/exe)") }
     return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -43,8 +43,15 @@ struct MountCommand: ParsableCommand {
         guard metadataTTL >= 0, metadataTTL.isFinite else { throw UsageError("invalid --metadata-ttl: expected seconds >= 0") }
         guard eagerListing >= 0 else { throw UsageError("invalid --eager-listing \(eagerListing): expected a key count >= 0") }
         guard (0...1024).contains(readAhead) else { throw UsageError("invalid --read-ahead \(readAhead): expected 0...1024 MiB") }
+        if let metricsAddress { _ = try MetricsServer.parse(metricsAddress) }
         let dir = mountpoint.hasPrefix("/") ? mountpoint : FileManager.default.currentDirectoryPath + "/" + mountpoint
         if !foreground && env["SOAK_MOUNT_DAEMON"] == nil {
+            // Bad input is found here, before the cache directory and its log are made; what
+            // only the mount process can find (credentials: the chain may ask the network, so it
+            // runs once, there) comes back as its exit status.
+            _ = try cacheOptions.capacity()
+            _ = try s3.engineSettings(env: env, level: level, logger: Logger(label: "soak"))
+            try s3.checkEndpoint(env: env)
             throw ExitCode(try Self.daemonize(cacheDir: cacheOptions.directory(env: env), mountpoint: dir))
         }
         let daemon = env["SOAK_MOUNT_DAEMON"] == "1"
@@ -85,7 +92,8 @@ struct MountCommand: ParsableCommand {
     }
 
     /// Re-runs this command in the foreground as a detached child (own session, log file), and
-    /// returns once it reports the mount ready (exit 0) or dies (its last log line, exit 1).
+    /// returns once it reports the mount ready (exit 0) or dies (its last log line, and its exit
+    /// status, so a background mount fails with the code `--foreground` would).
     static func daemonize(cacheDir: String, mountpoint: String) throws -> Int32 {
         // The log lives in the cache directory: only in one that is (or now becomes) soak's.
         try CacheDirectory.prepare(cacheDir)
@@ -116,6 +124,7 @@ struct MountCommand: ParsableCommand {
         let mine = text.utf8.count > Int(start) ? String(text.utf8.dropFirst(Int(start))) ?? "" : ""
         let last = mine.split(separator: "\n").last.map(String.init) ?? "the mount process exited with status \(p.terminationStatus)"
         FileHandle.standardError.write(Data("\(last.hasPrefix("soak:") ? last : "soak: error: " + last)\n".utf8))
-        return 1
+        if p.terminationReason == .uncaughtSignal { return ExitStatus.interrupted(p.terminationStatus) }
+        return p.terminationStatus == 0 ? ExitStatus.failure : p.terminationStatus
     }
 }

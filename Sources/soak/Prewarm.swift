@@ -65,8 +65,8 @@ struct Prewarm: ParsableCommand {
                     + "only the most recently fetched objects stay cached\n", Double(summary.bytesTotal) / 1e6,
                 Double(cap) / 1e6).utf8))
         }
-        if let sig = signals.received { throw ExitCode(128 + sig) }
-        if !summary.failures.isEmpty { throw ExitCode(1) }
+        if let sig = signals.received { throw ExitCode(ExitStatus.interrupted(sig)) }
+        if !summary.failures.isEmpty { throw ExitCode(ExitStatus.partial) }
     }
 
     /// Hands the prewarm to the running mount and shows its progress and summary.
@@ -83,10 +83,10 @@ struct Prewarm: ParsableCommand {
             if let e = reply.error { failure = e }
         }
         if let p = lastProgress { display.finish(p) }
-        if let failure { throw UsageError(failure) }
-        guard let summary else { throw UsageError("the mount ended the prewarm without a summary (see its log)") }
+        if let failure { throw RuntimeError(failure) }
+        guard let summary else { throw RuntimeError("the mount ended the prewarm without a summary (see its log)") }
         Self.printSummary(summary, uri: uri, shard: shard)
-        if !summary.failures.isEmpty { throw ExitCode(1) }
+        if !summary.failures.isEmpty { throw ExitCode(ExitStatus.partial) }
     }
 
     static func printSummary(_ summary: PrewarmSummary, uri: S3URI, shard: Shard) {

@@ -18,13 +18,12 @@ struct StatusCommand: ParsableCommand {
         // Only a soak cache's control socket is soak's to talk to.
         try CacheDirectory.requireExisting(dir)
         guard let fd = ControlSocket.connect(cacheDir: dir) else {
-            FileHandle.standardError.write(Data("soak: no mount is running on cache \(dir)\n".utf8))
-            throw ExitCode(1)
+            throw RuntimeError("no mount is running on cache \(dir)")
         }
         defer { close(fd) }
         var status: MountStatus?
         try ControlSocket.exchange(fd: fd, ControlRequest(op: .status)) { if let s = $0.status { status = s } }
-        guard let s = status else { throw UsageError("the mount on \(dir) did not answer") }
+        guard let s = status else { throw RuntimeError("the mount on \(dir) did not answer") }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]

@@ -37,7 +37,7 @@ if invokedAs == MountHelper.name || arguments.first?.hasPrefix("s3://") == true 
         for (k, v) in env { setenv(k, v, 1) }
         arguments = args
     } catch {
-        fail(error.message, status: 2)
+        fail(error.message, status: ExitStatus.usage)
     }
 }
 
@@ -49,18 +49,25 @@ do {
 } catch let code as ExitCode {
     exit(code.rawValue)
 } catch let e as UsageError {
-    fail(e.message, status: 2)
+    fail(e.message, status: ExitStatus.usage)
 } catch let e as S3EndpointError {
-    fail(e.message, status: 2)
+    fail(e.message, status: ExitStatus.usage)
 } catch let e as CredentialsError {
-    fail(e.message, status: 2)
+    // A configured source that could not deliver (STS refused, a process failed) is a failure;
+    // no credentials, or a configuration that is wrong, is usage.
+    fail(e.message, status: e.kind == .failed ? ExitStatus.failure : ExitStatus.usage)
 } catch let e as CacheError {
-    fail(e.description, status: 2)
+    if case .invalidSize = e { fail(e.description, status: ExitStatus.usage) }
+    fail(e.description, status: ExitStatus.failure)
+} catch let e as RuntimeError {
+    fail(e.message, status: ExitStatus.failure)
 } catch let e as MountError {
-    fail(e.message, status: 1)
+    fail(e.message, status: ExitStatus.failure)
 } catch {
-    if Soak.exitCode(for: error) == .success { Soak.exit(withError: error) }  // --help, --version
+    let code = Soak.exitCode(for: error)
+    if code == .success { Soak.exit(withError: error) }  // --help, --version
     let message = Soak.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
     FileHandle.standardError.write(Data("soak: error: \(message)\n".utf8))
-    exit(Soak.exitCode(for: error).rawValue)
+    // ArgumentParser's parse and validation errors (EX_USAGE, 64) are usage errors here.
+    exit(code == .validationFailure ? ExitStatus.usage : ExitStatus.failure)
 }

@@ -52,7 +52,7 @@ final class DefaultCacheDirectoryIntegrationTests: XCTestCase {
         // A read-only command on a fresh machine: a clear line, non-zero, nothing created.
         let other = work + "/other/home"
         let s = try Harness.run("/usr/bin/env", ["-i", "HOME=\(other)", Harness.soakBinary, "cache", "stats"], timeout: 30)
-        XCTAssertNotEqual(s.status, 0, s.stderr)
+        XCTAssertEqual(s.status, 1, s.stderr)
         XCTAssertTrue(s.stderr.contains("no soak cache"), s.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/other"))
     }
