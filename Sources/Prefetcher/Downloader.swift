@@ -132,7 +132,8 @@ public final class Downloader: @unchecked Sendable {
         // 1. List page by page; select, hold back possible file/directory conflicts, start the rest.
         var interrupted = false
         do {
-            var gate = ConflictGate<(ObjectInfo, SafePath)>()
+            var gate = ConflictGate<(ObjectInfo, SafePath)>(sorted: ConflictGate<Any>.listsSorted(bucket: options.bucket))
+            var warnedUnsorted = false
             let complete = try ListingPager.run(store: store, bucket: options.bucket, prefix: options.prefix,
                                                 retry: settings.retry, logger: logger, shouldStop: shouldStop) { page in
                 for o in page.objects {
@@ -142,10 +143,18 @@ public final class Downloader: @unchecked Sendable {
                     for (c, _) in released.conflicts { reportConflict(c) }
                     for (r, rp) in released.ready { startObject(r, rp, engine: engine) }
                 }
+                if gate.switchedToUnsorted && !warnedUnsorted {
+                    warnedUnsorted = true
+                    logger.warning("the listing is not sorted: checking file/directory conflicts at its end")
+                }
                 tick(progress())
             }
             interrupted = !complete
-            if !interrupted { for (r, rp) in gate.finish() { startObject(r, rp, engine: engine) } }
+            if !interrupted {
+                let settled = gate.finish()
+                for (c, _) in settled.conflicts { reportConflict(c) }
+                for (r, rp) in settled.ready { startObject(r, rp, engine: engine) }
+            }
         } catch {
             engine.stop()
             throw error
