@@ -31,6 +31,8 @@ public struct TransportOptions: Sendable, Codable, Equatable {
     /// watched by its adaptive stall bounds and keep this only as a far backstop.
     public var lowSpeedLimit: Int = 1024
     public var lowSpeedTime: Int = 20
+    /// The coordinator's proxy variables (`ProxySettings`); nil leaves libcurl to read the environment.
+    public var proxy: ProxySettings? = nil
     public init() {}
 }
 
@@ -42,6 +44,8 @@ public struct ResponseHead: Sendable, Equatable {
     /// `Content-Range: bytes a-b/total` → (a, b, total).
     public var contentRange: (start: Int64, end: Int64, total: Int64?)?
     public var retryAfter: Double?
+    /// `x-amz-bucket-region`: where the bucket lives (AWS sends it on HEAD bucket and redirects).
+    public var bucketRegion: String?
     public init() {}
 
     public static func == (l: ResponseHead, r: ResponseHead) -> Bool {
@@ -113,6 +117,9 @@ public struct ResponseHead: Sendable, Equatable {
             contentRange = Self.parseContentRange(value(after: 14))
         } else if hasPrefix("retry-after:") {
             retryAfter = Self.parseRetryAfter(value(after: 12))
+        } else if hasPrefix("x-amz-bucket-region:") {
+            let v = value(after: 20)
+            bucketRegion = v.isEmpty ? nil : v
         }
     }
 }
@@ -213,6 +220,11 @@ public final class CurlTransfer {
         try set(CURLOPT_SSL_VERIFYPEER, options.verifyTLS ? 1 : 0)
         try set(CURLOPT_SSL_VERIFYHOST, options.verifyTLS ? 2 : 0)
         if let ca = options.caBundle { try set(CURLOPT_CAINFO, ca) }
+        if let p = options.proxy {
+            // Explicit, so a worker whose environment has no proxy variables still uses them.
+            try set(CURLOPT_PROXY, p.proxy(for: url) ?? "")
+            try set(CURLOPT_NOPROXY, p.noProxy ?? "")
+        }
         switch method {
         case "GET": break
         case "HEAD": try set(CURLOPT_NOBODY, 1)

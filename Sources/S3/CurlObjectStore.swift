@@ -7,8 +7,8 @@ import Foundation
 import SoakCore
 
 public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
-    // @unchecked: the transfer is guarded by `lock`; one request at a time per instance.
-    private let builder: S3RequestBuilder
+    // @unchecked: the transfer and `builder` are guarded by `lock`; one request at a time per instance.
+    private var builder: S3RequestBuilder
     private let options: TransportOptions
     private let transfer: CurlTransfer
     private let lock = NSLock()
@@ -23,10 +23,11 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
                          maxKeys: Int) throws -> ListPage {
         // encoding-type=url: keys with characters XML 1.0 cannot carry (U+0001...) arrive
         // percent-encoded instead of breaking the whole page; the parser decodes them.
-        let req = builder.listObjectsV2(bucket: bucket, prefix: prefix, delimiter: delimiter,
-                                        continuationToken: continuationToken, maxKeys: maxKeys, encodingTypeURL: true)
         var body = Data()
-        try run("ListObjectsV2", bucket: bucket, key: nil, method: "GET", req) { body.append(contentsOf: $0) }
+        try run("ListObjectsV2", bucket: bucket, key: nil, method: "GET", {
+            $0.listObjectsV2(bucket: bucket, prefix: prefix, delimiter: delimiter,
+                             continuationToken: continuationToken, maxKeys: maxKeys, encodingTypeURL: true)
+        }) { body.append(contentsOf: $0) }
         do {
             return try ListObjectsParser.parse(body)
         } catch {
@@ -36,16 +37,17 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
     }
 
     public func head(bucket: String, key: String) throws -> ObjectInfo {
-        let req = builder.headObject(bucket: bucket, key: key)
-        let head = try run("HeadObject", bucket: bucket, key: key, method: "HEAD", req) { _ in }
+        let head = try run("HeadObject", bucket: bucket, key: key, method: "HEAD",
+                           { $0.headObject(bucket: bucket, key: key) }) { _ in }
         return ObjectInfo(key: key, size: head.contentLength ?? 0, etag: head.etag ?? "")
     }
 
     public func get(bucket: String, key: String, range: ClosedRange<Int64>?, ifMatch: String?,
                     sink: (UnsafeRawBufferPointer) throws -> Void) throws -> GetResult {
-        let req = builder.getObject(bucket: bucket, key: key, range: range, ifMatch: ifMatch)
         return try withoutActuallyEscaping(sink) { sink in
-            let head = try run("GetObject", bucket: bucket, key: key, method: "GET", req, range: range, sink: sink)
+            let head = try run("GetObject", bucket: bucket, key: key, method: "GET",
+                               { $0.getObject(bucket: bucket, key: key, range: range, ifMatch: ifMatch) },
+                               range: range, sink: sink)
             try ResponseCheck.checkRange(head, requested: range, bodyBytes: transferBytes,
                                          operation: "GetObject", bucket: bucket, key: key)
             return GetResult(status: head.status, etag: head.etag, bytes: transferBytes,
@@ -55,16 +57,56 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
 
     private var transferBytes: Int64 { transfer.bodyBytes }
 
+    /// The builder requests are signed with now: the configured one, or the one for the bucket's
+    /// real region once a response said where the bucket is.
+    public var currentBuilder: S3RequestBuilder {
+        lock.lock(); defer { lock.unlock() }
+        return builder
+    }
+
+    /// Asks where `bucket` lives (HEAD bucket, whose `x-amz-bucket-region` S3 sends even with a
+    /// 301 or 403) and signs for that region from then on. For AWS endpoints only: a custom
+    /// endpoint keeps its region (unless a later response redirects, see `run`). Never fails:
+    /// without an answer the configured region stays, and the listing reports any real problem.
+    /// Returns the builder to hand to workers.
     @discardableResult
-    private func run(_ op: String, bucket: String, key: String?, method: String, _ req: SignedRequest,
-                     range: ClosedRange<Int64>? = nil,
+    public func discoverRegion(bucket: String, evenForCustomEndpoint: Bool = false) -> S3RequestBuilder {
+        lock.lock(); defer { lock.unlock() }
+        guard !builder.endpoint.isCustom || evenForCustomEndpoint else { return builder }
+        let req = builder.request(method: "HEAD", bucket: bucket, key: nil)
+        guard (try? transfer.prepare(method: "HEAD", url: req.url, headers: req.headers, options: options)) != nil
+        else { return builder }
+        transfer.expectedRange = nil
+        transfer.sink = { _ in }
+        if transfer.perform() == 0, let r = transfer.head.bucketRegion, r != builder.endpoint.region,
+           let moved = try? builder.inRegion(r) {
+            builder = moved
+        }
+        return builder
+    }
+
+    @discardableResult
+    private func run(_ op: String, bucket: String, key: String?, method: String,
+                     _ make: (S3RequestBuilder) -> SignedRequest, range: ClosedRange<Int64>? = nil,
                      sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> ResponseHead {
         lock.lock(); defer { lock.unlock() }
-        try transfer.prepare(method: method, url: req.url, headers: req.headers, options: options)
-        transfer.expectedRange = range
-        transfer.sink = sink
-        defer { transfer.sink = { _ in } }
-        let rc = transfer.perform()
+        var rc: Int32 = 0
+        // Once more at most: a response naming another region (a bucket found elsewhere) is
+        // answered by signing again for it; every later request uses that region directly.
+        for attempt in 0..<2 {
+            let req = make(builder)
+            try transfer.prepare(method: method, url: req.url, headers: req.headers, options: options)
+            transfer.expectedRange = range
+            transfer.sink = sink
+            rc = transfer.perform()
+            transfer.sink = { _ in }
+            guard attempt == 0, rc == 0,
+                  let region = BucketRegion.redirect(status: transfer.head.status, headerRegion: transfer.head.bucketRegion,
+                                                     body: S3ErrorBody.parse(Data(transfer.errorBody)),
+                                                     current: builder.endpoint.region),
+                  let moved = try? builder.inRegion(region) else { break }
+            builder = moved
+        }
         if var e = ResponseCheck.error(for: transfer, curlCode: rc, operation: op, bucket: bucket, key: key) {
             // Say which server could not be reached.
             if case .transport = e.kind { e.message += " (\(builder.endpoint.urlString))" }

@@ -34,10 +34,34 @@ public struct SignedRequest: Sendable {
 public struct S3RequestBuilder: Sendable, Codable {
     public var endpoint: S3Endpoint
     public var credentials: Credentials
+    /// `--no-sign-request`: requests go out anonymous (public buckets), with no signature at all.
+    public var unsigned: Bool
+    /// `--request-payer requester`: sent (and signed) as `x-amz-request-payer` on every request.
+    public var requestPayer: String?
 
-    public init(endpoint: S3Endpoint, credentials: Credentials) {
+    public init(endpoint: S3Endpoint, credentials: Credentials, unsigned: Bool = false, requestPayer: String? = nil) {
         self.endpoint = endpoint
         self.credentials = credentials
+        self.unsigned = unsigned
+        self.requestPayer = requestPayer
+    }
+
+    /// An anonymous builder (`--no-sign-request`): no credentials are looked up or sent.
+    public static func anonymous(endpoint: S3Endpoint, requestPayer: String? = nil) -> S3RequestBuilder {
+        S3RequestBuilder(endpoint: endpoint, credentials: Credentials(accessKeyId: "", secretAccessKey: ""),
+                         unsigned: true, requestPayer: requestPayer)
+    }
+
+    /// The same builder signing for `region`: an AWS endpoint moves to that region's host, a
+    /// custom endpoint keeps its host and only changes the signing scope.
+    public func inRegion(_ region: String) throws -> S3RequestBuilder {
+        var b = self
+        if endpoint.isCustom {
+            b.endpoint.region = try S3Endpoint(url: endpoint.urlString, region: region).region
+        } else {
+            b.endpoint = try S3Endpoint(url: nil, region: region, addressing: endpoint.addressing)
+        }
+        return b
     }
 
     /// A signed request. `key` nil addresses the bucket itself; `query` is raw (unencoded);
@@ -52,6 +76,8 @@ public struct S3RequestBuilder: Sendable, Codable {
 
         var signed: [(String, String)] = [("Host", host)]
         for h in headers where !SigV4Signer.asciiCaselessEqual(h.0, "host") { signed.append(h) }
+        if let payer = requestPayer { signed.append(("x-amz-request-payer", payer)) }
+        if unsigned { return SignedRequest(method: method, url: url, headers: signed.map { (name: $0.0, value: $0.1) }) }
         let signer = SigV4Signer(credentials: credentials, region: endpoint.region, service: "s3")
         let added = signer.sign(method: method, canonicalURI: path, query: query, headers: signed,
                                 payloadHash: SigV4Signer.emptyPayloadHash, date: date)

@@ -270,26 +270,28 @@ final class CredentialsTests: XCTestCase {
 
     // MARK: - Region
 
+    // These tests stop before instance metadata (this VM may have a real IMDS); the IMDS step is
+    // tested against a stub in RegionContractTests.
     func testRegionOrder() throws {
         try write(".aws/config", Self.configFile)
         let all = ["AWS_REGION": "env-region", "AWS_DEFAULT_REGION": "env-default-region"]
-        XCTAssertEqual(RegionResolver.resolve(flag: "flag-region", environment: all, home: home), "flag-region")
-        XCTAssertEqual(RegionResolver.resolve(flag: nil, environment: all, home: home), "env-region")
-        XCTAssertEqual(RegionResolver.resolve(flag: "  ", environment: all, home: home), "env-region")
+        XCTAssertEqual(RegionResolver.resolve(flag: "flag-region", environment: all, home: home, instanceMetadata: false), "flag-region")
+        XCTAssertEqual(RegionResolver.resolve(flag: nil, environment: all, home: home, instanceMetadata: false), "env-region")
+        XCTAssertEqual(RegionResolver.resolve(flag: "  ", environment: all, home: home, instanceMetadata: false), "env-region")
         XCTAssertEqual(RegionResolver.resolve(flag: nil, environment: ["AWS_DEFAULT_REGION": "env-default-region",
-                                                                       "AWS_REGION": ""], home: home),
+                                                                       "AWS_REGION": ""], home: home, instanceMetadata: false),
                        "env-default-region")
-        let fromFile = RegionResolver.resolveWithSource(flag: nil, environment: [:], home: home)
+        let fromFile = RegionResolver.resolveWithSource(flag: nil, environment: [:], home: home, instanceMetadata: false)
         XCTAssertEqual(fromFile.region, "eu-west-1")
         XCTAssertEqual(fromFile.source, home + "/.aws/config [default]")
-        XCTAssertEqual(RegionResolver.resolve(flag: nil, environment: ["AWS_PROFILE": "cfgonly"], home: home),
+        XCTAssertEqual(RegionResolver.resolve(flag: nil, environment: ["AWS_PROFILE": "cfgonly"], home: home, instanceMetadata: false),
                        "ap-south-1", "nested s3.region must not shadow the profile's region")
-        XCTAssertEqual(RegionResolver.resolve(flag: nil, environment: ["AWS_PROFILE": "rolebased"], home: home),
+        XCTAssertEqual(RegionResolver.resolve(flag: nil, environment: ["AWS_PROFILE": "rolebased"], home: home, instanceMetadata: false),
                        "us-east-1")
     }
 
     func testRegionDefaultWithoutFiles() {
-        let r = RegionResolver.resolveWithSource(flag: nil, environment: [:], home: home)
+        let r = RegionResolver.resolveWithSource(flag: nil, environment: [:], home: home, instanceMetadata: false)
         XCTAssertEqual(r.region, "us-east-1")
         XCTAssertEqual(r.source, "default")
     }
@@ -297,7 +299,7 @@ final class CredentialsTests: XCTestCase {
     func testRegionFromCustomConfigFile() throws {
         try write("x/config", "[profile p]\nregion=sa-east-1\n")
         XCTAssertEqual(RegionResolver.resolve(flag: nil, environment: ["AWS_CONFIG_FILE": home + "/x/config",
-                                                                       "AWS_DEFAULT_PROFILE": "p"], home: home),
+                                                                       "AWS_DEFAULT_PROFILE": "p"], home: home, instanceMetadata: false),
                        "sa-east-1")
     }
 }
