@@ -17,9 +17,10 @@ public enum MountHelper {
         "cache_dir": "--cache-dir", "cache_size": "--cache-size", "endpoint_url": "--endpoint-url", "region": "--region",
         "uid": "--uid", "gid": "--gid", "metadata_ttl": "--metadata-ttl", "eager_listing": "--eager-listing", "read_ahead": "--read-ahead",
         "log_level": "--log-level", "metrics_address": "--metrics-address", "addressing": "--addressing", "include": "--include", "exclude": "--exclude",
-        "profile": "--profile",
+        "profile": "--profile", "ca_bundle": "--ca-bundle", "request_payer": "--request-payer",
     ]
-    static let flags: [String: String] = ["allow_other": "--allow-other", "prefetch": "--prefetch", "no_verify_md5": "--no-verify-md5", "foreground": "--foreground"]
+    static let flags: [String: String] = ["allow_other": "--allow-other", "prefetch": "--prefetch", "no_verify_md5": "--no-verify-md5", "foreground": "--foreground",
+                                            "no_sign_request": "--no-sign-request"]
 
     /// `SOURCE DIR [-o opts] [-n] [-s] [-f] [-v]` → arguments of `soak mount`, plus environment
     /// (none today: `profile=NAME` became `--profile NAME`, so only that profile's providers are used).
@@ -48,8 +49,10 @@ public enum MountHelper {
             let kv = o.split(separator: "=", maxSplits: 1).map(String.init)
             if kv.count == 2, let flag = valued[kv[0]] { out += [flag, kv[1]]; continue }
             if kv.count == 1, let flag = flags[kv[0]] { out.append(flag); continue }
+            // A bare `request_payer` means the one value the aws cli knows.
+            if kv == ["request_payer"] { out += ["--request-payer", "requester"]; continue }
             throw UsageError("\(name): unknown option '\(o)' (cache_dir=, cache_size=, endpoint_url=, region=, profile=, "
-                             + "uid=, gid=, metadata_ttl=, eager_listing=, read_ahead=, log_level=, allow_other, prefetch)")
+                             + "no_sign_request, ca_bundle=, request_payer, uid=, gid=, metadata_ttl=, eager_listing=, read_ahead=, log_level=, allow_other, prefetch)")
         }
         return (out, env)
     }

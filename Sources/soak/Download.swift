@@ -7,60 +7,87 @@ import SoakCore
 
 /// Options every command that talks to S3 shares.
 struct S3Options: ParsableArguments {
-    @Option(name: .customLong("endpoint-url"), help: "S3 endpoint URL (default: AWS for the region; env AWS_ENDPOINT_URL).")
+    @Option(name: .customLong("endpoint-url"), help: "S3 endpoint URL (default: AWS for the region; env AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, profile endpoint_url).")
     var endpointURL: String?
 
-    @Option(help: "AWS region (env AWS_REGION / AWS_DEFAULT_REGION, profile, else us-east-1).")
+    @Option(help: "AWS region (env AWS_REGION / AWS_DEFAULT_REGION, profile, EC2 instance metadata, else us-east-1).")
     var region: String?
 
     @Option(help: "AWS profile whose credentials alone are used (default: the whole chain, with AWS_PROFILE or default).")
     var profile: String?
 
-    @Option(help: "Bucket addressing: path, virtual or auto.")
-    var addressing: String = "auto"
+    @Option(help: "Bucket addressing: path, virtual or auto (default: the profile's s3 addressing_style, else auto).")
+    var addressing: String?
+
+    @Flag(name: .customLong("no-sign-request"), help: "Send anonymous requests (public buckets); no credentials are looked up.")
+    var noSignRequest = false
+
+    @Option(name: .customLong("ca-bundle"), help: "CA certificate bundle to verify TLS with (env AWS_CA_BUNDLE, profile ca_bundle).")
+    var caBundle: String?
+
+    @Option(name: .customLong("request-payer"), help: "Pay for requests to a requester-pays bucket: requester.")
+    var requestPayer: String?
 
     @Option(name: .customLong("log-level"), help: "debug, info, warning or error.")
     var logLevel: String = "warning"
 
+    /// The endpoint, addressing and CA bundle from the flags, the environment and the profile.
+    /// Throws a one-line error for a bad value or an unreadable CA bundle.
+    func clientSettings(env: [String: String]) throws -> S3ClientSettings {
+        if let payer = requestPayer, payer != "requester" {
+            throw UsageError("invalid --request-payer '\(payer)': the only value is requester")
+        }
+        return try S3ClientSettings.resolve(endpointFlag: endpointURL, addressingFlag: addressing, caBundleFlag: caBundle,
+                                            environment: env, home: env["HOME"] ?? NSHomeDirectory(), profile: profile)
+    }
+
     /// The engine settings from the environment contract, logging at `level` in workers too,
-    /// with the one warning users must see when TLS verification is off.
+    /// with the one warning users must see when TLS verification is off. The CA bundle reaches
+    /// workers inside the transport options of their configure message.
     func engineSettings(env: [String: String], level: Logger.Level, logger: Logger) throws -> EngineSettings {
         var settings = try EngineSettings.fromEnvironment(env)
         settings.logLevel = "\(level)"
+        settings.transport.caBundle = try clientSettings(env: env).caBundle
+        settings.transport.proxy = ProxySettings.fromEnvironment(env)
         if !settings.transport.verifyTLS { logger.warning("S3_VERIFY_SSL=false: TLS certificates are NOT verified") }
         return settings
     }
 
-    /// Checks --addressing and the endpoint URL without resolving credentials (no network):
-    /// what a background mount checks before it creates anything.
+    /// Checks the endpoint, addressing, request payer and CA bundle without resolving
+    /// credentials (no network): what a background mount checks before it creates anything.
     func checkEndpoint(env: [String: String]) throws {
-        let mode = try addressingMode()
-        let url = endpointURL ?? env["AWS_ENDPOINT_URL_S3"] ?? env["AWS_ENDPOINT_URL"]
-        _ = try S3Endpoint(url: url, region: region ?? "us-east-1", addressing: mode)
+        let client = try clientSettings(env: env)
+        _ = try S3Endpoint(url: client.endpointURL, region: region ?? "us-east-1", addressing: client.addressing)
     }
 
-    func addressingMode() throws -> Addressing {
-        guard let mode = Addressing(rawValue: addressing) else {
-            throw UsageError("invalid --addressing '\(addressing)': use path, virtual or auto")
-        }
-        return mode
-    }
-
-    /// Resolves credentials, region and endpoint into a request builder.
+    /// Resolves credentials (none with --no-sign-request), region and endpoint into a request builder.
     func builder(env: [String: String]) throws -> S3RequestBuilder {
-        let mode = try addressingMode()
-        var env = env
         let home = env["HOME"] ?? NSHomeDirectory()
-        // --profile also picks the profile the region is read from.
-        if let profile, !profile.isEmpty { env["AWS_PROFILE"] = profile }
-        let resolved = RegionResolver.resolveWithSource(flag: region, environment: env, home: home)
-        let url = endpointURL ?? env["AWS_ENDPOINT_URL_S3"] ?? env["AWS_ENDPOINT_URL"]
-        let endpoint = try S3Endpoint(url: url, region: resolved.region, addressing: mode)
+        let client = try clientSettings(env: env)
+        let resolved = RegionResolver.resolveWithSource(flag: region, environment: env, home: home, profile: profile)
+        let endpoint = try S3Endpoint(url: client.endpointURL, region: resolved.region, addressing: client.addressing)
+        let log = Logger(label: "soak")
+        log.debug("region \(resolved.region) from \(resolved.source); endpoint \(endpoint.urlString) from \(client.endpointSource)")
+        if noSignRequest { return .anonymous(endpoint: endpoint, requestPayer: requestPayer) }
         // STS uses its global endpoint when no region was configured anywhere.
         let found = try Credentials.resolveWithSource(environment: env, home: home, profile: profile,
                                                       region: resolved.source == "default" ? nil : resolved.region)
-        Logger(label: "soak").debug("credentials from \(found.source)")
-        return S3RequestBuilder(endpoint: endpoint, credentials: found.credentials)
+        log.debug("credentials from \(found.source)")
+        return S3RequestBuilder(endpoint: endpoint, credentials: found.credentials, requestPayer: requestPayer)
+    }
+
+    /// A store for `bucket` whose region is known: on an AWS endpoint one HEAD bucket finds a
+    /// bucket that lives in another region, and the builder returned (what workers get) signs
+    /// for that region.
+    func client(env: [String: String], bucket: String, transport: TransportOptions) throws
+        -> (builder: S3RequestBuilder, store: CurlObjectStore) {
+        let configured = try builder(env: env)
+        let store = try CurlObjectStore(builder: configured, options: transport)
+        let found = store.discoverRegion(bucket: bucket)
+        if found.endpoint.region != configured.endpoint.region {
+            Logger(label: "soak").info("bucket \(bucket) is in \(found.endpoint.region), not \(configured.endpoint.region): using \(found.endpoint.region)")
+        }
+        return (found, store)
     }
 }
 
@@ -86,8 +113,7 @@ struct Download: ParsableCommand {
         let uri = try S3URI(parsing: source)
         guard !destination.isEmpty else { throw UsageError("DEST must not be empty") }
         let settings = try s3.engineSettings(env: env, level: level, logger: logger)
-        let builder = try s3.builder(env: env)
-        let store = try CurlObjectStore(builder: builder, options: settings.transport)
+        let (builder, store) = try s3.client(env: env, bucket: uri.bucket, transport: settings.transport)
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
         let dest = destination.hasPrefix("/") ? destination
             : FileManager.default.currentDirectoryPath + "/" + destination

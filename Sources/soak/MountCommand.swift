@@ -45,6 +45,7 @@ struct MountCommand: ParsableCommand {
         guard (0...1024).contains(readAhead) else { throw UsageError("invalid --read-ahead \(readAhead): expected 0...1024 MiB") }
         if let metricsAddress { _ = try MetricsServer.parse(metricsAddress) }
         let dir = mountpoint.hasPrefix("/") ? mountpoint : FileManager.default.currentDirectoryPath + "/" + mountpoint
+        _ = try s3.clientSettings(env: env)  // a bad CA bundle or endpoint is exit 2, before daemonizing
         if !foreground && env["SOAK_MOUNT_DAEMON"] == nil {
             // Bad input is found here, before the cache directory and its log are made; what
             // only the mount process can find (credentials: the chain may ask the network, so it
@@ -61,9 +62,9 @@ struct MountCommand: ParsableCommand {
         SoakLogging.bootstrap(level: level)
         let logger = Logger(label: "soak")
         let settings = try s3.engineSettings(env: env, level: level, logger: logger)
-        let builder = try s3.builder(env: env)
         let transport = settings.transport
-        _ = try CurlObjectStore(builder: builder, options: transport)  // bad settings fail here, once
+        // Bad settings fail here, once; the builder signs for the bucket's own region.
+        let builder = try s3.client(env: env, bucket: uri.bucket, transport: transport).builder
         let cache = try cacheOptions.open(env: env, create: true)
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
         var options = MountOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,

@@ -46,8 +46,7 @@ struct Prewarm: ParsableCommand {
                 return
             }
         }
-        let builder = try s3.builder(env: env)
-        let store = try CurlObjectStore(builder: builder, options: settings.transport)
+        let (builder, store) = try s3.client(env: env, bucket: uri.bucket, transport: settings.transport)
         let cache = try cacheOptions.open(env: env, create: true)
         var options = PrewarmOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
                                      filter: KeyFilter(rules), shard: shard)

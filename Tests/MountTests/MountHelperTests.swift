@@ -19,6 +19,14 @@ final class MountHelperTests: XCTestCase {
         XCTAssertEqual(args, ["mount", "s3://b/p", "/m", "--cache-dir", "/c", "--prefetch"])
     }
 
+    func testAWSContractOptions() throws {
+        let (args, _) = try MountHelper.translate(["s3://b/p", "/m", "-o", "no_sign_request,ca_bundle=/etc/ca.pem,request_payer"])
+        XCTAssertEqual(args, ["mount", "s3://b/p", "/m", "--no-sign-request", "--ca-bundle", "/etc/ca.pem",
+                              "--request-payer", "requester"])
+        let (explicit, _) = try MountHelper.translate(["s3://b/p", "/m", "-o", "request_payer=requester"])
+        XCTAssertEqual(explicit, ["mount", "s3://b/p", "/m", "--request-payer", "requester"])
+    }
+
     func testBadCallsAreUsageErrors() {
         for bad in [["s3://b/p"], ["s3://b/p", "/m", "-o"], ["s3://b/p", "/m", "-o", "nonsense=1"], ["s3://b/p", "/m", "--weird"]] {
             XCTAssertThrowsError(try MountHelper.translate(bad), "\(bad)")
