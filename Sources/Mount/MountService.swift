@@ -56,6 +56,8 @@ public final class MountService: @unchecked Sendable {
     private let settings: EngineSettings
     private let workerExecutable: String
     private let logger: Logger
+    /// Refreshed credentials for the workers (set before `run`); nil keeps the builder's.
+    public var credentials: CredentialKeeper?
 
     public init(options: MountOptions, makeStore: @escaping @Sendable () throws -> ObjectStore, cache: DiskCache,
                 builder: S3RequestBuilder, settings: EngineSettings, workerExecutable: String, logger: Logger) {
@@ -170,6 +172,7 @@ public final class MountService: @unchecked Sendable {
         if settings.maxBulkOrders == nil { settings.maxBulkOrders = Self.bulkOrdersWhileMounted }
         let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
                                  logger: logger) { c in box.filler?.completed(c) }
+        if let credentials { engine.follow(credentials) }
         let filler = CacheFiller(cache: cache, submitter: engine, logger: logger, verifyMD5: options.verifyMD5,
                                  backgroundVerify: true)
         box.filler = filler

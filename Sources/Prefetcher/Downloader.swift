@@ -105,6 +105,8 @@ public final class Downloader: @unchecked Sendable {
     var bytesAlreadyDone: Int64 = 0
     private var objectsDone = 0
     var engine: FetchEngine?
+    /// Refreshed credentials for the workers (set before `run`); nil keeps the builder's.
+    public var credentials: CredentialKeeper?
 
     public init(options: DownloadOptions, store: ObjectStore, builder: S3RequestBuilder, settings: EngineSettings,
                 workerExecutable: String, logger: Logger) {
@@ -126,6 +128,7 @@ public final class Downloader: @unchecked Sendable {
         let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
                                  logger: logger) { [weak self] c in self?.completed(c) }
         engine.versionCheck = VersionChecker(store: store, retry: settings.retry, logger: logger)
+        if let credentials { engine.follow(credentials) }
         self.engine = engine
         try engine.start()
 

@@ -125,6 +125,8 @@ public final class FetchEngine: @unchecked Sendable {
     private var windowErrors = 0
     private var windowLatencies: [Double] = []
     private var spawnFailures = 0
+    /// Unsubscribes from credential keepers (`follow`).
+    private var unfollow: [@Sendable () -> Void] = []
 
     public init(settings: EngineSettings, workerExecutable: String, builder: S3RequestBuilder, logger: Logger,
                 onComplete: @escaping @Sendable (FetchCompletion) -> Void) {
@@ -241,6 +243,13 @@ public final class FetchEngine: @unchecked Sendable {
         for w in workers where !w.exited { try? w.send(.credentials(credentials)) }
     }
 
+    /// Follows `keeper`: the current credentials now and every refresh after, until `stop`.
+    public func follow(_ keeper: CredentialKeeper) {
+        let id = keeper.subscribe { [weak self] in self?.updateCredentials($0) }
+        lock.lock(); defer { lock.unlock() }
+        unfollow.append { keeper.unsubscribe(id) }
+    }
+
     /// PIDs of live workers (for tests and `soak status`).
     public func workerPIDs() -> [pid_t] {
         lock.lock(); defer { lock.unlock() }
@@ -253,7 +262,10 @@ public final class FetchEngine: @unchecked Sendable {
         lock.lock()
         if stopping { lock.unlock(); waitStopped(); return }
         stopping = true
+        let leave = unfollow
+        unfollow = []
         lock.unlock()
+        for f in leave { f() }
         wake()
         waitStopped()
     }

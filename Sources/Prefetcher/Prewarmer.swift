@@ -90,6 +90,8 @@ public final class Prewarmer: @unchecked Sendable {
     private var bytesAlreadyDone: Int64 = 0
     private var objectsDone = 0
     private var engine: FetchEngine?
+    /// Refreshed credentials for the workers of its own engine (set before `run`).
+    public var credentials: CredentialKeeper?
 
     /// An engine and filler already running (a mount's): used instead of starting new ones, so
     /// one cache directory has one scheduler and one worker pool.
@@ -130,6 +132,7 @@ public final class Prewarmer: @unchecked Sendable {
             filler = CacheFiller(cache: cache, submitter: engine, logger: logger, verifyMD5: options.verifyMD5)
             box.filler = filler
             engine.versionCheck = VersionChecker(store: store, retry: settings.retry, logger: logger)
+            if let credentials { engine.follow(credentials) }
             try engine.start()
         }
         self.engine = engine

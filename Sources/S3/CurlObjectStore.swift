@@ -12,11 +12,23 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
     private let options: TransportOptions
     private let transfer: CurlTransfer
     private let lock = NSLock()
+    /// Where refreshed credentials come from; nil signs with the builder's own for good.
+    private let keys: CredentialKeeper?
 
-    public init(builder: S3RequestBuilder, options: TransportOptions) throws {
+    public init(builder: S3RequestBuilder, options: TransportOptions, credentials: CredentialKeeper? = nil) throws {
         self.builder = builder
         self.options = options
+        self.keys = credentials
         self.transfer = try CurlTransfer()
+    }
+
+    /// The builder (called under `lock`) with the keeper's current credentials: each request is
+    /// signed with the keys valid when it starts (the keeper's lock makes the swap thread-safe).
+    private var signing: S3RequestBuilder {
+        guard let keys else { return builder }
+        var b = builder
+        b.credentials = keys.current
+        return b
     }
 
     public func listPage(bucket: String, prefix: String, delimiter: String?, continuationToken: String?,
@@ -73,7 +85,7 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
     public func discoverRegion(bucket: String, evenForCustomEndpoint: Bool = false) -> S3RequestBuilder {
         lock.lock(); defer { lock.unlock() }
         guard !builder.endpoint.isCustom || evenForCustomEndpoint else { return builder }
-        let req = builder.request(method: "HEAD", bucket: bucket, key: nil)
+        let req = signing.request(method: "HEAD", bucket: bucket, key: nil)
         guard (try? transfer.prepare(method: "HEAD", url: req.url, headers: req.headers, options: options)) != nil
         else { return builder }
         transfer.expectedRange = nil
@@ -94,7 +106,7 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
         // Once more at most: a response naming another region (a bucket found elsewhere) is
         // answered by signing again for it; every later request uses that region directly.
         for attempt in 0..<2 {
-            let req = make(builder)
+            let req = make(signing)
             try transfer.prepare(method: method, url: req.url, headers: req.headers, options: options)
             transfer.expectedRange = range
             transfer.sink = sink

@@ -60,34 +60,40 @@ struct S3Options: ParsableArguments {
         _ = try S3Endpoint(url: client.endpointURL, region: region ?? "us-east-1", addressing: client.addressing)
     }
 
-    /// Resolves credentials (none with --no-sign-request), region and endpoint into a request builder.
-    func builder(env: [String: String]) throws -> S3RequestBuilder {
+    /// Resolves credentials (none with --no-sign-request), region and endpoint into a request
+    /// builder, and the keeper that refreshes the credentials (started by the caller).
+    func builder(env: [String: String]) throws -> (builder: S3RequestBuilder, keeper: CredentialKeeper) {
         let home = env["HOME"] ?? NSHomeDirectory()
         let client = try clientSettings(env: env)
         let resolved = RegionResolver.resolveWithSource(flag: region, environment: env, home: home, profile: profile)
         let endpoint = try S3Endpoint(url: client.endpointURL, region: resolved.region, addressing: client.addressing)
         let log = Logger(label: "soak")
         log.debug("region \(resolved.region) from \(resolved.source); endpoint \(endpoint.urlString) from \(client.endpointSource)")
-        if noSignRequest { return .anonymous(endpoint: endpoint, requestPayer: requestPayer) }
+        if noSignRequest {
+            let anonymous = S3RequestBuilder.anonymous(endpoint: endpoint, requestPayer: requestPayer)
+            return (anonymous, CredentialKeeper(fixed: anonymous.credentials))
+        }
         // STS uses its global endpoint when no region was configured anywhere.
-        let found = try Credentials.resolveWithSource(environment: env, home: home, profile: profile,
-                                                      region: resolved.source == "default" ? nil : resolved.region)
+        let found = try CredentialKeeper.resolve(environment: env, home: home, profile: profile,
+                                                 region: resolved.source == "default" ? nil : resolved.region,
+                                                 logger: log)
         log.debug("credentials from \(found.source)")
-        return S3RequestBuilder(endpoint: endpoint, credentials: found.credentials, requestPayer: requestPayer)
+        return (S3RequestBuilder(endpoint: endpoint, credentials: found.keeper.current, requestPayer: requestPayer),
+                found.keeper)
     }
 
     /// A store for `bucket` whose region is known: on an AWS endpoint one HEAD bucket finds a
     /// bucket that lives in another region, and the builder returned (what workers get) signs
-    /// for that region.
+    /// for that region. The store signs with the keeper's current credentials.
     func client(env: [String: String], bucket: String, transport: TransportOptions) throws
-        -> (builder: S3RequestBuilder, store: CurlObjectStore) {
-        let configured = try builder(env: env)
-        let store = try CurlObjectStore(builder: configured, options: transport)
+        -> (builder: S3RequestBuilder, store: CurlObjectStore, keeper: CredentialKeeper) {
+        let (configured, keeper) = try builder(env: env)
+        let store = try CurlObjectStore(builder: configured, options: transport, credentials: keeper)
         let found = store.discoverRegion(bucket: bucket)
         if found.endpoint.region != configured.endpoint.region {
             Logger(label: "soak").info("bucket \(bucket) is in \(found.endpoint.region), not \(configured.endpoint.region): using \(found.endpoint.region)")
         }
-        return (found, store)
+        return (found, store, keeper)
     }
 }
 
@@ -113,7 +119,9 @@ struct Download: ParsableCommand {
         let uri = try S3URI(parsing: source)
         guard !destination.isEmpty else { throw UsageError("DEST must not be empty") }
         let settings = try s3.engineSettings(env: env, level: level, logger: logger)
-        let (builder, store) = try s3.client(env: env, bucket: uri.bucket, transport: settings.transport)
+        let (builder, store, keeper) = try s3.client(env: env, bucket: uri.bucket, transport: settings.transport)
+        keeper.start()
+        defer { keeper.stop() }
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
         let dest = destination.hasPrefix("/") ? destination
             : FileManager.default.currentDirectoryPath + "/" + destination
@@ -129,6 +137,7 @@ struct Download: ParsableCommand {
         }
         let downloader = Downloader(options: options, store: store, builder: builder, settings: settings,
                                     workerExecutable: try selfExecutable(), logger: logger)
+        downloader.credentials = keeper
         let signals = SignalWatcher()
         let display = ProgressDisplay(logger: logger)
         let summary = try downloader.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })

@@ -64,7 +64,9 @@ struct MountCommand: ParsableCommand {
         let settings = try s3.engineSettings(env: env, level: level, logger: logger)
         let transport = settings.transport
         // Bad settings fail here, once; the builder signs for the bucket's own region.
-        let builder = try s3.client(env: env, bucket: uri.bucket, transport: transport).builder
+        let (builder, _, keeper) = try s3.client(env: env, bucket: uri.bucket, transport: transport)
+        keeper.start()
+        defer { keeper.stop() }
         let cache = try cacheOptions.open(env: env, create: true)
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
         var options = MountOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
@@ -78,9 +80,10 @@ struct MountCommand: ParsableCommand {
         options.readAheadMiB = readAhead
         options.metricsAddress = metricsAddress
         options.eagerListingKeys = eagerListing
-        let service = MountService(options: options, makeStore: { try CurlObjectStore(builder: builder, options: transport) },
+        let service = MountService(options: options, makeStore: { try CurlObjectStore(builder: builder, options: transport, credentials: keeper) },
                                    cache: cache, builder: builder, settings: settings,
                                    workerExecutable: try selfExecutable(), logger: logger)
+        service.credentials = keeper
         try service.run(ready: {
             if daemon {
                 // Tell the waiting parent, then stop writing to its pipe.

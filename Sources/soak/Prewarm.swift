@@ -46,13 +46,16 @@ struct Prewarm: ParsableCommand {
                 return
             }
         }
-        let (builder, store) = try s3.client(env: env, bucket: uri.bucket, transport: settings.transport)
+        let (builder, store, keeper) = try s3.client(env: env, bucket: uri.bucket, transport: settings.transport)
+        keeper.start()
+        defer { keeper.stop() }
         let cache = try cacheOptions.open(env: env, create: true)
         var options = PrewarmOptions(bucket: uri.bucket, prefix: uri.prefix, endpoint: builder.endpoint.urlString,
                                      filter: KeyFilter(rules), shard: shard)
         options.verifyMD5 = !noVerifyMD5
         let prewarmer = Prewarmer(options: options, store: store, cache: cache, builder: builder, settings: settings,
                                   workerExecutable: try selfExecutable(), logger: logger)
+        prewarmer.credentials = keeper
         let signals = SignalWatcher()
         let display = ProgressDisplay(logger: logger)
         let summary = try prewarmer.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
