@@ -25,8 +25,12 @@ public final class CredentialKeeper: @unchecked Sendable {
     private var nextSubscriber = 0
     private var thread: Thread?
     private var stopping = false
+    private var refreshCount = 0
     /// Refreshes done since the start (for logs and tests).
-    public private(set) var refreshes = 0
+    public var refreshes: Int {
+        lock.lock(); defer { lock.unlock() }
+        return refreshCount
+    }
 
     /// The timer never sleeps longer than this between checks, so a wall-clock jump (a
     /// suspended VM) is noticed within a minute.
@@ -109,7 +113,7 @@ public final class CredentialKeeper: @unchecked Sendable {
         lock.lock()
         if let loaded {
             refresher.succeeded(loaded, now: after)
-            refreshes += 1
+            refreshCount += 1
             let handlers = Array(subscribers.values)
             let next = refresher.nextAttempt
             lock.broadcast()

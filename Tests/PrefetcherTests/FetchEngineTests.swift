@@ -177,6 +177,53 @@ final class FetchEngineTests: XCTestCase {
         XCTAssertEqual(stalls, [0, 1, 1])
     }
 
+    /// An engine following a `CredentialKeeper` gets its refreshes: a live worker is sent the
+    /// new keys, a worker started later is configured with them.
+    func testFollowingAKeeperPassesRefreshesToWorkers() throws {
+        struct Rotating: CredentialProvider {
+            let name = "test source"
+            func load() throws -> Credentials? {
+                Credentials(accessKeyId: "AKIDREFRESHED", secretAccessKey: "refreshed-secret", sessionToken: "t2",
+                            expiration: Date(timeIntervalSince1970: 3_000_000 + 3600))
+            }
+        }
+        final class Clock: @unchecked Sendable {
+            let lock = NSLock()
+            var t = Date(timeIntervalSince1970: 3_000_000)
+            var now: Date { lock.lock(); defer { lock.unlock() }; return t }
+        }
+        let clock = Clock()
+        let keeper = CredentialKeeper(credentials: Credentials(accessKeyId: "k", secretAccessKey: "s", sessionToken: "t1",
+                                                               expiration: clock.now + 60),
+                                      provider: Rotating(), logger: Logger(label: "test"), now: { clock.now })
+        let log = dir + "/orders"
+        let box = Box()
+        let e = try engine(try script("""
+            while read -r line; do
+              printf '%s\n' "$line" >> '\(log)'
+              case "$line" in F*) exit 0;; esac
+            done
+            """), attempts: 3) { box.add($0) }
+        e.follow(keeper)
+        try e.start()
+        usleep(200_000)
+        clock.lock.lock(); clock.t += 50; clock.lock.unlock()
+        XCTAssertTrue(keeper.tick())
+        usleep(200_000)
+        e.submit(bucket: "b", key: "k", etag: nil, range: 0...9, path: dir + "/out", fileOffset: 0, tag: 1)
+        let deadline = Date().addingTimeInterval(20)
+        func lines() -> [String] { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        while lines().filter({ $0.hasPrefix("J{\"configure\"") }).count < 2 && Date() < deadline { usleep(50_000) }
+        e.stop()
+        let seen = lines()
+        let configures = seen.filter { $0.hasPrefix("J{\"configure\"") }
+        XCTAssertGreaterThanOrEqual(configures.count, 2, "a replacement worker started: \(seen)")
+        XCTAssertTrue(configures.dropFirst().allSatisfy { $0.contains("AKIDREFRESHED") },
+                      "later workers are configured with the refreshed credentials: \(configures)")
+        XCTAssertTrue(seen.contains { $0.hasPrefix("J{\"credentials\"") && $0.contains("AKIDREFRESHED") },
+                      "the live worker was sent the refreshed credentials: \(seen)")
+    }
+
     func testSilentWorkerIsDeclaredHungAndKilled() throws {
         // Accepts orders but never reports anything: only the hang detector can notice.
         let r = try runOne(worker: "read cfg\nsleep 60", attempts: 2)
