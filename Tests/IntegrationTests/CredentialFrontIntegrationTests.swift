@@ -153,6 +153,36 @@ final class CredentialFrontIntegrationTests: XCTestCase {
         }
     }
 
+    /// A download and a prewarm paced (MAX_SPEED, one worker) to outlive 3 lifetimes of 5-second
+    /// keys from IMDSv2, with enough objects that requests keep starting throughout (a request
+    /// is checked when it starts): every byte right, nothing refused, at least 4 keys signed.
+    func testDownloadAndPrewarmOutliveSeveralLifetimes() throws {
+        var files: [String: Int] = [:]
+        for i in 0..<120 { files[String(format: "f%03d.bin", i)] = 150_000 + i * 313 }
+        let sums = try Harness.uploadTree(files, bucket: bucket, prefix: "slow/", work: work)
+        for tool in ["download", "prewarm"] {
+            let front = try startFront(lifetime: 5)
+            let dest = work + "/dest-" + tool
+            let args = tool == "download" ? ["download", "s3://\(bucket)/slow/", dest, "--endpoint-url", front.url]
+                : ["prewarm", "s3://\(bucket)/slow/", "--cache-dir", work + "/cache", "--endpoint-url", front.url]
+            var e = env(front, source: "imds")
+            e["MAX_SPEED"] = "1"
+            e["MIN_PROCESSES"] = "1"
+            e["MAX_PROCESSES"] = "1"
+            let r = try Harness.soak(args, env: e, timeout: 180)
+            XCTAssertEqual(r.status, 0, "\(tool): \(r.stderr)")
+            if tool == "download" {
+                for (key, sum) in sums { XCTAssertEqual(try? Harness.sha256(dest + "/" + key), sum, key) }
+            } else {
+                XCTAssertTrue(r.stderr.contains("\(files.count) fetched, 0 already cached"), r.stderr)
+            }
+            let s = try front.stats()
+            XCTAssertEqual(s.refused, [:], "\(tool): \(r.stderr)")
+            XCTAssertGreaterThanOrEqual(s.requests.count, 4, "\(tool): at least 3 rotations: \(s.requests)")
+            print("\(tool) rotation: keys used: \(s.requests.sorted { $0.key < $1.key })")
+        }
+    }
+
     /// A mount outlives several credential lifetimes: one new file read every second through
     /// FUSE (so each read goes to S3), names re-checked often (--metadata-ttl 2: the
     /// coordinator's HEADs and listings), until at least 3 rotations happened. Every read is
