@@ -37,6 +37,8 @@ public struct EngineSettings: Sendable {
     public var hangTimeout = 30.0
     public var transport = TransportOptions()
     public var logLevel = "info"
+    /// `--log-file`, passed on to workers (nil: they log to the stderr they inherit).
+    public var logFile: String?
     /// Which fetches are written with O_DIRECT.
     public var directIO = DirectIO.largeParts
     /// Bulk orders out at workers at once, over the whole pool (nil: only each worker's
@@ -132,8 +134,10 @@ public final class FetchEngine: @unchecked Sendable {
                 onComplete: @escaping @Sendable (FetchCompletion) -> Void) {
         self.settings = settings
         self.executable = workerExecutable
-        self.workerConfig = WorkerConfig(builder: builder, transport: settings.transport,
-                                         slots: settings.slotsPerWorker, logLevel: settings.logLevel)
+        var config = WorkerConfig(builder: builder, transport: settings.transport,
+                                  slots: settings.slotsPerWorker, logLevel: settings.logLevel)
+        config.logFile = settings.logFile
+        self.workerConfig = config
         self.logger = logger
         self.onComplete = onComplete
         let initial = min(max(settings.initialWorkers, settings.minWorkers), settings.maxWorkers)

@@ -44,7 +44,9 @@ public enum Worker {
             FileHandle.standardError.write("soak worker: no configuration on stdin\n".data(using: .utf8)!)
             return 2
         }
-        SoakLogging.bootstrap(level: Logger.Level(rawValue: config.logLevel) ?? .info)
+        let level = Logger.Level(rawValue: config.logLevel) ?? .info
+        // A log file the parent opened but this process cannot: stderr rather than no log.
+        do { try SoakLogging.bootstrap(level: level, logFile: config.logFile) } catch { SoakLogging.bootstrap(level: level) }
         var logger = Logger(label: "soak.worker")
         logger[metadataKey: "pid"] = "\(getpid())"
         do {

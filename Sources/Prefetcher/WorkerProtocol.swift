@@ -17,6 +17,8 @@ public struct WorkerConfig: Codable, Sendable {
     /// Concurrent transfers on the worker's multi handle.
     public var slots: Int
     public var logLevel: String
+    /// `--log-file`: workers append their log lines there too (nil: stderr).
+    public var logFile: String? = nil
     public init(builder: S3RequestBuilder, transport: TransportOptions, slots: Int, logLevel: String) {
         self.builder = builder; self.transport = transport; self.slots = slots; self.logLevel = logLevel
     }

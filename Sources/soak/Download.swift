@@ -31,6 +31,9 @@ struct S3Options: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "debug, info, warning or error.")
     var logLevel: String = "warning"
 
+    @Option(name: .customLong("log-file"), help: "Append log lines to this file (created 0600) instead of stderr.")
+    var logFile: String?
+
     /// The endpoint, addressing and CA bundle from the flags, the environment and the profile.
     /// Throws a one-line error for a bad value or an unreadable CA bundle.
     func clientSettings(env: [String: String]) throws -> S3ClientSettings {
@@ -47,6 +50,7 @@ struct S3Options: ParsableArguments {
     func engineSettings(env: [String: String], level: Logger.Level, logger: Logger) throws -> EngineSettings {
         var settings = try EngineSettings.fromEnvironment(env)
         settings.logLevel = "\(level)"
+        settings.logFile = logFile.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
         settings.transport.caBundle = try clientSettings(env: env).caBundle
         settings.transport.proxy = ProxySettings.fromEnvironment(env)
         if !settings.transport.verifyTLS { logger.warning("S3_VERIFY_SSL=false: TLS certificates are NOT verified") }
@@ -110,11 +114,11 @@ struct Download: ParsableCommand {
     @OptionGroup var s3: S3Options
     @Option(help: "Include keys matching this glob again after an --exclude (repeatable; order matters).") var include: [String] = []
     @Option(help: "Skip keys matching this glob (repeatable; order matters).") var exclude: [String] = []
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
-        let level = try SoakLogging.parseLevel(s3.logLevel)
-        SoakLogging.bootstrap(level: level)
+        let level = try output.bootstrap(s3)
         let logger = Logger(label: "soak")
         let uri = try S3URI(parsing: source)
         guard !destination.isEmpty else { throw UsageError("DEST must not be empty") }
@@ -123,6 +127,13 @@ struct Download: ParsableCommand {
         keeper.start()
         defer { keeper.stop() }
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
+        if output.dryrun {
+            let filter = KeyFilter(rules)
+            let code = try DryRun.run(command: "download", uri: uri, store: store, retry: settings.retry, logger: logger,
+                                      output: output) { _, rel in filter.includes(rel) }
+            if code != 0 { throw ExitCode(code) }
+            return
+        }
         let dest = destination.hasPrefix("/") ? destination
             : FileManager.default.currentDirectoryPath + "/" + destination
         var options = DownloadOptions(bucket: uri.bucket, prefix: uri.prefix, destination: dest,
@@ -139,12 +150,19 @@ struct Download: ParsableCommand {
                                     workerExecutable: try selfExecutable(), logger: logger)
         downloader.credentials = keeper
         let signals = SignalWatcher()
-        let display = ProgressDisplay(logger: logger)
+        let display = ProgressDisplay(enabled: output.showsProgress)
         let summary = try downloader.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
         display.finish(downloader.progress())
-        Self.printSummary(summary, source: uri)
-        if let sig = signals.received { throw ExitCode(ExitStatus.interrupted(sig)) }
-        if !summary.failures.isEmpty { throw ExitCode(ExitStatus.partial) }
+        if output.showsSummary { Self.printSummary(summary, source: uri) } else { output.printFailures(summary.failures) }
+        if summary.selected == 0 && !summary.interrupted { EmptySelection.warn(uri: uri, listed: summary.listed, logger: logger) }
+        let status = RunReport.exitStatus(failures: summary.failures.count, signal: signals.received)
+        output.emit(RunReport(command: "download", source: uri.description,
+                              objects: .init(listed: summary.listed, selected: summary.selected, done: summary.downloaded,
+                                             skipped: summary.skippedUpToDate, failed: summary.failures.count),
+                              bytes: .init(selected: summary.bytesTotal, fetched: summary.bytesFetched),
+                              failures: summary.failures, seconds: summary.seconds, interrupted: summary.interrupted,
+                              exitStatus: status))
+        if status != ExitStatus.success { throw ExitCode(status) }
     }
 
     static func printSummary(_ s: DownloadSummary, source: S3URI) {

@@ -16,7 +16,7 @@ struct MountCommand: ParsableCommand {
         abstract: "Mount s3://BUCKET/PREFIX read-only at DIR, served from the local cache.",
         discussion: "Lists the prefix into the cache index, then serves `ls`/`stat` from it and file data from the "
             + "cache, fetching missing blocks ahead of any prefetch work. Runs in the background once the mount is "
-            + "ready (log: CACHE_DIR/mount.log) unless --foreground. Unmount with `umount DIR` (or "
+            + "ready (log: --log-file, else CACHE_DIR/mount.log) unless --foreground. Unmount with `umount DIR` (or "
             + "`fusermount3 -u DIR`), SIGINT or SIGTERM.")
 
     @Argument(help: "Source, s3://BUCKET/PREFIX.") var source: String
@@ -53,13 +53,14 @@ struct MountCommand: ParsableCommand {
             _ = try cacheOptions.capacity()
             _ = try s3.engineSettings(env: env, level: level, logger: Logger(label: "soak"))
             try s3.checkEndpoint(env: env)
-            throw ExitCode(try Self.daemonize(cacheDir: cacheOptions.directory(env: env), mountpoint: dir))
+            throw ExitCode(try Self.daemonize(cacheDir: cacheOptions.directory(env: env), mountpoint: dir,
+                                              logFile: s3.logFile))
         }
         let daemon = env["SOAK_MOUNT_DAEMON"] == "1"
         if daemon { _ = setsid() }
         // Before any thread starts: see MountService.setStopSignals.
         MountService.setStopSignals(blocked: true)
-        SoakLogging.bootstrap(level: level)
+        try SoakLogging.bootstrap(level: level, logFile: s3.logFile)
         let logger = Logger(label: "soak")
         let settings = try s3.engineSettings(env: env, level: level, logger: logger)
         let transport = settings.transport
@@ -98,14 +99,15 @@ struct MountCommand: ParsableCommand {
     /// Re-runs this command in the foreground as a detached child (own session, log file), and
     /// returns once it reports the mount ready (exit 0) or dies (its last log line, and its exit
     /// status, so a background mount fails with the code `--foreground` would).
-    static func daemonize(cacheDir: String, mountpoint: String) throws -> Int32 {
-        // The log lives in the cache directory: only in one that is (or now becomes) soak's.
+    static func daemonize(cacheDir: String, mountpoint: String, logFile: String?) throws -> Int32 {
+        // The log lives in the cache directory (only in one that is, or now becomes, soak's)
+        // unless --log-file names another; the mount process appends its lines there too.
         try CacheDirectory.prepare(cacheDir)
-        let logPath = cacheDir + "/mount.log"
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        log.seekToEndOfFile()
-        let start = log.offsetInFile
+        let logPath = logFile ?? cacheDir + "/mount.log"
+        let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw UsageError("cannot open log file \(logPath): \(String(cString: strerror(errno)))") }
+        let log = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        let start = UInt64(max(0, lseek(fd, 0, SEEK_END)))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try selfExecutable())
         p.arguments = MountHelper.effectiveArguments
@@ -126,7 +128,8 @@ struct MountCommand: ParsableCommand {
         p.waitUntilExit()
         let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         let mine = text.utf8.count > Int(start) ? String(text.utf8.dropFirst(Int(start))) ?? "" : ""
-        let last = mine.split(separator: "\n").last.map(String.init) ?? "the mount process exited with status \(p.terminationStatus)"
+        let last = mine.split(separator: "\n").last.map { SoakLogging.strippingTimestamp(String($0)) }
+            ?? "the mount process exited with status \(p.terminationStatus)"
         FileHandle.standardError.write(Data("\(last.hasPrefix("soak:") ? last : "soak: error: " + last)\n".utf8))
         if p.terminationReason == .uncaughtSignal { return ExitStatus.interrupted(p.terminationStatus) }
         return p.terminationStatus == 0 ? ExitStatus.failure : p.terminationStatus

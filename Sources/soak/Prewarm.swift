@@ -22,11 +22,11 @@ struct Prewarm: ParsableCommand {
     @Option(help: "Warm only share I of N (0-based), e.g. 2/8.") var shard: String?
     @Flag(name: .customLong("no-verify-md5"), help: "Skip checking single-part objects against their ETag's MD5 (saves about 0.45-0.8 CPU-s per GB; blocks still carry CRC32C checksums).")
     var noVerifyMD5 = false
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
-        let level = try SoakLogging.parseLevel(s3.logLevel)
-        SoakLogging.bootstrap(level: level)
+        let level = try output.bootstrap(s3)
         let logger = Logger(label: "soak")
         let uri = try S3URI(parsing: source)
         let shard = try self.shard.map { try Shard(parsing: $0) } ?? .all
@@ -34,6 +34,15 @@ struct Prewarm: ParsableCommand {
         let rules = FilterOrder.rules(arguments: CommandLine.arguments, include: include, exclude: exclude)
         let dir = cacheOptions.directory(env: env)
         _ = try cacheOptions.capacity()
+        if output.dryrun {
+            // Nothing is created or asked of a mount: the listing alone shows the selection.
+            let store = try s3.client(env: env, bucket: uri.bucket, transport: settings.transport).store
+            let filter = KeyFilter(rules)
+            let code = try DryRun.run(command: "prewarm", uri: uri, store: store, retry: settings.retry, logger: logger,
+                                      output: output) { o, rel in filter.includes(rel) && shard.contains(key: o.key) }
+            if code != 0 { throw ExitCode(code) }
+            return
+        }
         // A mount that owns this cache directory runs the prewarm on its own engine; only a soak
         // cache's control socket is asked (a missing or empty directory has no mount).
         switch try CacheDirectory.classify(dir) {
@@ -57,24 +66,39 @@ struct Prewarm: ParsableCommand {
                                   workerExecutable: try selfExecutable(), logger: logger)
         prewarmer.credentials = keeper
         let signals = SignalWatcher()
-        let display = ProgressDisplay(logger: logger)
+        let display = ProgressDisplay(enabled: output.showsProgress)
         let summary = try prewarmer.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
         display.finish(prewarmer.progress())
-        Self.printSummary(summary, uri: uri, shard: shard)
-        if let cap = cache.effectiveCap(cachedBytes: (try? cache.stats().bytes) ?? 0), summary.bytesTotal > cap {
+        if output.showsSummary { Self.printSummary(summary, uri: uri, shard: shard) } else { output.printFailures(summary.failures) }
+        if let cap = cache.effectiveCap(cachedBytes: (try? cache.stats().bytes) ?? 0), summary.bytesTotal > cap,
+           output.showsSummary {
             FileHandle.standardError.write(Data(String(
                 format: "warning: the selection (%.1f MB) is larger than the cache cap (%.1f MB, --cache-size): "
                     + "only the most recently fetched objects stay cached\n", Double(summary.bytesTotal) / 1e6,
                 Double(cap) / 1e6).utf8))
         }
-        if let sig = signals.received { throw ExitCode(ExitStatus.interrupted(sig)) }
-        if !summary.failures.isEmpty { throw ExitCode(ExitStatus.partial) }
+        try finish(summary, uri: uri, shard: shard, signal: signals.received, logger: logger)
+    }
+
+    /// The empty-selection warning, the `--json` report and the exit status of a finished run.
+    func finish(_ summary: PrewarmSummary, uri: S3URI, shard: Shard, signal: Int32?, logger: Logger) throws {
+        if summary.selected == 0 && !summary.interrupted { EmptySelection.warn(uri: uri, listed: summary.listed, logger: logger) }
+        let status = RunReport.exitStatus(failures: summary.failures.count, signal: signal)
+        output.emit(RunReport(command: "prewarm", source: uri.description,
+                              objects: .init(listed: summary.listed, selected: summary.selected, done: summary.filled,
+                                             skipped: summary.alreadyCached, failed: summary.failures.count),
+                              bytes: .init(selected: summary.bytesTotal, fetched: summary.bytesFetched),
+                              failures: summary.failures, seconds: summary.seconds, interrupted: summary.interrupted,
+                              exitStatus: status))
+        if status != ExitStatus.success { throw ExitCode(status) }
     }
 
     /// Hands the prewarm to the running mount and shows its progress and summary.
     func delegate(fd: Int32, uri: S3URI, rules: [FilterRule], shard: Shard, logger: Logger) throws {
-        FileHandle.standardError.write(Data("soak: a mount owns this cache directory; prewarming through it\n".utf8))
-        let display = ProgressDisplay(logger: logger)
+        if output.showsSummary {
+            FileHandle.standardError.write(Data("soak: a mount owns this cache directory; prewarming through it\n".utf8))
+        }
+        let display = ProgressDisplay(enabled: output.showsProgress)
         var summary: PrewarmSummary?
         var failure: String?
         var lastProgress: DownloadProgress?
@@ -87,8 +111,8 @@ struct Prewarm: ParsableCommand {
         if let p = lastProgress { display.finish(p) }
         if let failure { throw RuntimeError(failure) }
         guard let summary else { throw RuntimeError("the mount ended the prewarm without a summary (see its log)") }
-        Self.printSummary(summary, uri: uri, shard: shard)
-        if !summary.failures.isEmpty { throw ExitCode(ExitStatus.partial) }
+        if output.showsSummary { Self.printSummary(summary, uri: uri, shard: shard) } else { output.printFailures(summary.failures) }
+        try finish(summary, uri: uri, shard: shard, signal: nil, logger: logger)
     }
 
     static func printSummary(_ summary: PrewarmSummary, uri: S3URI, shard: Shard) {

@@ -1,12 +1,15 @@
 import Foundation
 import Logging
 import Prefetcher
+import SoakCore
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A one-line progress bar on a terminal (redrawn in place on stderr); on anything else a log
-/// line every `logInterval` seconds.
+/// A one-line progress bar on a terminal (redrawn in place on stderr); on anything else a
+/// `soak: progress:` log line at most every `logInterval` seconds, the first one `logInterval`
+/// after the start (a short run prints none). Progress lines show at every log level; only
+/// `--quiet` and `--no-progress` turn them off (`enabled`).
 final class ProgressDisplay {
     /// Non-TTY progress lines: frequent enough to show life, rare enough not to flood logs.
     static let logInterval = 5.0
@@ -14,17 +17,18 @@ final class ProgressDisplay {
     static let redrawInterval = 0.2
 
     let tty = isatty(2) != 0
-    let logger: Logger
+    let enabled: Bool
     let start = Date()
-    var lastDraw = Date.distantPast
+    lazy var lastDraw = tty ? Date.distantPast : start
     var drewLine = false
     var lastBytes: Int64 = 0
     var lastTime = Date()
     var smoothedRate = 0.0
 
-    init(logger: Logger) { self.logger = logger }
+    init(enabled: Bool) { self.enabled = enabled }
 
     func update(_ p: DownloadProgress) {
+        guard enabled else { return }
         let now = Date()
         let dt = now.timeIntervalSince(lastTime)
         if dt >= 0.2 {
@@ -40,7 +44,7 @@ final class ProgressDisplay {
             drewLine = true
         } else if now.timeIntervalSince(lastDraw) >= Self.logInterval {
             lastDraw = now
-            logger.notice("\(render(p, width: 0))")
+            SoakLogging.write("soak: progress: \(render(p, width: 0))", at: now)
         }
     }
 

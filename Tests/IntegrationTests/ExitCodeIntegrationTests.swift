@@ -1,5 +1,6 @@
 import Cache
 import Foundation
+import SoakCore
 import XCTest
 
 /// The exit-code contract (README): 2 usage, 1 failure, 3 partial success, 128+N interrupted,
@@ -28,7 +29,8 @@ final class ExitCodeIntegrationTests: XCTestCase {
         let r = try Harness.soak(args, env: env, timeout: 60)
         XCTAssertEqual(r.status, status, "\(args.joined(separator: " ")): \(r.stderr)", file: file, line: line)
         XCTAssertFalse(r.uncaughtSignal, file: file, line: line)
-        let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("soak: warning:") && !$0.hasPrefix("soak: mounted") }
+        let lines = r.stderr.split(separator: "\n").map { SoakLogging.strippingTimestamp(String($0)) }
+            .filter { !$0.hasPrefix("soak: warning:") && !$0.hasPrefix("soak: mounted") }
         XCTAssertGreaterThanOrEqual(lines.count, 1, "\(args.joined(separator: " ")): no error line", file: file, line: line)
     }
 

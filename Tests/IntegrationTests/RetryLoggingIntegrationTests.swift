@@ -1,4 +1,5 @@
 import Foundation
+import SoakCore
 import XCTest
 
 /// Retries are not failures: at the default log level a run prints no line per retry, a run
@@ -65,7 +66,9 @@ final class RetryLoggingIntegrationTests: XCTestCase {
 
             let d = try Harness.soak(args + ["--log-level", "debug"], env: env, timeout: 60)
             XCTAssertEqual(d.status, 1, d.stderr)
-            let retries = lines(d.stderr).filter { $0.hasPrefix("soak: debug: ") && $0.contains("retrying") }
+            // Log lines start with their RFC 3339 timestamp, then the `soak: LEVEL:` prefix.
+            let retries = lines(d.stderr).map(SoakLogging.strippingTimestamp)
+                .filter { $0.hasPrefix("soak: debug: ") && $0.contains("retrying") }
             XCTAssertEqual(retries.count, 3, "\(what): each retry is a debug line:\n\(d.stderr)")
         }
     }
