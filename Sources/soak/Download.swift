@@ -153,8 +153,9 @@ struct Download: ParsableCommand {
         let display = ProgressDisplay(enabled: output.showsProgress)
         let summary = try downloader.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
         display.finish(downloader.progress())
+        EmptySelection.check(selected: summary.selected, failures: summary.failures.count, interrupted: summary.interrupted,
+                             uri: uri, listed: summary.listed, logger: logger)
         if output.showsSummary { Self.printSummary(summary, source: uri) } else { output.printFailures(summary.failures) }
-        if summary.selected == 0 && !summary.interrupted { EmptySelection.warn(uri: uri, listed: summary.listed, logger: logger) }
         let status = RunReport.exitStatus(failures: summary.failures.count, signal: signals.received)
         output.emit(RunReport(command: "download", source: uri.description,
                               objects: .init(listed: summary.listed, selected: summary.selected, done: summary.downloaded,

@@ -115,7 +115,7 @@ enum DryRun {
                 }
             }
         }
-        if entries.isEmpty { EmptySelection.warn(uri: uri, listed: listed, logger: logger) }
+        EmptySelection.check(selected: entries.count, failures: 0, interrupted: false, uri: uri, listed: listed, logger: logger)
         if output.showsSummary {
             FileHandle.standardError.write(Data(String(format: "%@: dry run: %d objects selected of %d listed, %.1f MB; nothing fetched\n",
                                                        uri.description, entries.count, listed, Double(bytes) / 1e6).utf8))
@@ -129,9 +129,11 @@ enum DryRun {
 }
 
 /// A selection with no objects is most often a typo'd prefix or a filter that matches nothing:
-/// one warning line says so, and the run still succeeds (exit 0: nothing failed).
+/// one warning line says so, before the summary, and the run still succeeds (exit 0: nothing
+/// failed). Not when keys were refused (their failures say why) or the run was interrupted.
 enum EmptySelection {
-    static func warn(uri: S3URI, listed: Int, logger: Logger) {
+    static func check(selected: Int, failures: Int, interrupted: Bool, uri: S3URI, listed: Int, logger: Logger) {
+        guard selected == 0, failures == 0, !interrupted else { return }
         logger.warning("no objects selected under \(uri): \(listed) listed; check the prefix and the --include/--exclude filters")
     }
 }

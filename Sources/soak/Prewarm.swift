@@ -69,6 +69,8 @@ struct Prewarm: ParsableCommand {
         let display = ProgressDisplay(enabled: output.showsProgress)
         let summary = try prewarmer.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
         display.finish(prewarmer.progress())
+        EmptySelection.check(selected: summary.selected, failures: summary.failures.count, interrupted: summary.interrupted,
+                             uri: uri, listed: summary.listed, logger: logger)
         if output.showsSummary { Self.printSummary(summary, uri: uri, shard: shard) } else { output.printFailures(summary.failures) }
         if let cap = cache.effectiveCap(cachedBytes: (try? cache.stats().bytes) ?? 0), summary.bytesTotal > cap,
            output.showsSummary {
@@ -77,12 +79,11 @@ struct Prewarm: ParsableCommand {
                     + "only the most recently fetched objects stay cached\n", Double(summary.bytesTotal) / 1e6,
                 Double(cap) / 1e6).utf8))
         }
-        try finish(summary, uri: uri, shard: shard, signal: signals.received, logger: logger)
+        try finish(summary, uri: uri, shard: shard, signal: signals.received)
     }
 
-    /// The empty-selection warning, the `--json` report and the exit status of a finished run.
-    func finish(_ summary: PrewarmSummary, uri: S3URI, shard: Shard, signal: Int32?, logger: Logger) throws {
-        if summary.selected == 0 && !summary.interrupted { EmptySelection.warn(uri: uri, listed: summary.listed, logger: logger) }
+    /// The `--json` report and the exit status of a finished run.
+    func finish(_ summary: PrewarmSummary, uri: S3URI, shard: Shard, signal: Int32?) throws {
         let status = RunReport.exitStatus(failures: summary.failures.count, signal: signal)
         output.emit(RunReport(command: "prewarm", source: uri.description,
                               objects: .init(listed: summary.listed, selected: summary.selected, done: summary.filled,
@@ -111,8 +112,10 @@ struct Prewarm: ParsableCommand {
         if let p = lastProgress { display.finish(p) }
         if let failure { throw RuntimeError(failure) }
         guard let summary else { throw RuntimeError("the mount ended the prewarm without a summary (see its log)") }
+        EmptySelection.check(selected: summary.selected, failures: summary.failures.count, interrupted: summary.interrupted,
+                             uri: uri, listed: summary.listed, logger: logger)
         if output.showsSummary { Self.printSummary(summary, uri: uri, shard: shard) } else { output.printFailures(summary.failures) }
-        try finish(summary, uri: uri, shard: shard, signal: nil, logger: logger)
+        try finish(summary, uri: uri, shard: shard, signal: nil)
     }
 
     static func printSummary(_ summary: PrewarmSummary, uri: S3URI, shard: Shard) {

@@ -143,7 +143,20 @@ final class ScriptableOutputIntegrationTests: XCTestCase {
             XCTAssertEqual(warnings.count, 1, "\(args): \(r.stderr)")
             XCTAssertTrue(warnings.first?.contains("no objects selected") ?? false, "\(args): \(r.stderr)")
             XCTAssertTrue(warnings.first.map(isLogLine) ?? false, "an RFC 3339 timestamp, then soak: warning: \(r.stderr)")
+            XCTAssertTrue(r.stderr.split(separator: "\n").last?.contains("0 objects selected of") ?? false,
+                          "the summary stays the last line: \(r.stderr)")
         }
+    }
+
+    /// Keys that were all refused are failures, not an empty selection: no warning, exit 3.
+    func testRefusedKeysAreNotAnEmptySelection() throws {
+        let f = work + "/f"
+        try Harness.makeFile(f, size: 10, seed: 1)
+        try Harness.fixture(["put", bucket, "r/.soak-partial/x", f])
+        let r = try soak(["download", "s3://\(bucket)/r/", work + "/dest", "--json"])
+        XCTAssertEqual(r.status, 3, r.stderr)
+        XCTAssertFalse(r.stderr.contains("no objects selected"), r.stderr)
+        XCTAssertEqual((try report(r)["failures"] as? [[String: Any]])?.first?["key"] as? String, "r/.soak-partial/x")
     }
 
     /// --quiet: nothing on stderr for a clean run, one error line per failed object otherwise.
