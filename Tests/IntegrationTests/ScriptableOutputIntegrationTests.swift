@@ -204,6 +204,21 @@ final class ScriptableOutputIntegrationTests: XCTestCase {
         XCTAssertTrue(bad.stderr.hasPrefix("soak: error: cannot open --log-file"), bad.stderr)
     }
 
+    /// SIGINT mid-run: the JSON still comes, with interrupted true and exit_status 130.
+    func testJSONOfAnInterruptedRun() throws {
+        _ = try Harness.uploadTree(["big.bin": 7_000_000], bucket: bucket, prefix: "w/", work: work)
+        let r = try Harness.soak(["download", "s3://\(bucket)/w/", work + "/d", "--json", "--endpoint-url", endpoint],
+                                 env: ["MAX_SPEED": "1"], timeout: 60) { p in
+            let pid = p.processIdentifier
+            DispatchQueue.global().asyncAfter(deadline: .now() + 2) { kill(pid, SIGINT) }
+        }
+        XCTAssertEqual(r.status, 130, r.stderr)
+        let j = try report(r)
+        XCTAssertEqual(int(j, "exit_status"), 130)
+        XCTAssertEqual(j["interrupted"] as? Bool, true)
+        XCTAssertEqual((j["failures"] as? [[String: Any]])?.first?["key"] as? String, "w/big.bin")
+    }
+
     /// Off a terminal, progress is a log line at most every 5 s at the default log level;
     /// --no-progress turns it off. MAX_SPEED stretches a 7 MB download to about 7 s.
     func testProgressLinesOffATerminal() throws {
