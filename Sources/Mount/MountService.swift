@@ -146,7 +146,8 @@ public final class MountService: @unchecked Sendable {
                     let counts = fs.readCounts
                     metrics.update(engine: engine.snapshot(), hits: counts.hits, misses: counts.misses,
                                    cached: (try? cache.index.counter("bytes")) ?? 0,
-                                   evicted: (try? cache.index.counter("evicted")) ?? 0)
+                                   evicted: (try? cache.index.counter("evicted")) ?? 0,
+                                   capacity: cache.effectiveCap(cachedBytes: (try? cache.index.counter("bytes")) ?? 0))
                 }
                 return metrics.render()
             }
@@ -182,7 +183,7 @@ public final class MountService: @unchecked Sendable {
         let fs = MountFilesystem(namespace: ns, cache: cache, filler: filler, remote: remote, bucket: options.bucket, uid: options.uid,
                                  gid: options.gid, ttl: options.metadataTTL, readAheadBlocks: options.readAheadMiB,
                                  logger: logger)
-        if let metrics { fs.readObserver = { metrics.recordRead(seconds: $0, hit: $1) } }
+        if let metrics { fs.readObserver = { metrics.recordRead(seconds: $0, hit: $1, bytes: $2) } }
         fsBox.fs = fs
         fsBox.engine = engine
         metricsServer?.start()

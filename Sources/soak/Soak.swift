@@ -1,9 +1,10 @@
 import ArgumentParser
+import SoakCore
 
 struct Soak: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "soak",
         abstract: "Make an S3 bucket feel like a local disk: bulk download, cache, mount.",
-        version: "0.1.0",
+        version: BuildInfo.version,
         subcommands: [Download.self, Prewarm.self, MountCommand.self, StatusCommand.self, CacheCommand.self])
 }
