@@ -34,7 +34,7 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Warm every shown object into the cache while mounted (bulk lane; reads always go first).") var prefetch = false
     @Flag(name: .customLong("no-verify-md5"), help: "Skip checking complete single-part objects against their ETag's MD5 (blocks still carry CRC32C checksums).") var noVerifyMD5 = false
     @Option(name: .customLong("read-ahead"), help: "MiB fetched ahead of a sequential reader (0 = off).") var readAhead: Int = 64
-    @Option(name: .customLong("metrics-address"), help: "Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9100), GET /metrics.") var metricsAddress: String?
+    @Option(name: .customLong("metrics-address"), help: "Serve Prometheus metrics (GET /metrics) on HOST:PORT: 127.0.0.1:9100, [::1]:9100, or :9100 for all interfaces.") var metricsAddress: String?
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment

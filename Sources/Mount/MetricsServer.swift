@@ -1,0 +1,117 @@
+/// The HTTP side of `--metrics-address`: a minimal listener on its own thread.
+import Foundation
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A minimal HTTP/1.0-style listener: any GET answers with `render()` as Prometheus text.
+public final class MetricsServer: @unchecked Sendable {
+    // @unchecked: `fd` is set before the thread starts and closed by `stop`.
+    private var fd: Int32 = -1
+    private let render: @Sendable () -> [UInt8]
+
+    /// A parsed `--metrics-address`: the socket address to bind and its family.
+    public struct Address: Sendable {
+        public var storage: sockaddr_storage
+        public var length: socklen_t
+        public var family: Int32
+    }
+
+    /// `HOST:PORT`: an IPv4 host (`127.0.0.1:9100`), a bracketed IPv6 host (`[::1]:9100`), or
+    /// no host (`:9100`: every interface, IPv4 and IPv6). Host names are not resolved.
+    public static func parse(_ address: String) throws -> Address {
+        let usage = "invalid --metrics-address '\(address)': expected HOST:PORT, e.g. 127.0.0.1:9100, [::1]:9100 or :9100"
+        guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]),
+              port > 0 else { throw UsageError(usage) }
+        var host = String(address[..<colon])
+        var storage = sockaddr_storage()
+        if host.hasPrefix("[") || host.isEmpty {
+            if host.hasPrefix("[") {
+                guard host.hasSuffix("]"), host.count > 2 else { throw UsageError(usage) }
+                host = String(host.dropFirst().dropLast())
+            } else {
+                host = "::"
+            }
+            var a = sockaddr_in6()
+            a.sin6_family = sa_family_t(AF_INET6)
+            a.sin6_port = port.bigEndian
+            guard inet_pton(AF_INET6, host, &a.sin6_addr) == 1 else {
+                throw UsageError("invalid --metrics-address '\(address)': '\(host)' is not an IPv6 address")
+            }
+            withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: a) { dst.copyMemory(from: $0) } }
+            return Address(storage: storage, length: socklen_t(MemoryLayout<sockaddr_in6>.size), family: AF_INET6)
+        }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, host, &a.sin_addr) == 1 else {
+            throw UsageError("invalid --metrics-address '\(address)': '\(host)' is not an IPv4 address (IPv6 goes in brackets)")
+        }
+        withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: a) { dst.copyMemory(from: $0) } }
+        return Address(storage: storage, length: socklen_t(MemoryLayout<sockaddr_in>.size), family: AF_INET)
+    }
+
+    /// `address` as `parse` takes it. `:PORT` binds IPv6 with IPV6_V6ONLY off, so IPv4 clients
+    /// reach it too.
+    public init(address: String, render: @escaping @Sendable () -> [UInt8]) throws {
+        self.render = render
+        var addr = try Self.parse(address)
+        let s = socket(addr.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else { throw MountError("metrics socket: \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1, zero: Int32 = 0
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if addr.family == AF_INET6 { setsockopt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size)) }
+        let rc = withUnsafePointer(to: &addr.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, addr.length) }
+        }
+        guard rc == 0, listen(s, 16) == 0 else {
+            let e = errno
+            close(s)
+            throw MountError("cannot serve metrics on \(address): \(String(cString: strerror(e)))")
+        }
+        fd = s
+    }
+
+    public func start() {
+        let s = fd
+        let t = Thread { [self] in
+            while true {
+                let c = accept(s, nil, nil)
+                if c < 0 { if errno == EINTR { continue }; return }
+                serve(c)
+            }
+        }
+        t.name = "soak-metrics"
+        t.start()
+    }
+
+    public func stop() { if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)); close(fd); fd = -1 } }
+
+    private func serve(_ c: Int32) {
+        defer { close(c) }
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var request = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 2048)
+        while request.count < 16_384 {
+            let n = chunk.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            request += chunk[0..<n]
+            if request.count >= 4, request.suffix(4) == [13, 10, 13, 10] { break }
+        }
+        let ok = request.starts(with: Array("GET ".utf8))
+        let body = ok ? render() : Array("only GET /metrics\n".utf8)
+        let head = "HTTP/1.1 \(ok ? "200 OK" : "405 Method Not Allowed")\r\nContent-Type: text/plain; version=0.0.4\r\n"
+            + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        let out = Array(head.utf8) + body
+        out.withUnsafeBytes { p in
+            var off = 0
+            while off < p.count {
+                let n = send(c, p.baseAddress! + off, p.count - off, Int32(MSG_NOSIGNAL))
+                if n <= 0 { break }
+                off += n
+            }
+        }
+    }
+}
