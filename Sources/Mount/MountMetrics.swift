@@ -31,6 +31,7 @@ public final class MountMetrics: @unchecked Sendable {
     private let fetchTTFB: [ValueHistogram]
     private let readLatency: [String: ValueHistogram]
     private let process: ProcessMetrics
+    private let requests: S3RequestMetrics
     private var last = EngineStats()
     private var lastHits: Int64 = 0, lastMisses: Int64 = 0, lastEvicted: Int64 = 0
 
@@ -63,6 +64,7 @@ public final class MountMetrics: @unchecked Sendable {
                                              help: "Mount read latency, by cache result"))
         })
         process = ProcessMetrics(registry: registry)
+        requests = S3RequestMetrics(registry: registry)
     }
 
     public func recordFetch(firstByte seconds: Double, lane: Lane) { fetchTTFB[lane.rawValue].record(seconds) }
@@ -95,6 +97,7 @@ public final class MountMetrics: @unchecked Sendable {
             registry.makeGauge(name: "soak_cache_capacity_bytes", help: "The cache cap in bytes now (absent: unlimited)")
                 .set(Double(capacity))
         }
+        requests.update(e.getObjectRequests)
         process.update()
     }
 

@@ -79,6 +79,9 @@ public struct EngineStats: Sendable, Codable {
     public var workerRestarts = 0
     /// Bytes per second over the last optimization interval.
     public var rate: Double = 0
+    /// GetObject requests answered, by `RequestOutcome.label` (ok, an HTTP status, or a failure
+    /// class). Optional: a `soak status` talking to an older mount decodes without it.
+    public var getObjectRequests: [String: Int]?
     public init() {}
 }
 
@@ -401,6 +404,8 @@ public final class FetchEngine: @unchecked Sendable {
 
     private func finish(report r: FetchReport, into completions: inout [FetchCompletion]) {
         guard var job = jobs[r.id] else { return }
+        stats.getObjectRequests = stats.getObjectRequests ?? [:]
+        stats.getObjectRequests![RequestOutcome.label(r.error), default: 0] += 1
         if let lat = r.firstByteLatency {
             windowLatencies.append(lat)
             if onFetchLatency != nil { latenciesLater.append((lat, job.lane)) }

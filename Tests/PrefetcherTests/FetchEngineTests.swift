@@ -108,6 +108,7 @@ final class FetchEngineTests: XCTestCase {
         let e = try XCTUnwrap(r.completions.first?.error)
         XCTAssertEqual(e.attempts, 4)
         XCTAssertEqual(r.stats.retries, 3)
+        XCTAssertEqual(r.stats.getObjectRequests, ["transport_error": 4])  // soak_s3_requests_total's figures
         XCTAssertEqual(e.description, "GetObject s3://b/k failed after 4 attempts: connection refused")
     }
 
