@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Mount
 import Prefetcher
 import S3
 import SoakCore
@@ -115,6 +116,7 @@ struct Download: ParsableCommand {
     @Option(help: "Include keys matching this glob again after an --exclude (repeatable; order matters).") var include: [String] = []
     @Option(help: "Skip keys matching this glob (repeatable; order matters).") var exclude: [String] = []
     @OptionGroup var output: OutputOptions
+    @Option(name: .customLong("metrics-file"), help: "Write metrics to PATH (node_exporter textfile format, e.g. DIR/soak.prom), replaced every few seconds and at the end.") var metricsFile: String?
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
@@ -149,10 +151,12 @@ struct Download: ParsableCommand {
         let downloader = Downloader(options: options, store: store, builder: builder, settings: settings,
                                     workerExecutable: try selfExecutable(), logger: logger)
         downloader.credentials = keeper
+        let metrics = try metricsFile.map { try JobMetricsFile(path: $0, command: "download", logger: logger) }
         let signals = SignalWatcher()
         let display = ProgressDisplay(enabled: output.showsProgress)
-        let summary = try downloader.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
+        let summary = try downloader.run(tick: { display.update($0); metrics?.update($0) }, shouldStop: { signals.received != nil })
         display.finish(downloader.progress())
+        metrics?.update(downloader.progress(), final: true)
         EmptySelection.check(selected: summary.selected, failures: summary.failures.count, interrupted: summary.interrupted,
                              uri: uri, listed: summary.listed, logger: logger)
         if output.showsSummary { Self.printSummary(summary, source: uri) } else { output.printFailures(summary.failures) }

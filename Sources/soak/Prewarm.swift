@@ -20,6 +20,7 @@ struct Prewarm: ParsableCommand {
     @Option(help: "Include keys matching this glob again after an --exclude (repeatable; order matters).") var include: [String] = []
     @Option(help: "Skip keys matching this glob (repeatable; order matters).") var exclude: [String] = []
     @Option(help: "Warm only share I of N (0-based), e.g. 2/8.") var shard: String?
+    @Option(name: .customLong("metrics-file"), help: "Write metrics to PATH (node_exporter textfile format, e.g. DIR/soak.prom), replaced every few seconds and at the end. Not written when a running mount does the prewarm: scrape its /metrics.") var metricsFile: String?
     @Flag(name: .customLong("no-verify-md5"), help: "Skip checking single-part objects against their ETag's MD5 (saves about 0.45-0.8 CPU-s per GB; blocks still carry CRC32C checksums).")
     var noVerifyMD5 = false
     @OptionGroup var output: OutputOptions
@@ -65,10 +66,12 @@ struct Prewarm: ParsableCommand {
         let prewarmer = Prewarmer(options: options, store: store, cache: cache, builder: builder, settings: settings,
                                   workerExecutable: try selfExecutable(), logger: logger)
         prewarmer.credentials = keeper
+        let metrics = try metricsFile.map { try JobMetricsFile(path: $0, command: "prewarm", logger: logger) }
         let signals = SignalWatcher()
         let display = ProgressDisplay(enabled: output.showsProgress)
-        let summary = try prewarmer.run(tick: { display.update($0) }, shouldStop: { signals.received != nil })
+        let summary = try prewarmer.run(tick: { display.update($0); metrics?.update($0) }, shouldStop: { signals.received != nil })
         display.finish(prewarmer.progress())
+        metrics?.update(prewarmer.progress(), final: true)
         EmptySelection.check(selected: summary.selected, failures: summary.failures.count, interrupted: summary.interrupted,
                              uri: uri, listed: summary.listed, logger: logger)
         if output.showsSummary { Self.printSummary(summary, uri: uri, shard: shard) } else { output.printFailures(summary.failures) }

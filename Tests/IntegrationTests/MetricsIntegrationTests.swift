@@ -52,3 +52,58 @@ extension MountIntegrationTests {
         XCTAssertTrue(waitExit(p))
     }
 }
+
+/// `soak download --metrics-file`: a node_exporter textfile with the job's totals.
+extension DownloadIntegrationTests {
+    func testDownloadWritesAMetricsFileWithItsTotals() throws {
+        _ = try upload(["a.bin": 300_000, "b.bin": 70_000, "c/d.bin": 1], prefix: "mf/")
+        let dir = work + "/textfile"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let file = dir + "/soak.prom"
+        let r = try download("mf/", work + "/out", ["--metrics-file", file])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        let c = "{command=\"download\"}"
+        XCTAssertTrue(text.contains("soak_job_objects_done_total\(c) 3\n"), text)
+        XCTAssertTrue(text.contains("soak_job_bytes_done_total\(c) 370001\n"), text)
+        XCTAssertTrue(text.contains("soak_job_objects\(c) 3.0\n"), text)
+        XCTAssertTrue(text.contains("soak_job_finished\(c) 1.0\n"), text)
+        XCTAssertTrue(text.contains("soak_fetch_failures_total\(c) 0\n"), text)
+        let fetched = text.matches(of: /soak_fetched_bytes_total\{command="download",lane="[a-z]+"\} ([0-9]+)/)
+            .compactMap { Int64($0.1) }.reduce(0, +)
+        XCTAssertEqual(fetched, 370_001, text)
+        let gets = text.firstMatch(of: /soak_s3_requests_total\{command="download",operation="GetObject",status="ok"\} ([0-9]+)/)
+            .flatMap { Int($0.1) } ?? 0
+        XCTAssertGreaterThanOrEqual(gets, 2, text)
+        XCTAssertTrue(text.contains("# TYPE process_cpu_seconds_total counter\n"), text)
+        // The workers have exited by the end; their CPU time still counts (reaped children's).
+        let workerCPU = text.firstMatch(of: /\nsoak_workers_cpu_seconds_total ([0-9.e-]+)/).flatMap { Double($0.1) } ?? 0
+        XCTAssertGreaterThan(workerCPU, 0, text)
+        // Only the file itself: the temp file was renamed over it.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["soak.prom"])
+        if let problems = try MountIntegrationTests.promtoolProblems(text) { XCTFail("promtool check metrics: \(problems)\n\(text)") }
+    }
+
+    func testPrewarmWritesAMetricsFileWithItsTotals() throws {
+        _ = try upload(["a.bin": 300_000, "b.bin": 70_000], prefix: "pf/")
+        let file = work + "/prewarm.prom"
+        let r = try Harness.soak(["prewarm", "s3://\(bucket)/pf", "--endpoint-url", endpoint, "--cache-dir", work + "/cache",
+                                  "--metrics-file", file])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        let c = "{command=\"prewarm\"}"
+        XCTAssertTrue(text.contains("soak_job_objects_done_total\(c) 2\n"), text)
+        XCTAssertTrue(text.contains("soak_job_bytes_done_total\(c) 370000\n"), text)
+        XCTAssertTrue(text.contains("soak_fetched_bytes_total{command=\"prewarm\",lane=\"bulk\"} 370000\n"), text)
+        XCTAssertTrue(text.contains("soak_job_finished\(c) 1.0\n"), text)
+        if let problems = try MountIntegrationTests.promtoolProblems(text) { XCTFail("promtool check metrics: \(problems)\n\(text)") }
+    }
+
+    func testAnUnwritableMetricsFileIsAUsageError() throws {
+        _ = try upload(["a.bin": 10], prefix: "mf/")
+        let r = try download("mf/", work + "/out", ["--metrics-file", work + "/no/such/dir/soak.prom"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("cannot write --metrics-file"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/out/a.bin"))
+    }
+}
