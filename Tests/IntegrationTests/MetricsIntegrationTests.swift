@@ -47,6 +47,17 @@ extension MountIntegrationTests {
         XCTAssertGreaterThan(workers, 0, body)
         let rss = body.firstMatch(of: /\nprocess_resident_memory_bytes ([0-9.e+]+)/).flatMap { Double($0.1) } ?? 0
         XCTAssertGreaterThan(rss, 1_000_000, body)
+        // The Grafana dashboard asks only for families this scrape has.
+        let dashboard = try String(contentsOfFile: Harness.repoRoot + "/deploy/grafana/soak.json", encoding: .utf8)
+        XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(dashboard.utf8)))
+        let names = Set(dashboard.matches(of: /\b((?:soak|process)_[a-z_]+)\b/).map { String($0.1) })
+        XCTAssertGreaterThan(names.count, 10)
+        for name in names {
+            let family = name.replacing(/_(bucket|sum|count)$/, with: "")
+            XCTAssertTrue(body.contains("# TYPE \(family) "), "the dashboard's \(name) is not in the scrape")
+        }
+        let check = try Harness.run(Harness.repoRoot + "/scripts/check-dashboard", [])  // PromQL syntax, with promtool
+        XCTAssertEqual(check.status, 0, check.stderr)
         if let problems = try Self.promtoolProblems(body) { XCTFail("promtool check metrics: \(problems)\n\(body)") }
         kill(p.processIdentifier, SIGTERM)
         XCTAssertTrue(waitExit(p))
