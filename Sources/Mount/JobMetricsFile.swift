@@ -80,7 +80,7 @@ public final class JobMetricsFile: @unchecked Sendable {
         objectsSelected.set(Double(p.objectsTotal))
         bytesSelected.set(Double(p.bytesTotal))
         workers.set(Double(e.workers))
-        requests.update(e.getObjectRequests)
+        requests.update(workerGets: e.getObjectRequests)
         if final { finished.set(1.0) }
         guard due else { return }
         do { try write() } catch {

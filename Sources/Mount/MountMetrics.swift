@@ -76,7 +76,7 @@ public final class MountMetrics: @unchecked Sendable {
     /// Brings counters and gauges up to date from the engine and cache figures. `capacity` is
     /// the cache cap in bytes (nil: unlimited, and the gauge is left out).
     public func update(engine e: EngineStats, hits h: Int64, misses m: Int64, cached: Int64, evicted: Int64,
-                       capacity: Int64? = nil) {
+                       capacity: Int64? = nil, requestCounts: [String: [String: Int]] = [:]) {
         lock.lock()
         for i in 0..<3 where e.bytesByLane[i] > last.bytesByLane[i] { fetchedBytes[i].increment(by: e.bytesByLane[i] - last.bytesByLane[i]) }
         if e.throttled > last.throttled { retries["throttled"]!.increment(by: Int64(e.throttled - last.throttled)) }
@@ -97,7 +97,7 @@ public final class MountMetrics: @unchecked Sendable {
             registry.makeGauge(name: "soak_cache_capacity_bytes", help: "The cache cap in bytes now (absent: unlimited)")
                 .set(Double(capacity))
         }
-        requests.update(e.getObjectRequests)
+        requests.update(workerGets: e.getObjectRequests, coordinator: requestCounts)
         process.update()
     }
 

@@ -51,6 +51,8 @@ public final class MountService: @unchecked Sendable {
     public static let bulkOrdersWhileMounted = 4
     private let options: MountOptions
     private let stores: ObjectStorePool
+    /// The coordinator's own S3 requests (listings, HEADs), for the metrics.
+    private let requestCounts: RequestCounts
     private let cache: DiskCache
     private let builder: S3RequestBuilder
     private let settings: EngineSettings
@@ -61,7 +63,10 @@ public final class MountService: @unchecked Sendable {
 
     public init(options: MountOptions, makeStore: @escaping @Sendable () throws -> ObjectStore, cache: DiskCache,
                 builder: S3RequestBuilder, settings: EngineSettings, workerExecutable: String, logger: Logger) {
-        self.options = options; self.stores = ObjectStorePool(make: makeStore); self.cache = cache; self.builder = builder
+        self.options = options
+        let counts = RequestCounts()
+        self.requestCounts = counts
+        self.stores = ObjectStorePool(make: { CountingObjectStore(base: try makeStore(), counts: counts) }); self.cache = cache; self.builder = builder
         self.settings = settings; self.workerExecutable = workerExecutable; self.logger = logger
     }
 
@@ -140,14 +145,15 @@ public final class MountService: @unchecked Sendable {
         final class FSBox: @unchecked Sendable { var fs: MountFilesystem?; var engine: FetchEngine? }
         let fsBox = FSBox()
         let metricsServer = try options.metricsAddress.map { address in
-            try MetricsServer(address: address) { [cache] in
+            try MetricsServer(address: address) { [cache, requestCounts] in
                 guard let metrics else { return [] }
                 if let fs = fsBox.fs, let engine = fsBox.engine {
                     let counts = fs.readCounts
                     metrics.update(engine: engine.snapshot(), hits: counts.hits, misses: counts.misses,
                                    cached: (try? cache.index.counter("bytes")) ?? 0,
                                    evicted: (try? cache.index.counter("evicted")) ?? 0,
-                                   capacity: cache.effectiveCap(cachedBytes: (try? cache.index.counter("bytes")) ?? 0))
+                                   capacity: cache.effectiveCap(cachedBytes: (try? cache.index.counter("bytes")) ?? 0),
+                                   requestCounts: requestCounts.snapshot)
                 }
                 return metrics.render()
             }

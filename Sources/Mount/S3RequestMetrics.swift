@@ -1,6 +1,6 @@
-/// `soak_s3_requests_total{operation, status}`: the requests that drive S3's bill, from the
-/// engine's count of GetObject reports by outcome (ok, an HTTP status, or a failure class).
-/// Listings and HEADs of the coordinator are not counted yet.
+/// `soak_s3_requests_total{operation, status}`: the requests that drive S3's bill, by outcome
+/// (ok, an HTTP status, or a failure class): the engine's count of its workers' GetObject
+/// reports, plus (in a mount) the coordinator's own listings, HEADs and GETs.
 import Foundation
 import Prometheus
 
@@ -9,26 +9,33 @@ final class S3RequestMetrics: @unchecked Sendable {
     private let registry: PrometheusCollectorRegistry
     private let labels: [(String, String)]
     private let lock = NSLock()
-    private var last: [String: Int] = [:]
+    private var last: [String: [String: Int]] = [:]
 
     init(registry: PrometheusCollectorRegistry, labels: [(String, String)] = []) {
         self.registry = registry
         self.labels = labels
-        _ = counter("ok")  // the family is there from the first scrape
+        _ = counter("GetObject", "ok")  // the family is there from the first scrape
     }
 
-    private func counter(_ status: String) -> Counter {
-        registry.makeCounter(name: "soak_s3_requests_total", labels: labels + [("operation", "GetObject"), ("status", status)],
+    private func counter(_ operation: String, _ status: String) -> Counter {
+        registry.makeCounter(name: "soak_s3_requests_total", labels: labels + [("operation", operation), ("status", status)],
                              help: "S3 requests answered, by operation and status (ok, an HTTP status, or a failure class)")
     }
 
-    func update(_ counts: [String: Int]?) {
-        guard let counts else { return }
+    /// `workerGets`: the engine's GetObject counts; `coordinator`: the counts of a
+    /// `CountingObjectStore`. Both only grow, and so does their sum.
+    func update(workerGets: [String: Int]?, coordinator: [String: [String: Int]] = [:]) {
+        var counts = coordinator
+        for (status, n) in workerGets ?? [:] { counts["GetObject", default: [:]][status, default: 0] += n }
         lock.lock()
-        var deltas: [(String, Int)] = []
-        for (status, n) in counts where n > last[status, default: 0] { deltas.append((status, n - last[status, default: 0])) }
-        last = counts.merging(last) { max($0, $1) }
+        var deltas: [(String, String, Int)] = []
+        for (op, byStatus) in counts {
+            for (status, n) in byStatus where n > last[op]?[status] ?? 0 {
+                deltas.append((op, status, n - (last[op]?[status] ?? 0)))
+                last[op, default: [:]][status] = n
+            }
+        }
         lock.unlock()
-        for (status, d) in deltas { counter(status).increment(by: Int64(d)) }
+        for (op, status, d) in deltas { counter(op, status).increment(by: Int64(d)) }
     }
 }

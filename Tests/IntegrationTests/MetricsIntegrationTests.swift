@@ -43,6 +43,10 @@ extension MountIntegrationTests {
         XCTAssertTrue(body.contains("soak_build_info{version=\""), body)
         let gets = body.firstMatch(of: /soak_s3_requests_total\{operation="GetObject",status="ok"\} ([0-9]+)/).flatMap { Int($0.1) } ?? 0
         XCTAssertGreaterThanOrEqual(gets, 2, body)
+        // The coordinator's own requests: the listing at mount time.
+        let lists = body.firstMatch(of: /soak_s3_requests_total\{operation="ListObjectsV2",status="ok"\} ([0-9]+)/)
+            .flatMap { Int($0.1) } ?? 0
+        XCTAssertGreaterThanOrEqual(lists, 1, body)
         let workers = body.firstMatch(of: /\nsoak_workers_processes ([0-9.]+)/).flatMap { Double($0.1) } ?? 0
         XCTAssertGreaterThan(workers, 0, body)
         let rss = body.firstMatch(of: /\nprocess_resident_memory_bytes ([0-9.e+]+)/).flatMap { Double($0.1) } ?? 0
