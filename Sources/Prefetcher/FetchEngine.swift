@@ -19,75 +19,9 @@ import SoakCore
 import Glibc
 #endif
 
-/// Pool and retry settings (the `MIN_PROCESSES`… environment contract maps onto these).
-public struct EngineSettings: Sendable {
-    public var minWorkers = 1
-    public var maxWorkers = 8
-    /// Workers at start; the optimizer moves from here. One process with 16 transfers beat two
-    /// with 8 on 5000×64 KiB (2.49–2.51 s vs 2.83–3.10 s, 1.5 vs 2.2 CPU-s) and tied on 10 MiB objects.
-    public var initialWorkers = 1
-    /// Concurrent transfers per worker: enough to hide request latency for small objects.
-    public var slotsPerWorker = 16
-    /// Orders a worker may hold beyond its slots, so it never idles waiting for the next one.
-    public var prefetchDepth = 4
-    public var maxBytesPerSecond: Double? = nil
-    public var optimizationInterval = 2.0
-    public var retry = RetryPolicy(maxAttempts: 5, baseDelay: 0.5, maxDelay: 20)
-    /// A busy worker silent for this long is considered hung (heartbeat is every 0.25 s).
-    public var hangTimeout = 30.0
-    public var transport = TransportOptions()
-    public var logLevel = "info"
-    /// `--log-file`, passed on to workers (nil: they log to the stderr they inherit).
-    public var logFile: String?
-    /// Which fetches are written with O_DIRECT.
-    public var directIO = DirectIO.largeParts
-    /// Bulk orders out at workers at once, over the whole pool (nil: only each worker's
-    /// capacity). A mount sets it low: every bulk transfer in flight makes the server push
-    /// bytes that a paused transfer cannot stop, so a read that misses waits behind them.
-    public var maxBulkOrders: Int? = nil
-    public init() {}
-}
-
-/// What callers see of one finished fetch.
-public struct FetchCompletion: Sendable {
-    public var order: FetchOrder
-    public var tag: Int
-    /// nil on success: every byte of the range was written.
-    public var error: S3Error?
-    /// Block orders: CRC32C of every block written, in order from the range start (on failure,
-    /// of the blocks that did land).
-    public var crcs: [UInt32] = []
-    /// After a 412 on If-Match, what HEAD said (set when the engine has a `versionCheck`).
-    public var version: VersionAnswer? = nil
-}
-
-/// Live counters for progress bars, `soak status` and tests.
-public struct EngineStats: Sendable, Codable {
-    public var bytes: Int64 = 0
-    public var completed = 0
-    public var failed = 0
-    public var retries = 0
-    public var throttled = 0
-    public var workers = 0
-    public var targetWorkers = 0
-    public var queued = 0
-    /// Ready work per lane: urgent, read-ahead, bulk.
-    public var queuedByLane: [Int] = [0, 0, 0]
-    /// Bytes written per lane (urgent, read-ahead, bulk), as reported by workers.
-    public var bytesByLane: [Int64] = [0, 0, 0]
-    public var inflight = 0
-    public var workerRestarts = 0
-    /// Bytes per second over the last optimization interval.
-    public var rate: Double = 0
-    /// GetObject requests answered, by `RequestOutcome.label` (ok, an HTTP status, or a failure
-    /// class). Optional: a `soak status` talking to an older mount decodes without it.
-    public var getObjectRequests: [String: Int]?
-    public init() {}
-}
-
 public final class FetchEngine: @unchecked Sendable {
     // @unchecked: all mutable state is guarded by `lock`; the event thread and callers share it.
-    private struct Job: Sendable {
+    struct Job: Sendable {
         var original: FetchOrder
         var current: FetchOrder
         var lane: Lane
@@ -99,39 +33,39 @@ public final class FetchEngine: @unchecked Sendable {
         var worker: ObjectIdentifier?
     }
 
-    private let settings: EngineSettings
-    private let executable: String
+    let settings: EngineSettings
+    let executable: String
     /// What a new worker is configured with (credentials included: `updateCredentials`).
-    private var workerConfig: WorkerConfig
-    private let logger: Logger
-    private let onComplete: @Sendable (FetchCompletion) -> Void
+    var workerConfig: WorkerConfig
+    let logger: Logger
+    let onComplete: @Sendable (FetchCompletion) -> Void
     /// Asked after a 412 on If-Match (set before `start`): the same ETag retries the order, any
     /// other answer completes it with the 412 and the answer. Without it a 412 fails at once
     /// (the mount, which answers ESTALE and revalidates on the next open).
     public var versionCheck: VersionChecker?
 
-    private let lock = NSLock()
-    private var queue = WorkQueue<Int>()
-    private var jobs: [Int: Job] = [:]
-    private var nextID = 1
-    private var workers: [WorkerProcess] = []
-    private var optimizer: PoolOptimizer
-    private var stats = EngineStats()
-    private var random = SystemRandomNumberGenerator()
-    private var wakeFDs: [Int32] = [-1, -1]
-    private var thread: Thread?
-    private var stopping = false
-    private var stopped = false
-    private let stoppedCond = NSCondition()
+    let lock = NSLock()
+    var queue = WorkQueue<Int>()
+    var jobs: [Int: Job] = [:]
+    var nextID = 1
+    var workers: [WorkerProcess] = []
+    var optimizer: PoolOptimizer
+    var stats = EngineStats()
+    var random = SystemRandomNumberGenerator()
+    var wakeFDs: [Int32] = [-1, -1]
+    var thread: Thread?
+    var stopping = false
+    var stopped = false
+    let stoppedCond = NSCondition()
     // Sampling window for the optimizer.
-    private var windowStart = MonotonicTime.now()
-    private var windowBytes: Int64 = 0
-    private var windowThrottled = 0
-    private var windowErrors = 0
-    private var windowLatencies: [Double] = []
-    private var spawnFailures = 0
+    var windowStart = MonotonicTime.now()
+    var windowBytes: Int64 = 0
+    var windowThrottled = 0
+    var windowErrors = 0
+    var windowLatencies: [Double] = []
+    var spawnFailures = 0
     /// Unsubscribes from credential keepers (`follow`).
-    private var unfollow: [@Sendable () -> Void] = []
+    var unfollow: [@Sendable () -> Void] = []
 
     public init(settings: EngineSettings, workerExecutable: String, builder: S3RequestBuilder, logger: Logger,
                 onComplete: @escaping @Sendable (FetchCompletion) -> Void) {
@@ -277,18 +211,18 @@ public final class FetchEngine: @unchecked Sendable {
         waitStopped()
     }
 
-    private func waitStopped() {
+    func waitStopped() {
         stoppedCond.lock()
         while !stopped && thread != nil { stoppedCond.wait() }
         stoppedCond.unlock()
     }
 
     /// A byte is in the wake pipe that the event thread has not yet taken (guarded by `lock`).
-    private var wakePending = false
+    var wakePending = false
 
     /// Wakes the event thread. One byte per wait, not per call: a download submitting 5000
     /// objects wrote the pipe 5000 times and woke the thread nearly as often.
-    private func wake() {
+    func wake() {
         lock.lock()
         let needed = !wakePending
         wakePending = true
@@ -302,7 +236,7 @@ public final class FetchEngine: @unchecked Sendable {
 
     // MARK: - Event loop (engine thread)
 
-    private func loop() {
+    func loop() {
         var completions: [FetchCompletion] = []
         while true {
             lock.lock()
@@ -359,7 +293,7 @@ public final class FetchEngine: @unchecked Sendable {
         stoppedCond.lock(); stopped = true; stoppedCond.broadcast(); stoppedCond.unlock()
     }
 
-    private func drainReports(_ w: WorkerProcess, into completions: inout [FetchCompletion]) {
+    func drainReports(_ w: WorkerProcess, into completions: inout [FetchCompletion]) {
         defer {
             // A worker writing without newlines would make us buffer without bound.
             if w.reader.pending > LineBuffer.maxLine && !w.exited {
@@ -392,7 +326,7 @@ public final class FetchEngine: @unchecked Sendable {
     }
 
     /// Adds newly written bytes of an order to the counters.
-    private func account(_ w: WorkerProcess, id: Int, bytes: Int64) {
+    func account(_ w: WorkerProcess, id: Int, bytes: Int64) {
         guard let before = w.inflight[id] else { return }
         if bytes > before {
             stats.bytes += bytes - before
@@ -402,7 +336,7 @@ public final class FetchEngine: @unchecked Sendable {
         }
     }
 
-    private func finish(report r: FetchReport, into completions: inout [FetchCompletion]) {
+    func finish(report r: FetchReport, into completions: inout [FetchCompletion]) {
         guard var job = jobs[r.id] else { return }
         stats.getObjectRequests = stats.getObjectRequests ?? [:]
         stats.getObjectRequests![RequestOutcome.label(r.error), default: 0] += 1
@@ -452,7 +386,7 @@ public final class FetchEngine: @unchecked Sendable {
 
     /// The checker's answer about an order parked after a 412 (checker's queue): unchanged, it
     /// is retried like any retryable failure, resuming where it was; else it completes.
-    private func versionAnswered(_ id: Int, error err: S3Error, _ answer: VersionAnswer) {
+    func versionAnswered(_ id: Int, error err: S3Error, _ answer: VersionAnswer) {
         lock.lock()
         guard !stopping, var job = jobs[id] else { lock.unlock(); return }
         if answer == .unchanged, job.current.start <= job.current.end,
@@ -477,118 +411,26 @@ public final class FetchEngine: @unchecked Sendable {
 
     /// How much of a failed attempt a retry keeps: nothing of an unnamed file; whole blocks of a
     /// block order (their CRCs were reported); every contiguous byte otherwise.
-    private func resumableBytes(_ o: FetchOrder, reported: Int64, crcs: Int) -> Int64 {
+    func resumableBytes(_ o: FetchOrder, reported: Int64, crcs: Int) -> Int64 {
         guard o.isResumable else { return 0 }
         guard let bs = o.blockSize else { return reported }
         return min(reported, Int64(crcs) * bs)
     }
 
-    /// Requeues a dead worker's orders from their last reported offset.
-    private func workerDied(_ w: WorkerProcess, reason: String) {
-        if !w.exited { w.terminate(force: true, grace: 0.5) }
-        if !stopping { stats.workerRestarts += 1 }
-        for (id, reported) in w.inflight {
-            guard var job = jobs[id] else { continue }
-            // An unnamed file died with its worker: start over. A named one keeps its bytes; a
-            // block order keeps the blocks whose CRCs arrived before this attempt.
-            let bytes = job.current.blockSize != nil ? 0 : (job.current.isResumable ? reported : 0)
-            stats.bytes -= reported - bytes
-            job.current.start += bytes
-            job.current.fileOffset += bytes
-            job.worker = nil
-            jobs[id] = job
-            if job.current.start > job.current.end {
-                // Every byte was reported written before it died: still wait for no one.
-                jobs[id] = nil
-                stats.completed += 1
-                onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: nil, crcs: job.crcs))
-                continue
-            }
-            // An order that keeps killing its workers must not be retried forever.
-            job.attempts += 1
-            jobs[id] = job
-            if job.attempts >= settings.retry.maxAttempts {
-                jobs[id] = nil
-                stats.failed += 1
-                onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: S3Error(
-                    kind: .transport(curlCode: -2), operation: "GetObject", bucket: job.original.bucket,
-                    key: job.original.key,
-                    message: "the worker process fetching it died \(job.attempts) times (last: \(reason))"),
-                    crcs: job.crcs))
-            } else {
-                queue.pushFront(id, lane: job.lane)
-            }
-        }
-        w.inflight.removeAll()
-        workers.removeAll { $0 === w }
-        // A replaced worker is a retry of its orders, not a failure: debug level.
-        if reason != "retired" { logger.debug("worker \(w.pid) \(reason); its work was requeued") }
-    }
-    private var onCompleteLater: [FetchCompletion] = []
+    var onCompleteLater: [FetchCompletion] = []
     /// Block landings to hand to `onLanded` outside the lock: (tag, first block, CRCs).
-    private var landedLater: [(Int, Int, [UInt32])] = []
-    private var latenciesLater: [(Double, Lane)] = []
+    var landedLater: [(Int, Int, [UInt32])] = []
+    var latenciesLater: [(Double, Lane)] = []
     /// Called on the engine thread with each fetch's time to first byte (seconds) and lane.
     public var onFetchLatency: (@Sendable (Double, Lane) -> Void)?
     /// Called on the engine thread when blocks of a block order are written, before it is done.
     public var onLanded: (@Sendable (_ tag: Int, _ firstBlock: Int, _ crcs: [UInt32]) -> Void)?
 
-    private func spawnWorker() throws {
-        let w = try WorkerProcess.spawn(executable: executable, config: workerConfig)
-        if let rate = perWorkerRate(workers: optimizer.target) { try? w.send(.rate(bytesPerSecond: rate)) }
-        workers.append(w)
-    }
-
-    private func perWorkerRate(workers n: Int) -> Int64? {
-        RateSplit.perWorkerBytesPerSecond(maxBytesPerSecond: settings.maxBytesPerSecond, workers: max(n, 1))
-    }
-
-    private func optimizeIfDue(_ now: Double) {
-        let elapsed = now - windowStart
-        guard elapsed >= settings.optimizationInterval else { return }
-        let lat = windowLatencies.sorted()
-        let sample = ThroughputSample(bytes: windowBytes, seconds: elapsed,
-                                      workers: workers.filter { !$0.retiring && !$0.exited }.count,
-                                      throttled: windowThrottled, errors: windowErrors,
-                                      latencyP50: lat.isEmpty ? nil : lat[lat.count / 2],
-                                      queuedWork: queue.readyCount > 0)
-        stats.rate = Double(windowBytes) / elapsed
-        let before = optimizer.target
-        let target = optimizer.decide(sample)
-        if target != before {
-            logger.debug("optimizer: \(before) → \(target) workers at \(Int(stats.rate / 1e6)) MB/s")
-            if let rate = perWorkerRate(workers: target) {
-                for w in workers where !w.exited { try? w.send(.rate(bytesPerSecond: rate)) }
-            }
-        }
-        windowStart = now; windowBytes = 0; windowThrottled = 0; windowErrors = 0; windowLatencies.removeAll()
-    }
-
-    /// Spawns or retires workers to match the optimizer's target.
-    private func balanceWorkers() {
-        let target = optimizer.target
-        var active = workers.filter { !$0.retiring && !$0.exited }
-        while active.count < target && spawnFailures < 5 {
-            do { try spawnWorker(); active = workers.filter { !$0.retiring && !$0.exited } }
-            catch { spawnFailures += 1; logger.error("could not start a worker: \(error)"); break }
-        }
-        if active.count > target {
-            // Retire the least loaded: it stops getting work and exits when idle.
-            for w in active.sorted(by: { $0.inflight.count < $1.inflight.count }).prefix(active.count - target) {
-                w.retiring = true
-            }
-        }
-        for w in workers where w.retiring && w.inflight.isEmpty && !w.exited {
-            w.terminate(force: false, grace: 1)
-            workerDied(w, reason: "retired")
-        }
-    }
-
     /// Orders beyond a worker's bulk capacity that urgent and read-ahead work may take, so a
     /// saturated pool still starts a mount read at once (the worker runs it in a spare slot).
     static let priorityReserve = 8
 
-    private func dispatch() {
+    func dispatch() {
         let now = MonotonicTime.now()
         let capacity = settings.slotsPerWorker + settings.prefetchDepth
         queue.release(now: now)

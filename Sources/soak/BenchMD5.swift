@@ -3,7 +3,7 @@ import Prefetcher
 import SoakCore
 
 /// `soak __bench-md5 FILE...`: hashes the files one after another with the one-stream MD5, then
-/// `MD5Lanes.width` at a time side by side (`CacheFiller.md5(files:)`, what the cache's MD5 checks use), and
+/// `MD5Lanes.width` at a time side by side (`FileMD5.of(files:)`, what the cache's MD5 checks use), and
 /// prints both rates. The files should be in the page cache (run it twice). Not a user command.
 enum BenchMD5 {
     static func run(_ paths: [String]) -> Int32 {
@@ -17,14 +17,14 @@ enum BenchMD5 {
         }
         let bytes = Double(files.reduce(0) { $0 + $1.size })
         var t0 = MonotonicTime.now()
-        let one = files.map { CacheFiller.md5(path: $0.path, size: $0.size) }
+        let one = files.map { FileMD5.of(path: $0.path, size: $0.size) }
         let tOne = MonotonicTime.now() - t0
         t0 = MonotonicTime.now()
         var lanes: [String?] = []
         var i = 0
         while i < files.count {
             let group = Array(files[i..<min(files.count, i + MD5Lanes.width)])
-            lanes += CacheFiller.md5(files: group)
+            lanes += FileMD5.of(files: group)
             i += group.count
         }
         let tLanes = MonotonicTime.now() - t0

@@ -349,8 +349,8 @@ final class CacheFillerTests: XCTestCase {
         }
         files.append((dir + "/missing", 10))
         files.append((files[2].path, files[2].size + 1))  // shorter than asked
-        let sums = CacheFiller.md5(files: files)
-        for i in 0..<6 { XCTAssertEqual(sums[i], CacheFiller.md5(path: files[i].path, size: files[i].size), "file \(i)") }
+        let sums = FileMD5.of(files: files)
+        for i in 0..<6 { XCTAssertEqual(sums[i], FileMD5.of(path: files[i].path, size: files[i].size), "file \(i)") }
         XCTAssertEqual(sums[0], "d41d8cd98f00b204e9800998ecf8427e")
         XCTAssertNil(sums[6])
         XCTAssertNil(sums[7])
