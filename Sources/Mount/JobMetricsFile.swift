@@ -13,8 +13,8 @@ import Glibc
 
 public final class JobMetricsFile: @unchecked Sendable {
     // @unchecked: the `last*` figures and `lastWrite` are guarded by `lock`.
-    /// Often enough for a textfile collector scraped every 15 s or more, rarely enough to cost
-    /// nothing (each write also reads /proc for the process figures).
+    /// Often enough for a textfile collector's usual scrape interval, rarely enough that the
+    /// writes (each also reads /proc for the process figures) cost next to nothing.
     public static let writeInterval = 5.0
     public let path: String
     private let logger: Logger
