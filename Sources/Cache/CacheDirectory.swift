@@ -78,29 +78,19 @@ public enum CacheDirectory {
     /// Makes `path` a soak cache for a command that writes: a missing directory is created with
     /// its parents (mode 0700), a missing, empty or legacy one is marked. Refuses (throws,
     /// having created nothing) anything else, and a marker of a newer format.
-    public static func prepare(_ path: String) throws {
-        switch try classify(path) {
-        case .missing:
-            try makeDirectories(path)
-            try mark(path)
-        case .empty:
-            try mark(path)
-        case .legacy(let v):
-            try checkLegacy(path, version: v)
-            try mark(path)
-        case .marked(let v):
-            try checkMarked(path, version: v)
-        case .foreign(let why):
-            throw CacheError.notACache(directory: path, reason: why)
-        }
-    }
+    public static func prepare(_ path: String) throws { try admit(path, create: true) }
 
     /// For a command that only reads or tidies an existing cache: `path` must already be a
     /// soak cache (a legacy one gets its marker, the only thing written). Creates nothing else.
-    public static func requireExisting(_ path: String) throws {
+    public static func requireExisting(_ path: String) throws { try admit(path, create: false) }
+
+    /// The one decision both entry points share; only a missing or empty directory differs.
+    private static func admit(_ path: String, create: Bool) throws {
         switch try classify(path) {
         case .missing, .empty:
-            throw CacheError.noCache(directory: path)
+            guard create else { throw CacheError.noCache(directory: path) }
+            try makeDirectories(path)  // creates what is missing; an empty one is left as it is
+            try mark(path)
         case .legacy(let v):
             try checkLegacy(path, version: v)
             try mark(path)
