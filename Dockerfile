@@ -67,7 +67,8 @@ COPY --from=build /out/soak /usr/bin/soak
 RUN ln -s /usr/bin/soak /sbin/mount.fuse.soak
 # The default cache directory: $CACHE_DIRECTORY comes before $HOME/.cache/soak (README, "Prewarm").
 ENV CACHE_DIRECTORY=/var/cache/soak
-USER soak
+# Numeric, so that Kubernetes' runAsNonRoot can check it
+USER 10001:10001
 WORKDIR /home/soak
 ENTRYPOINT ["soak"]
 CMD ["--help"]
