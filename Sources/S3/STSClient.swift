@@ -16,6 +16,19 @@ struct STSClient: Sendable {
     static let apiVersion = "2011-06-15"
     /// The region the global endpoint signs for.
     static let globalRegion = "us-east-1"
+    /// A few quick attempts: a refresh that still fails is retried later by the keeper's own
+    /// backoff, and a first resolve should fail within seconds, not minutes.
+    static let retry = RetryPolicy(maxAttempts: 3, baseDelay: 0.5, maxDelay: 2)
+    /// STS error codes worth another attempt (botocore's throttling codes and IDPCommunicationError,
+    /// the identity provider being briefly unreachable).
+    static let transientCodes: Set<String> = ["Throttling", "ThrottlingException", "RequestLimitExceeded",
+                                              "TooManyRequestsException", "IDPCommunicationError",
+                                              "ServiceUnavailable", "InternalFailure", "RequestTimeout"]
+
+    /// True for an answer worth another attempt: 5xx, 429 and the throttling codes.
+    static func isTransient(status: Int, code: String?) -> Bool {
+        status >= 500 || status == 429 || code.map { transientCodes.contains($0) } == true
+    }
 
     /// The endpoint URL (no trailing slash) and the region requests are signed for.
     func endpoint() -> (url: String, signingRegion: String) {
@@ -72,17 +85,33 @@ struct STSClient: Sendable {
                                      payloadHash: SigV4Signer.sha256Hex(Data(body)), date: context.now())
             headers += signed.map { (name: $0.0, value: $0.1) }
         }
+        // Transient failures (no answer, 5xx, throttling) are retried a few times with the
+        // project's jittered backoff; the last one is reported with the attempts it took.
+        var attempts = 0
+        var random = SystemRandomNumberGenerator()
         let response: CredentialHTTPResponse
         do {
-            response = try CredentialHTTP.send(method: "POST", url: base + "/", headers: headers, body: body,
-                                               timeout: Self.timeout, transport: context.transport)
-        } catch let e as CredentialHTTPError {
-            throw CredentialsError(.failed, "\(what): STS \(action) failed: \(e)")
-        }
-        guard response.status == 200 else {
-            let detail = Self.parseError(response.body).map { "\($0.code): \($0.message)" } ?? "no STS error document"
-            throw CredentialsError(.failed, "\(what): STS \(action) answered HTTP \(response.status): "
-                                   + PathError.printable(detail))
+            response = try withRetries(policy: Self.retry, clock: SystemClock(), random: &random,
+                                       isRetryable: { ($0 as? STSAttemptError)?.transient ?? false }) {
+                attempts += 1
+                let r: CredentialHTTPResponse
+                do {
+                    r = try CredentialHTTP.send(method: "POST", url: base + "/", headers: headers, body: body,
+                                                timeout: Self.timeout, transport: context.transport)
+                } catch let e as CredentialHTTPError {
+                    throw STSAttemptError(message: "failed: \(e)", transient: true)
+                }
+                guard r.status == 200 else {
+                    let error = Self.parseError(r.body)
+                    let detail = error.map { "\($0.code): \($0.message)" } ?? "no STS error document"
+                    throw STSAttemptError(message: "answered HTTP \(r.status): " + PathError.printable(detail),
+                                          transient: Self.isTransient(status: r.status, code: error?.code))
+                }
+                return r
+            }
+        } catch let e as STSAttemptError {
+            let tries = attempts > 1 ? " (after \(attempts) attempts)" : ""
+            throw CredentialsError(.failed, "\(what): STS \(action) \(e.message)\(tries)")
         }
         return try Self.parseCredentials(response.body, action: action, what: what)
     }
@@ -122,4 +151,10 @@ struct STSClient: Sendable {
     static func defaultSessionName(now: Date) -> String {
         "soak-session-\(Int(now.timeIntervalSince1970))"
     }
+}
+
+/// One failed STS attempt, before it becomes a `CredentialsError` (no secret in `message`).
+struct STSAttemptError: Error {
+    var message: String
+    var transient: Bool
 }
