@@ -66,6 +66,8 @@ public final class FetchEngine: @unchecked Sendable {
     var spawnFailures = 0
     /// Unsubscribes from credential keepers (`follow`).
     var unfollow: [@Sendable () -> Void] = []
+    /// Asks the followed keeper for new keys now (a worker's GET was refused as expired).
+    var credentialsRejected: (@Sendable () -> Void)?
 
     public init(settings: EngineSettings, workerExecutable: String, builder: S3RequestBuilder, logger: Logger,
                 onComplete: @escaping @Sendable (FetchCompletion) -> Void) {
@@ -189,6 +191,7 @@ public final class FetchEngine: @unchecked Sendable {
         let id = keeper.subscribe { [weak self] in self?.updateCredentials($0) }
         lock.lock(); defer { lock.unlock() }
         unfollow.append { keeper.unsubscribe(id) }
+        credentialsRejected = { keeper.requestRefresh() }
     }
 
     /// PIDs of live workers (for tests and `soak status`).
@@ -369,6 +372,7 @@ public final class FetchEngine: @unchecked Sendable {
             }
             return
         }
+        if err.isCredentialRejection { credentialsRejected?() }
         if err.isRetryable, job.current.start <= job.current.end,
            let delay = settings.retry.delay(afterAttempt: job.attempts, retryAfter: err.retryAfter, random: &random) {
             stats.retries += 1

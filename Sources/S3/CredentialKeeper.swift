@@ -8,6 +8,10 @@
 /// - A failed refresh keeps the old keys, logs one warning per failure streak (no secret: the
 ///   provider's errors name the source only) and retries with the refresher's backoff.
 /// - Credentials without an expiration start no timer.
+/// - S3 can refuse keys the keeper still thinks good (`ExpiredToken` from a skewed clock, a key
+///   revoked early): `refreshNow(rejected:)` (the coordinator's stores, synchronously) and
+///   `requestRefresh()` (the fetch engine, for a worker's GET) refresh at once, at most once per
+///   `minForcedInterval`, so a server that keeps refusing cannot make every request call STS.
 ///
 /// The clock and the wait are injected: unit tests call `tick()` with a fake clock; `start()`
 /// runs the same `tick` on a timer thread.
@@ -26,6 +30,15 @@ public final class CredentialKeeper: @unchecked Sendable {
     private var thread: Thread?
     private var stopping = false
     private var refreshCount = 0
+    /// Serializes calls to the provider (the timer's and the forced ones); taken before `lock`.
+    private let loading = NSLock()
+    /// When new credentials were last installed (forced refreshes are spaced from it).
+    private var installedAt: Date
+    /// Set by `requestRefresh`: the timer thread refreshes at its next wake-up.
+    private var forced = false
+    /// A forced refresh comes at most this often: new keys a server refuses too are not better
+    /// for being fetched on every request.
+    public static let minForcedInterval: TimeInterval = 10
     /// Refreshes done since the start (for logs and tests).
     public var refreshes: Int {
         lock.lock(); defer { lock.unlock() }
@@ -43,7 +56,9 @@ public final class CredentialKeeper: @unchecked Sendable {
         self.provider = provider
         self.now = now
         self.logger = logger
-        self.refresher = CredentialRefresher(credentials: credentials, obtainedAt: now())
+        let t = now()
+        self.refresher = CredentialRefresher(credentials: credentials, obtainedAt: t)
+        self.installedAt = t
     }
 
     /// Fixed credentials (tests, anonymous requests): never refreshed.
@@ -91,16 +106,53 @@ public final class CredentialKeeper: @unchecked Sendable {
         subscribers[id] = nil
     }
 
+    /// True when the credentials came from a source that can give new ones (they expire).
+    public var isRefreshable: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return provider != nil && refresher.credentials.expiration != nil
+    }
+
     /// Refreshes if due (the provider is called outside the lock). Returns true when new
     /// credentials were installed.
     @discardableResult
     public func tick() -> Bool {
-        guard let provider else { return false }
-        let t = now()
+        loading.lock(); defer { loading.unlock() }
         lock.lock()
-        let due = refresher.isDue(now: t)
+        let due = refresher.isDue(now: now()) || forced
+        forced = false
         lock.unlock()
-        guard due else { return false }
+        return due ? load() : false
+    }
+
+    /// S3 refused `accessKeyId` as expired or invalid: refreshes now (unless another caller just
+    /// did) and returns the credentials to sign the retry with, or nil when there is nothing new
+    /// (fixed keys, a failed refresh, or a forced refresh too soon after the last).
+    public func refreshNow(rejected accessKeyId: String) -> Credentials? {
+        guard isRefreshable else { return nil }
+        loading.lock(); defer { loading.unlock() }
+        lock.lock()
+        let current = refresher.credentials
+        let tooSoon = now().timeIntervalSince(installedAt) < Self.minForcedInterval
+        lock.unlock()
+        if current.accessKeyId != accessKeyId { return current }  // refreshed meanwhile
+        if tooSoon { return nil }
+        logger.info("S3 refused the current credentials; refreshing them from \(provider?.name ?? "?") now")
+        return load() ? self.current : nil
+    }
+
+    /// A worker's request was refused as expired: the timer thread refreshes at once (the
+    /// caller holds its own lock, so this only signals). Spaced like `refreshNow`.
+    public func requestRefresh() {
+        lock.lock(); defer { lock.unlock() }
+        guard provider != nil, refresher.credentials.expiration != nil,
+              now().timeIntervalSince(installedAt) >= Self.minForcedInterval else { return }
+        forced = true
+        lock.broadcast()
+    }
+
+    /// Calls the provider and installs what it gives (caller holds `loading`).
+    private func load() -> Bool {
+        guard let provider else { return false }
         var loaded: Credentials?
         var failure: String?
         do {
@@ -113,6 +165,7 @@ public final class CredentialKeeper: @unchecked Sendable {
         lock.lock()
         if let loaded {
             refresher.succeeded(loaded, now: after)
+            installedAt = after
             refreshCount += 1
             let handlers = Array(subscribers.values)
             let next = refresher.nextAttempt
@@ -157,7 +210,7 @@ public final class CredentialKeeper: @unchecked Sendable {
         while true {
             lock.lock()
             if stopping { lock.unlock(); return }
-            let wait = refresher.nextAttempt.map { $0.timeIntervalSince(now()) } ?? Self.maxSleep
+            let wait = forced ? 0 : refresher.nextAttempt.map { $0.timeIntervalSince(now()) } ?? Self.maxSleep
             if wait > 0 {
                 _ = lock.wait(until: Date().addingTimeInterval(min(wait, Self.maxSleep)))
                 let stop = stopping

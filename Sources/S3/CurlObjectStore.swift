@@ -102,11 +102,39 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
                      _ make: (S3RequestBuilder) -> SignedRequest, range: ClosedRange<Int64>? = nil,
                      sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> ResponseHead {
         lock.lock(); defer { lock.unlock() }
+        var resigned = false
+        while true {
+            let signer = signing
+            let rc = try perform(method: method, make, signer: signer, range: range, sink: sink)
+            guard var e = ResponseCheck.error(for: transfer, curlCode: rc, operation: op, bucket: bucket, key: key) else {
+                return transfer.head
+            }
+            // Keys S3 calls expired or invalid before the keeper thought so (a skewed clock, an
+            // early revocation): refresh now and sign this request once more with the new ones.
+            // A HEAD's error has no body to name its code; its 400 with a signature that was
+            // good otherwise is an expired token in practice (regions are handled above).
+            let bodylessExpiry = method == "HEAD" && e.kind == .http && e.status == 400 && e.code == nil
+            if !resigned, e.isCredentialRejection || bodylessExpiry, let keys,
+               let fresh = keys.refreshNow(rejected: signer.credentials.accessKeyId),
+               fresh.accessKeyId != signer.credentials.accessKeyId {
+                resigned = true
+                continue
+            }
+            // Say which server could not be reached.
+            if case .transport = e.kind { e.message += " (\(builder.endpoint.urlString))" }
+            throw e
+        }
+    }
+
+    /// One request (and one more at most, signed again for the region a response names: a
+    /// bucket found elsewhere; every later request then uses that region directly). Caller holds
+    /// `lock`. Returns libcurl's code.
+    private func perform(method: String, _ make: (S3RequestBuilder) -> SignedRequest, signer first: S3RequestBuilder,
+                         range: ClosedRange<Int64>?, sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> Int32 {
         var rc: Int32 = 0
-        // Once more at most: a response naming another region (a bucket found elsewhere) is
-        // answered by signing again for it; every later request uses that region directly.
+        var signer = first
         for attempt in 0..<2 {
-            let req = make(signing)
+            let req = make(signer)
             try transfer.prepare(method: method, url: req.url, headers: req.headers, options: options)
             transfer.expectedRange = range
             transfer.sink = sink
@@ -118,13 +146,9 @@ public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
                                                      current: builder.endpoint.region),
                   let moved = try? builder.inRegion(region) else { break }
             builder = moved
+            signer = signing
         }
-        if var e = ResponseCheck.error(for: transfer, curlCode: rc, operation: op, bucket: bucket, key: key) {
-            // Say which server could not be reached.
-            if case .transport = e.kind { e.message += " (\(builder.endpoint.urlString))" }
-            throw e
-        }
-        return transfer.head
+        return rc
     }
 }
 

@@ -4,7 +4,8 @@ import Foundation
 ///
 /// `isRetryable` is the single place that decides whether a failure is worth another attempt:
 /// 5xx, SlowDown, throttling, transport failures, stalls and short bodies are; 4xx are not
-/// (except 408/429), and 412 means the object changed under us.
+/// (except 408/429 and expired credentials, which a refresh replaces), and 412 means the
+/// object changed under us.
 public struct S3Error: Error, Sendable, Codable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable, Codable {
         /// The server answered with an HTTP error status (see `status`, `code`).
@@ -52,10 +53,19 @@ public struct S3Error: Error, Sendable, Codable, Equatable, CustomStringConverti
             || status == 503 || status == 429)
     }
 
+    /// True when S3 refused the credentials as expired or invalid: new ones from a refreshable
+    /// source may work (the coordinator's stores refresh and sign once more).
+    public var isCredentialRejection: Bool {
+        kind == .http && (code == "ExpiredToken" || code == "InvalidToken" || code == "TokenRefreshRequired")
+    }
+
     public var isRetryable: Bool {
         switch kind {
         case .http:
             if status >= 500 { return true }
+            // The coordinator refreshes the keys (the engine asks it to), so a later attempt is
+            // signed with new ones. InvalidToken is not here: a malformed token stays malformed.
+            if code == "ExpiredToken" || code == "TokenRefreshRequired" { return true }
             if status == 408 || isThrottle { return true }
             if code == "RequestTimeout" || code == "SlowDown" || code == "InternalError" { return true }
             return false
