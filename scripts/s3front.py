@@ -12,6 +12,18 @@ every IMDS or container credential comes with one. This front stands where AWS w
       AWS_CONTAINER_AUTHORIZATION_TOKEN=<--auth-token>
     and IMDSv2 (PUT /latest/api/token, then GET /latest/meta-data/iam/security-credentials/[ROLE]):
       AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT
+    and GET /__front/process (same Authorization), the JSON Version 1 a credential_process prints,
+    and STS (AWS_ENDPOINT_URL_STS=http://127.0.0.1:PORT), a query-protocol POST to / answered
+    with STS's XML:
+      AssumeRoleWithWebIdentity: WebIdentityToken must equal the current content of
+        --web-identity-token-file (read on every call, so a test can rotate it), else 400
+        InvalidIdentityToken;
+      AssumeRole: the SigV4 signature (service sts) must be made with a --source-key AKID:SECRET
+        (or an issued key with its token: chained roles), else 403 SignatureDoesNotMatch /
+        InvalidClientTokenId;
+      --sts-fail N answers the first N STS calls 500 InternalFailure (clients must retry);
+- `--skew S` adds S seconds to every Expiration it reports but not to the real one: a client
+  that trusts the reported time meets 400 ExpiredToken before it thinks a refresh is due;
 - it CHECKS every other request as S3 does: the SigV4 signature is recomputed with the secret
   issued for the request's access key (403 InvalidAccessKeyId for an unknown key, 403
   SignatureDoesNotMatch for a wrong signature), the signed x-amz-security-token must be the one
@@ -19,11 +31,13 @@ every IMDS or container credential comes with one. This front stands where AWS w
 - it then RE-SIGNS the request with the upstream's static keys (--upstream-key/--upstream-secret,
   default AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and forwards it, streaming the body back.
 
-GET /__front/stats answers JSON: {"issued": n, "requests": {access key: count forwarded},
-"refused": {error code: count}}; it is also written to --stats FILE after every request.
+GET /__front/stats answers JSON: {"issued": n, "issued_by": {source: n}, "requests": {access key:
+count forwarded}, "refused": {error code: count}} (STS refusals count as "STS:" + code); it is also
+written to --stats FILE after every request.
 
 Usage: s3front.py --upstream http://127.0.0.1:8335 [--listen-port 0] [--lifetime 900]
                   [--auth-token T] [--role soak-test-role] [--region us-east-1] [--stats FILE]
+                  [--skew S] [--web-identity-token-file F] [--source-key AKID:SECRET]... [--sts-fail N]
 Prints `PORT=nnnn` on stdout once it listens. Exit 0 on SIGTERM/SIGINT, 2 on bad arguments.
 """
 import argparse
@@ -94,13 +108,16 @@ class State:
         self.lock = threading.Lock()
         self.keys = {}  # access key -> (secret, token, expiration datetime)
         self.issued = 0
+        self.issued_by = {}
+        self.sts_calls = 0
         self.requests = {}
         self.refused = {}
         self.imds_tokens = set()
 
-    def issue(self):
+    def issue(self, source):
         with self.lock:
             self.issued += 1
+            self.issued_by[source] = self.issued_by.get(source, 0) + 1
             key = "ASIAFRONT%08d" % self.issued
             secret = secrets.token_urlsafe(30)
             token = "FRONTTOKEN" + secrets.token_urlsafe(48)
@@ -119,8 +136,8 @@ class State:
             os.replace(tmp, self.args.stats)
 
     def snapshot(self):
-        return json.dumps({"issued": self.issued, "requests": self.requests, "refused": self.refused},
-                          sort_keys=True)
+        return json.dumps({"issued": self.issued, "issued_by": self.issued_by, "requests": self.requests,
+                           "refused": self.refused}, sort_keys=True)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -153,13 +170,106 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # ---- credential issuing
     def creds_json(self, imds):
-        key, secret, token, expires = self.state.issue()
-        d = {"AccessKeyId": key, "SecretAccessKey": secret, "Token": token, "Expiration": iso(expires)}
+        key, secret, token, expires = self.state.issue("imds" if imds else "container")
+        d = {"AccessKeyId": key, "SecretAccessKey": secret, "Token": token, "Expiration": self.reported(expires)}
         if imds:
             d.update({"Code": "Success", "LastUpdated": iso(utc_now()), "Type": "AWS-HMAC"})
         else:
             d["RoleArn"] = "arn:aws:iam::123456789012:role/" + self.state.args.role
         return json.dumps(d).encode()
+
+    def reported(self, expires):
+        return iso(expires + datetime.timedelta(seconds=self.state.args.skew))
+
+    def sts_reply(self, status, action=None, code=None, message="", key=None):
+        if code:
+            self.state.count(self.state.refused, "STS:" + code)
+            kind = "Receiver" if status >= 500 else "Sender"
+            body = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">\n  <Error>\n'
+                    f"    <Type>{kind}</Type>\n    <Code>{code}</Code>\n    <Message>{message}</Message>\n"
+                    f"  </Error>\n  <RequestId>front-sts</RequestId>\n</ErrorResponse>\n")
+            return self.reply(status, body.encode(), "text/xml")
+        key, secret, token, expires = self.state.issue("sts-web" if action == "AssumeRoleWithWebIdentity" else "sts-role")
+        role = "arn:aws:sts::123456789012:assumed-role/" + self.state.args.role + "/front"
+        extra = ("    <SubjectFromWebIdentityToken>system:serviceaccount:default:soak</SubjectFromWebIdentityToken>\n"
+                 "    <Audience>sts.amazonaws.com</Audience>\n    <Provider>front</Provider>\n"
+                 if action == "AssumeRoleWithWebIdentity" else "")
+        body = (f'<{action}Response xmlns="https://sts.amazonaws.com/doc/2011-06-15/">\n  <{action}Result>\n{extra}'
+                f"    <AssumedRoleUser>\n      <AssumedRoleId>AROAFRONT:front</AssumedRoleId>\n      <Arn>{role}</Arn>\n"
+                f"    </AssumedRoleUser>\n    <Credentials>\n      <SecretAccessKey>{secret}</SecretAccessKey>\n"
+                f"      <SessionToken>{token}</SessionToken>\n      <Expiration>{self.reported(expires)}</Expiration>\n"
+                f"      <AccessKeyId>{key}</AccessKeyId>\n    </Credentials>\n    <PackedPolicySize>6</PackedPolicySize>\n"
+                f"  </{action}Result>\n  <ResponseMetadata><RequestId>front-sts</RequestId></ResponseMetadata>\n"
+                f"</{action}Response>\n")
+        return self.reply(200, body.encode(), "text/xml")
+
+    def sts(self, body):
+        """STS's query protocol: AssumeRoleWithWebIdentity and AssumeRole."""
+        a = self.state.args
+        form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        action = form.get("Action")
+        with self.state.lock:
+            self.state.sts_calls += 1
+            failing = self.state.sts_calls <= a.sts_fail
+        if failing:
+            return self.sts_reply(500, code="InternalFailure", message="front: failing as told (--sts-fail)")
+        if form.get("Version") != "2011-06-15" or not form.get("RoleArn") or not form.get("RoleSessionName"):
+            return self.sts_reply(400, code="MissingParameter", message="Version, RoleArn and RoleSessionName are required")
+        if action == "AssumeRoleWithWebIdentity":
+            expected = None
+            if a.web_identity_token_file:
+                try:
+                    with open(a.web_identity_token_file) as f:
+                        expected = f.read().strip()
+                except OSError:
+                    expected = None
+            if self.headers.get("Authorization") or not expected or form.get("WebIdentityToken") != expected:
+                return self.sts_reply(400, code="InvalidIdentityToken", message="Couldn't verify the web identity token")
+            return self.sts_reply(200, action=action)
+        if action == "AssumeRole":
+            problem = self.sts_signature_problem(body)
+            if problem:
+                return self.sts_reply(403, code=problem[0], message=problem[1])
+            return self.sts_reply(200, action=action)
+        return self.sts_reply(400, code="InvalidAction", message="Could not find operation " + str(action))
+
+    def sts_signature_problem(self, body):
+        """(code, message) when AssumeRole's SigV4 signature is not one of a known key's, else None."""
+        auth = self.headers.get("Authorization") or ""
+        if not auth.startswith("AWS4-HMAC-SHA256 "):
+            return ("MissingAuthenticationToken", "Request is missing Authentication Token")
+        fields = dict(p.strip().partition("=")[::2] for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
+        try:
+            key, scope = fields["Credential"].split("/", 1)
+            signed = fields["SignedHeaders"].split(";")
+            sig = fields["Signature"]
+        except (KeyError, ValueError):
+            return ("IncompleteSignature", "The request signature does not conform to AWS standards")
+        token = None
+        sources = dict(k.split(":", 1) for k in self.state.args.source_key)
+        if key in sources:
+            secret = sources[key]
+        else:
+            with self.state.lock:
+                entry = self.state.keys.get(key)
+            if entry is None:
+                return ("InvalidClientTokenId", "The security token included in the request is invalid.")
+            secret, token, expires = entry
+            if utc_now() >= expires:
+                return ("ExpiredToken", "The security token included in the request is expired")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if scope.split("/")[2:3] != ["sts"]:
+            return ("SignatureDoesNotMatch", "Credential should be scoped to correct service: 'sts'.")
+        payload = headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
+        if payload != hashlib.sha256(body).hexdigest():
+            return ("SignatureDoesNotMatch", "The payload hash does not match the body")
+        expected = signature(secret, "POST", "/", "", headers, signed, payload, headers.get("x-amz-date", ""), scope)
+        if not hmac.compare_digest(expected, sig):
+            return ("SignatureDoesNotMatch", "The request signature we calculated does not match the signature "
+                                             "you provided.")
+        if token is not None and ("x-amz-security-token" not in signed or headers.get("x-amz-security-token") != token):
+            return ("InvalidClientTokenId", "The security token included in the request is invalid.")
+        return None
 
     def issuer(self, path):
         a = self.state.args
@@ -169,6 +279,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if a.auth_token and self.headers.get("Authorization") != a.auth_token:
                 return self.reply(401, b'{"message":"bad authorization token"}', "application/json")
             return self.reply(200, self.creds_json(False), "application/json")
+        if path == "/__front/process":
+            if a.auth_token and self.headers.get("Authorization") != a.auth_token:
+                return self.reply(401, b'{"message":"bad authorization token"}', "application/json")
+            key, secret, token, expires = self.state.issue("process")
+            doc = {"Version": 1, "AccessKeyId": key, "SecretAccessKey": secret, "SessionToken": token,
+                   "Expiration": self.reported(expires)}
+            return self.reply(200, json.dumps(doc).encode(), "application/json")
         if path == "/latest/api/token" and self.command == "PUT":
             if not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
                 return self.reply(400, b"missing ttl", "text/plain")
@@ -289,6 +406,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.issuer(path) is not None or path.startswith("/__front/") or path.startswith("/latest/"):
             return
         body = self.read_body()
+        if self.command == "POST" and path == "/" and (self.headers.get("Content-Type") or "").startswith(
+                "application/x-www-form-urlencoded"):
+            return self.sts(body)
         key = self.verify(path, query)
         if key is None:
             return
@@ -309,9 +429,17 @@ def main():
     p.add_argument("--upstream-key", default=os.environ.get("AWS_ACCESS_KEY_ID"))
     p.add_argument("--upstream-secret", default=os.environ.get("AWS_SECRET_ACCESS_KEY"))
     p.add_argument("--stats")
+    p.add_argument("--skew", type=float, default=0, help="seconds added to every reported Expiration")
+    p.add_argument("--web-identity-token-file", help="AssumeRoleWithWebIdentity accepts this file's content")
+    p.add_argument("--source-key", action="append", default=[], metavar="AKID:SECRET",
+                   help="static keys AssumeRole may be signed with (repeatable)")
+    p.add_argument("--sts-fail", type=int, default=0, help="answer the first N STS calls 500")
     args = p.parse_args()
     if not args.upstream_key or not args.upstream_secret:
         print("s3front: no upstream keys (--upstream-key/--upstream-secret or AWS_ACCESS_KEY_ID/...)", file=sys.stderr)
+        sys.exit(2)
+    if any(":" not in k for k in args.source_key):
+        print("s3front: --source-key takes AKID:SECRET", file=sys.stderr)
         sys.exit(2)
     if args.lifetime <= 0:
         print("s3front: --lifetime must be > 0", file=sys.stderr)

@@ -33,21 +33,22 @@ final class CredentialFrontIntegrationTests: XCTestCase {
     struct Front {
         var url: String
         var token: String
-        func stats() throws -> (issued: Int, requests: [String: Int], refused: [String: Int]) {
+        func stats() throws -> (issued: Int, requests: [String: Int], refused: [String: Int], issuedBy: [String: Int]) {
             let r = try Harness.run("/usr/bin/curl", ["-sf", url + "/__front/stats"], timeout: 30)
             let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
-            return (o["issued"] as! Int, o["requests"] as! [String: Int], o["refused"] as! [String: Int])
+            return (o["issued"] as! Int, o["requests"] as! [String: Int], o["refused"] as! [String: Int],
+                    o["issued_by"] as! [String: Int])
         }
     }
 
-    func startFront(lifetime: Double) throws -> Front {
+    func startFront(lifetime: Double, extra: [String] = []) throws -> Front {
         let log = work + "/front-\(processes.count).log"
         FileManager.default.createFile(atPath: log, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let token = "tok-\(UUID().uuidString.prefix(8))"
         p.arguments = ["python3", Harness.repoRoot + "/scripts/s3front.py", "--upstream", endpoint, "--listen-port", "0",
-                       "--lifetime", String(lifetime), "--auth-token", token]
+                       "--lifetime", String(lifetime), "--auth-token", token] + extra
         let out = Pipe()
         p.standardOutput = out
         p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
