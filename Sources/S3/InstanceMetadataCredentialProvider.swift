@@ -55,11 +55,7 @@ public struct InstanceMetadataCredentialProvider: CredentialProvider {
     public func load() throws -> Credentials? {
         guard let base = try endpoint() else { return nil }
         // Step 1: a session token (IMDSv2), or the reason to fall back to IMDSv1.
-        let tokenAnswer: CredentialHTTPResponse
-        do {
-            tokenAnswer = try send("PUT", base + Self.tokenPath,
-                                   [("X-aws-ec2-metadata-token-ttl-seconds", String(Self.tokenTTLSeconds))])
-        } catch {
+        guard let tokenAnswer = tokenRequest(base) else {
             return nil  // nothing answers: not on EC2 (or IMDS is firewalled off)
         }
         var tokenHeader: [(name: String, value: String)] = []
@@ -95,6 +91,21 @@ public struct InstanceMetadataCredentialProvider: CredentialProvider {
         let c = try Self.parse(credsAnswer.body, source: "\(name) (role '\(role)')")
         try CredentialParsing.checkNotExpired(c, source: "\(name) (role '\(role)')", now: context.now())
         return c
+    }
+
+    /// The token PUT, or nil when nothing answered (now, or within the last few seconds:
+    /// `InstanceMetadataReachability`).
+    func tokenRequest(_ base: String) -> CredentialHTTPResponse? {
+        if InstanceMetadataReachability.recentlySilent(base) { return nil }
+        do {
+            let r = try send("PUT", base + Self.tokenPath,
+                             [("X-aws-ec2-metadata-token-ttl-seconds", String(Self.tokenTTLSeconds))])
+            InstanceMetadataReachability.record(base, timedOut: false)
+            return r
+        } catch {
+            InstanceMetadataReachability.record(base, timedOut: (error as? CredentialHTTPError)?.timedOut ?? false)
+            return nil
+        }
     }
 
     private func send(_ method: String, _ url: String, _ headers: [(name: String, value: String)]) throws

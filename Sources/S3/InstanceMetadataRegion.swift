@@ -4,7 +4,8 @@
 /// Same rules as the credential provider it extends: `AWS_EC2_METADATA_DISABLED`, the endpoint
 /// variables, an IMDSv2 token first and IMDSv1 only after a 403/404/405 (not with
 /// `AWS_EC2_METADATA_V1_DISABLED`), one attempt with a 1 s deadline. Any failure means "no
-/// region here" (nil): a region is never worth an error.
+/// region here" (nil): a region is never worth an error. A token request that timed out is
+/// remembered briefly, so the credential chain's IMDS step right after does not wait again.
 import Foundation
 
 extension InstanceMetadataCredentialProvider {
@@ -17,9 +18,7 @@ extension InstanceMetadataCredentialProvider {
             try? CredentialHTTP.send(method: method, url: base + path, headers: headers, timeout: timeout,
                                      transport: context.transport)
         }
-        guard let tokenAnswer = send("PUT", Self.tokenPath,
-                                     [("X-aws-ec2-metadata-token-ttl-seconds", String(Self.tokenTTLSeconds))])
-        else { return nil }
+        guard let tokenAnswer = tokenRequest(base) else { return nil }
         var headers: [(name: String, value: String)] = []
         switch tokenAnswer.status {
         case 200:
