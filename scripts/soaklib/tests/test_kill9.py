@@ -1,0 +1,107 @@
+import os
+import random
+import tempfile
+import unittest
+
+from soaklib.kill9 import main as k9main
+from soaklib.kill9 import reqlog, snapshots, state
+
+
+class Kill9Tests(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.saved = {k: getattr(state, k) for k in ("MAN", "BUCKET", "PREFIX", "REQLOG", "WORK")}
+        state.MAN = {"big": (10 * state.M, "x", None), "sub/s": (1000, "y", None)}
+        state.BUCKET, state.PREFIX, state.WORK = "kill9", "data/", self.tmp.name
+        state.REQLOG = os.path.join(self.tmp.name, "requests.log")
+
+    def tearDown(self):
+        for k, v in self.saved.items():
+            setattr(state, k, v)
+        self.tmp.cleanup()
+
+    def test_plans_are_seeded_and_shaped(self):
+        a, b = k9main.make_plans(1, 5, 5, 5), k9main.make_plans(1, 5, 5, 5)
+        self.assertEqual(a, b)
+        self.assertEqual(len(a), 15)
+        self.assertEqual([p[0] for p in a], ["download"] * 5 + ["prewarm"] * 5 + ["mount"] * 5)
+        for tool, i, kills, _, _ in a:
+            self.assertEqual(len(kills), 2 if i % 3 == 2 else 1)
+            lo, hi = (0.05, 2.5) if tool == "mount" else (0.3, 3.0)
+            self.assertTrue(all(lo <= d <= hi for _, d in kills))
+        self.assertEqual([p[2][0][0] for p in a[:2]], ["coordinator", "worker"])
+        self.assertNotEqual(a, k9main.make_plans(2, 5, 5, 5))
+        self.assertEqual(len(k9main.make_plans(1, 20, 20, 12)), 52)
+
+    def test_request_log_parsing(self):
+        with open(state.REQLOG, "w") as f:
+            f.write("GET\t/kill9/data/big?x-id=GetObject\tbytes=0-1048575\n")
+            f.write("HEAD\t/kill9/data/big\t\n")
+            f.write("GET\t/kill9/data/sub%2Fs\t\n")
+            f.write("GET\t/kill9/data/big\tbytes=10485000-\n")
+            f.write("GET\t/kill9/data/big\tbytes=-100\n")
+            f.write("GET\t/kill9/?list-type=2\t\n")
+            f.write("GET\t/kill9/data/other\tbytes=0-1\n")
+        self.assertEqual(reqlog.object_gets(0), [
+            ("big", 0, state.M), ("sub/s", 0, 1000), ("big", 10485000, 10 * state.M), ("big", 10 * state.M - 100, 10 * state.M)])
+        mark = reqlog.reqlog_mark()
+        with open(state.REQLOG, "a") as f:
+            f.write("GET\t/kill9/data/sub/s\tbytes=0-9\n")
+        self.assertEqual(reqlog.object_gets(mark), [("sub/s", 0, 10)])
+
+    def test_refetch_check(self):
+        with open(state.REQLOG, "w") as f:
+            f.write("GET\t/kill9/data/big\tbytes=0-2097151\n")
+        present = {"big": [(state.M, 2 * state.M)]}
+        ok, note, probs = reqlog.refetch_check(0, present, None, "rerun")
+        self.assertFalse(ok)
+        self.assertIn("asked S3 again for 1048576 bytes", probs[0])
+        ok, _, probs = reqlog.refetch_check(0, {"big": [(2 * state.M, 3 * state.M)]}, 2 * state.M, "rerun")
+        self.assertTrue(ok, probs)
+        ok, _, probs = reqlog.refetch_check(0, {}, state.M, "rerun")
+        self.assertFalse(ok)
+        self.assertIn("only 1048576 were missing", probs[0])
+
+    def test_present_ranges(self):
+        snap = {"blocks": {"big": {0: 1, 9: 2}, "gone": {0: 3}}}
+        self.assertEqual(reqlog.cache_present(snap), {"big": [(0, state.M), (9 * state.M, 10 * state.M)]})
+        d = {"files": {"sub/s": (1, 2)}, "parts": {"big": ({0, 2}, 4 * state.M)}}
+        self.assertEqual(reqlog.download_present(d, None),
+                         {"sub/s": [(0, 1000)], "big": [(0, 4 * state.M), (8 * state.M, 10 * state.M)]})
+
+    def test_monotonic_checks(self):
+        a = {"files": {"sub/s": (5, 6)}, "parts": {"big": ({0, 1}, state.M)}}
+        self.assertEqual(snapshots.download_monotonic(a, {"files": {"sub/s": (5, 6)}, "parts": {"big": ({0, 1, 2}, state.M)}}), [])
+        probs = snapshots.download_monotonic(a, {"files": {"sub/s": (7, 6)}, "parts": {"big": ({1}, state.M)}})
+        self.assertEqual(len(probs), 2)
+        ca = {"blocks": {"big": {0: 11, 1: 12}}, "gens": {"big": 1}}
+        self.assertEqual(snapshots.cache_monotonic(ca, {"blocks": {"big": {0: 11, 1: 12, 2: 13}}, "gens": {"big": 1}}, "x"), [])
+        self.assertEqual(snapshots.cache_monotonic(ca, {"blocks": {"big": {0: 11, 1: 99}}, "gens": {"big": 1}}, "x"),
+                         ["x: 1 block(s) recorded before are gone or changed crc"])
+        self.assertIn("discarded", snapshots.cache_monotonic(ca, {"blocks": {}, "gens": {"big": 2}}, "x")[0])
+
+    def test_dataset_manifest_matches_files(self):
+        out = []
+
+        class W:
+            write = out.append
+        d = os.path.join(self.tmp.name, "src")
+        k9main.OBJECTS[:] , saved = [("a", 3), ("sub/b", 0)], list(k9main.OBJECTS)
+        try:
+            k9main.MULTIPART, mp = ("sub/m", 5), k9main.MULTIPART
+            k9main.dataset(d, 1, W)
+        finally:
+            k9main.OBJECTS[:] = saved
+            k9main.MULTIPART = mp
+        rows = [l.rstrip("\n").split("\t") for l in out]
+        self.assertEqual([r[0] for r in rows], ["a", "sub/b", "sub/m"])
+        self.assertEqual(rows[2][3], os.path.join(d, "mp", "m"))
+        for rel, size, sha, path in rows:
+            self.assertEqual(os.path.getsize(path), int(size))
+        r = random.Random(1)
+        with open(rows[0][3], "rb") as f:
+            self.assertEqual(f.read(), r.randbytes(3))
+
+
+if __name__ == "__main__":
+    unittest.main()
