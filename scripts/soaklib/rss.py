@@ -5,7 +5,9 @@ descend from ROOT_PID; at the end (ROOT_PID gone) write to OUT:
   <peak sum VmRSS KiB> <max single VmHWM KiB> <samples> <peak sum Pss KiB>
 (Pss counts shared pages, e.g. the binary's text, once overall instead of once per process.)
 The tree is walked through /proc/PID/task/TID/children (only the tree is read); without that file
-(no CONFIG_PROC_CHILDREN), all of /proc is scanned."""
+(no CONFIG_PROC_CHILDREN), all of /proc is scanned.
+
+python3 -m soaklib.rss tree PID: the summed VmRSS (MiB) of PID and its descendants, once."""
 import os
 import sys
 
@@ -68,8 +70,21 @@ def sample(root, only=""):
     return total, hwm, pss
 
 
+def tree_rss_kib(root):
+    """Summed VmRSS (KiB) of root and its descendants, now."""
+    total = 0
+    for pid in descendants_tree(root):
+        for line in read(f"/proc/{pid}/status").splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
 def main(argv):
     import time
+    if argv[:1] == ["tree"]:
+        print(f"{tree_rss_kib(int(argv[1])) / 1024:.0f}")
+        return 0
     root, out, interval = int(argv[0]), argv[1], int(argv[2]) / 1000
     only = argv[3] if len(argv) > 3 else ""
     peak = hwm = samples = peak_pss = 0

@@ -8,6 +8,7 @@ import re
 import sqlite3
 from urllib.parse import unquote
 
+from ..report import read_lines
 from .stall import stall_verdict
 
 HOSTILE = ["../x", "a/../../b", "/abs", "c/" + "L" * 300 + "/f",
@@ -34,10 +35,11 @@ def failures(err_text):
 def main(argv):
     mode, tool, fault, rc, out_dir, errf, statsf, proxy_err, manifest, bucket, prefix = argv[:11]
     rc = int(rc)
-    rows = [l.rstrip("\n").split("\t") for l in open(manifest, encoding="utf-8")]
+    rows = [l.rstrip("\n").split("\t") for l in read_lines(manifest)]
     expect = {r[0]: (int(r[1]), r[2]) for r in rows}
-    err = open(errf, encoding="utf-8", errors="replace").read()
-    try: stats = json.load(open(statsf))
+    err = "".join(read_lines(errf))
+    try:
+        with open(statsf) as f: stats = json.load(f)
     except Exception: stats = {"injected": {}, "stall": {}}
     injected = sum(stats.get("injected", {}).values())
     notes, fail = [], False
@@ -47,7 +49,7 @@ def main(argv):
 
     # Keys the proxy answered 412 for (etag-change).
     changed = set()
-    for l in open(proxy_err, encoding="utf-8", errors="replace"):
+    for l in read_lines(proxy_err):
         m = re.match(r"faultproxy: #\d+ etag-change GET (\S+)", l)
         if m:
             path = unquote(m.group(1).split("?")[0])
