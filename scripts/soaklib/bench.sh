@@ -59,3 +59,14 @@ ab_use() {
 }
 # ab_tool TOOL   the name a row is recorded under: TOOL.A / TOOL.B while a side is in use
 ab_tool() { if [[ $AB_SIDE == - ]]; then echo "$1"; else echo "$1.$AB_SIDE"; fi; }
+
+# bench_env BASE   after `eval "$(scripts/seaweed env ...)"`: drop the host's credential sources and
+# proxies, keep instance metadata off, refuse a non-loopback endpoint (soaklib/env.py), and set the
+# peer tools' environment with private empty config files under BASE (soaklib/peers.py)
+bench_env() {
+  local lines
+  lines=$(soaklib env shell) || exit 2
+  eval "$lines"
+  lines=$(soaklib peers peer-env "$1") || { echo "$BENCH_NAME: could not set the peer tools' environment" >&2; exit 2; }
+  eval "$lines"
+}

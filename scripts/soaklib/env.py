@@ -5,6 +5,7 @@ credential sources or proxy settings, so no request can leave the machine and no
 credentials is ever used (the VM may have a real instance-metadata service)."""
 import ipaddress
 import os
+import sys
 import urllib.parse
 
 # Credential-chain sources and proxy settings that must not leak from the host into a run.
@@ -84,3 +85,29 @@ def parse_exports(text):
             v = v[1:-1]
         out[k] = v
     return out
+
+
+def shell_lines(env=None):
+    """Shell lines that clean the calling shell as clean_env() does (for `eval` in bash scripts).
+    Raises NotLoopback when the shell's SOAK_TEST_ENDPOINT is not on loopback."""
+    e = os.environ if env is None else env
+    if e.get("SOAK_TEST_ENDPOINT"):
+        require_loopback(e["SOAK_TEST_ENDPOINT"])
+    return ["unset " + " ".join(UNSET), "export AWS_EC2_METADATA_DISABLED=true"]
+
+
+def main(argv):
+    """shell: print shell_lines() (exit 2 when the endpoint is not on loopback)."""
+    if argv != ["shell"]:
+        sys.stderr.write("usage: python3 -m soaklib.env shell\n")
+        return 64
+    try:
+        print("\n".join(shell_lines()))
+    except NotLoopback as e:
+        sys.stderr.write(f"soaklib: {e}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -2,7 +2,7 @@
 environment only (private empty config files, so ~/.aws and ~/.config/rclone are never read or
 changed), against the loopback endpoint.
 
-scripts/bench-download, bench-prewarm and bench-mount build the same command lines in bash; the
+scripts/bench-download, bench-prewarm and bench-mount build the same command lines in bash;
 `peer-env` command of `python3 -m soaklib.peers` prints their environment as export lines."""
 import os
 import sys
@@ -71,11 +71,16 @@ def s3fs_mount(endpoint, bucket, mnt, cache_dir, passwd_file):
 
 
 def main(argv):
-    """peer-env BASE_DIR: export lines for the peer tools (endpoint and keys from the environment)."""
-    if argv[:1] != ["peer-env"] or len(argv) != 2:
-        sys.stderr.write("usage: python3 -m soaklib.peers peer-env BASE_DIR\n")
-        return 2
+    """peer-env BASE_DIR: export lines for the peer tools, their config files created empty;
+    s3fs-passwd FILE: s3fs's credentials file. Endpoint and keys come from the environment
+    (SOAK_TEST_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: `scripts/seaweed env`)."""
     e = os.environ
+    if argv[:1] == ["s3fs-passwd"] and len(argv) == 2:
+        s3fs_passwd(argv[1], e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"])
+        return 0
+    if argv[:1] != ["peer-env"] or len(argv) != 2:
+        sys.stderr.write("usage: python3 -m soaklib.peers peer-env BASE_DIR | s3fs-passwd FILE\n")
+        return 64
     env = peer_env(argv[1], e["SOAK_TEST_ENDPOINT"], e["AWS_ACCESS_KEY_ID"], e["AWS_SECRET_ACCESS_KEY"])
     create_config_files(env)
     import shlex

@@ -60,3 +60,12 @@ class EnvTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ShellTests(unittest.TestCase):
+    def test_shell_lines(self):
+        lines = env.shell_lines({"SOAK_TEST_ENDPOINT": "http://127.0.0.1:1"})
+        self.assertTrue(lines[0].startswith("unset ") and "https_proxy" in lines[0] and "AWS_PROFILE" in lines[0])
+        self.assertEqual(lines[1], "export AWS_EC2_METADATA_DISABLED=true")
+        with self.assertRaises(env.NotLoopback):
+            env.shell_lines({"SOAK_TEST_ENDPOINT": "http://10.0.0.1:1"})
