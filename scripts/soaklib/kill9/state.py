@@ -3,12 +3,11 @@
 scripts/test-kill9 passes them in the environment: SOAK_BIN, K9_WORK, K9_BUCKET, K9_PREFIX,
 SOAK_TEST_ENDPOINT (SeaweedFS), K9_SEED, K9_SPEED, K9_TIMEOUT, K9_TRIALS; the manifest is
 K9_WORK/manifest.tsv (rel, size, sha256, local path)."""
-import hashlib
 import os
 import sys
 
 from ..env import require_loopback
-from ..verify import read_manifest_tsv
+from ..verify import file_digest, read_manifest_tsv
 
 M = 1 << 20
 ROUND = 50000  # the summaries print MB with one decimal
@@ -40,14 +39,8 @@ def log(msg):
 
 
 def sha_file(p, size):
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        left = size
-        while left > 0:
-            b = f.read(min(M, left))
-            if not b: break
-            h.update(b); left -= len(b)
-    return h.hexdigest() if left == 0 else None
+    """sha256 of p's first size bytes; None when p is shorter."""
+    return file_digest(p, "sha256", size)
 
 
 def src_range(rel, off, n):
