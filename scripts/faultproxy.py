@@ -57,6 +57,7 @@ import sys
 
 # The proxy itself is the package scripts/soaklib/faultproxy (http, proxy, faults, main).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # run from the source tree: leave no __pycache__ in it
 from soaklib.faultproxy.main import main  # noqa: E402
 
 if __name__ == "__main__":
