@@ -3,6 +3,7 @@ import os
 import subprocess
 import time
 
+from ..env import clean_env
 from . import state as C
 
 
@@ -54,8 +55,9 @@ def reap_workers(ws, grace=5.0):
 
 
 def env_for(throttled):
-    e = dict(C.E)
-    for k in ("MAX_SPEED", "MIN_PROCESSES", "MAX_PROCESSES"): e.pop(k, None)
+    """soak's environment for a trial: clean (loopback only, no instance metadata, no host
+    credential sources or proxies; soaklib.env) with the trial's knobs."""
+    e = clean_env(C.E, drop_knobs=True)
     e.update(MIN_PROCESSES="2", MAX_PROCESSES="4", MAX_RETRIES="5", RETRY_DELAY="0.2")
     if throttled: e["MAX_SPEED"] = C.SPEED
     return e

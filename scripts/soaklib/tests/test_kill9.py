@@ -4,13 +4,13 @@ import tempfile
 import unittest
 
 from soaklib.kill9 import main as k9main
-from soaklib.kill9 import reqlog, snapshots, state
+from soaklib.kill9 import procs, reqlog, snapshots, state
 
 
 class Kill9Tests(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
-        self.saved = {k: getattr(state, k) for k in ("MAN", "BUCKET", "PREFIX", "REQLOG", "WORK")}
+        self.saved = {k: getattr(state, k) for k in ("MAN", "BUCKET", "PREFIX", "REQLOG", "WORK", "E", "SPEED")}
         state.MAN = {"big": (10 * state.M, "x", None), "sub/s": (1000, "y", None)}
         state.BUCKET, state.PREFIX, state.WORK = "kill9", "data/", self.tmp.name
         state.REQLOG = os.path.join(self.tmp.name, "requests.log")
@@ -19,6 +19,17 @@ class Kill9Tests(unittest.TestCase):
         for k, v in self.saved.items():
             setattr(state, k, v)
         self.tmp.cleanup()
+
+    def test_soak_environment(self):
+        state.E = {"PATH": "/bin", "https_proxy": "http://p:1", "AWS_PROFILE": "x", "MAX_SPEED": "1",
+                   "MAX_RETRIES": "99", "SOAK_TEST_ENDPOINT": "http://127.0.0.1:8361"}
+        state.SPEED = "36"
+        e = procs.env_for(False)
+        self.assertEqual({k: e.get(k) for k in ("https_proxy", "AWS_PROFILE", "MAX_SPEED", "MAX_RETRIES", "MIN_PROCESSES",
+                                                 "AWS_EC2_METADATA_DISABLED", "PATH")},
+                         {"https_proxy": None, "AWS_PROFILE": None, "MAX_SPEED": None, "MAX_RETRIES": "5",
+                          "MIN_PROCESSES": "2", "AWS_EC2_METADATA_DISABLED": "true", "PATH": "/bin"})
+        self.assertEqual(procs.env_for(True)["MAX_SPEED"], "36")
 
     def test_plans_are_seeded_and_shaped(self):
         a, b = k9main.make_plans(1, 5, 5, 5), k9main.make_plans(1, 5, 5, 5)
