@@ -138,7 +138,7 @@ public enum CacheDirectory {
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size <= markerMaxBytes else { return -1 }
         var buf = [UInt8](repeating: 0, count: markerMaxBytes + 1)
-        let n = read(fd, &buf, buf.count)
+        let n = buf.withUnsafeMutableBytes { (try? Syscall.readAll(fd, into: $0, path: file)) ?? 0 }
         guard n > 0 else { return -1 }
         let lines = String(decoding: buf[0..<n], as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
         guard lines.first.map(String.init) == signature else { return -1 }
@@ -157,12 +157,12 @@ public enum CacheDirectory {
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw CacheError.unusableDirectory(LocalIOError(errno: errno, operation: "create", path: tmp)) }
         let bytes = Array(markerText.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let e = errno
-        let synced = fsync(fd) == 0
+        var writeError: Int32 = 0
+        do { try Syscall.writeAll(fd, bytes, path: tmp) } catch { writeError = error.errno }
+        let synced = writeError == 0 && fsync(fd) == 0
         close(fd)
-        guard written == bytes.count, synced, rename(tmp, path + "/" + markerName) == 0 else {
-            let err = written < 0 ? e : errno
+        guard synced, rename(tmp, path + "/" + markerName) == 0 else {
+            let err = writeError != 0 ? writeError : errno
             unlink(tmp)
             // Removed as stale by another process marking it at the same time: its marker stands.
             if err == ENOENT, (try? readMarker(path)) == CacheFormat.version { return }

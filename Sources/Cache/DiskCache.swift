@@ -305,7 +305,7 @@ public final class DiskCache: @unchecked Sendable {
                 return nil
             }
         }
-        let n = try preadFull(fd: fd, UnsafeMutableRawBufferPointer(rebasing: buf[0..<count]), at: offset, path: dataPath(o))
+        let n = try Syscall.preadAll(fd, into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<count]), at: offset, path: dataPath(o))
         return n == count ? n : nil
     }
 
@@ -326,23 +326,8 @@ public final class DiskCache: @unchecked Sendable {
     func checkBlock(fd: Int32, _ o: CachedObject, _ i: Int, crc: UInt32) throws -> Bool {
         let r = o.blockRange(i, blockSize: blockSize)
         var buf = [UInt8](repeating: 0, count: Int(r.count64))
-        let n = try buf.withUnsafeMutableBytes { try preadFull(fd: fd, $0, at: r.lowerBound, path: dataPath(o)) }
+        let n = try buf.withUnsafeMutableBytes { try Syscall.preadAll(fd, into: $0, at: r.lowerBound, path: dataPath(o)) }
         return n == buf.count && CRC32C.checksum(buf) == crc
-    }
-
-    private func preadFull(fd: Int32, _ buf: UnsafeMutableRawBufferPointer, at offset: Int64, path: String) throws -> Int {
-        var done = 0
-        let total = buf.count
-        while done < total {
-            let n = pread(fd, buf.baseAddress! + done, total - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw LocalIOError(errno: errno, operation: "pread", path: path)
-            }
-            if n == 0 { break }
-            done += n
-        }
-        return done
     }
 
     // MARK: - Administration

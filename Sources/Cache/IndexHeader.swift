@@ -36,13 +36,8 @@ enum IndexHeader: Equatable {
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return .other }
         if st.st_size == 0 { return .empty }
         var buf = [UInt8](repeating: 0, count: length)
-        var got = 0
-        while got < length {
-            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, length - got, off_t(got)) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            got += n
-        }
+        // An unreadable header is a short one: not an index soak made.
+        let got = buf.withUnsafeMutableBytes { (try? Syscall.preadAll(fd, into: $0, at: 0, path: path)) ?? 0 }
         return parse(Array(buf[0..<got]))
     }
 
@@ -57,14 +52,8 @@ enum IndexHeader: Equatable {
         defer { close(fd) }
         func readExactly(_ n: Int, at off: Int) -> [UInt8]? {
             var buf = [UInt8](repeating: 0, count: n)
-            var got = 0
-            while got < n {
-                let r = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, n - got, off_t(off + got)) }
-                if r < 0 && errno == EINTR { continue }
-                if r <= 0 { return nil }
-                got += r
-            }
-            return buf
+            let got = buf.withUnsafeMutableBytes { try? Syscall.preadAll(fd, into: $0, at: Int64(off), path: wal) }
+            return got == n ? buf : nil
         }
         func u32(_ b: [UInt8], _ at: Int) -> UInt32 {
             UInt32(b[at]) << 24 | UInt32(b[at + 1]) << 16 | UInt32(b[at + 2]) << 8 | UInt32(b[at + 3])

@@ -7,6 +7,7 @@
 import Foundation
 import Prefetcher
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -81,13 +82,12 @@ public enum ControlSocket {
     public static func exchange(fd: Int32, _ request: ControlRequest, onReply: (ControlReply) -> Void) throws {
         var line = try JSONEncoder().encode(request)
         line.append(0x0A)
-        try writeAll(fd: fd, [UInt8](line))
+        try Syscall.writeAll(fd, [UInt8](line), path: "control socket")
         var buffer = LineBuffer()
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
+            let n = chunk.withUnsafeMutableBytes { (try? Syscall.read(fd, into: $0, path: "control socket")) ?? 0 }
+            if n == 0 { break }
             chunk.withUnsafeBytes { buffer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             while let l = buffer.nextLine() {
                 if let r = try? JSONDecoder().decode(ControlReply.self, from: Data(l)) { onReply(r) }
@@ -97,11 +97,11 @@ public enum ControlSocket {
 }
 
 /// The server side, run by the mount.
-public final class ControlServer: @unchecked Sendable {
-    // @unchecked: `listenFD` is set once before the accept thread starts and closed by `stop`.
+public final class ControlServer: Sendable {
     public typealias Handler = @Sendable (ControlRequest, _ send: (ControlReply) -> Bool) -> Void
     let path: String
-    private var listenFD: Int32 = -1
+    /// Set by `start`, taken by `stop`.
+    private let listener = Mutex<SocketListener?>(nil)
     private let handler: Handler
 
     public init(cacheDir: String, handler: @escaping Handler) {
@@ -112,41 +112,29 @@ public final class ControlServer: @unchecked Sendable {
     public func start() throws {
         guard var addr = ControlSocket.address(path) else { throw MountError("control socket path too long: \(path)") }
         unlink(path)  // left by a mount that died; a live one was detected before we got here
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw MountError("control socket: \(String(cString: strerror(errno)))") }
-        let old = umask(0o177)  // the socket is created 0600: only this user talks to the mount
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        umask(old)
-        guard rc == 0, listen(fd, 16) == 0 else {
-            let e = errno
-            close(fd)
-            throw MountError("control socket \(path): \(String(cString: strerror(e)))")
+        let socket: SocketListener
+        do {
+            socket = try SocketListener(family: AF_UNIX, label: path) { fd in
+                let old = umask(0o177)  // the socket is created 0600: only this user talks to the mount
+                defer { umask(old) }
+                return withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                }
+            }
+        } catch {
+            throw MountError("control socket \(path): \(String(cString: strerror(error.errno)))")
         }
         chmod(path, 0o600)
-        listenFD = fd
-        let t = Thread { [self] in acceptLoop(fd) }
-        t.name = "soak-control"
-        t.start()
+        listener.withLock { $0 = socket }
+        // One thread per client: a prewarm request streams progress for as long as it runs.
+        socket.start(name: "soak-control") { [self] c in
+            Thread { [self] in serve(c) }.start()
+        }
     }
 
     public func stop() {
-        if listenFD >= 0 { shutdown(listenFD, Int32(SHUT_RDWR)); close(listenFD); listenFD = -1 }
+        listener.withLock { $0.take() }?.stop()
         unlink(path)
-    }
-
-    private func acceptLoop(_ fd: Int32) {
-        while true {
-            let c = accept(fd, nil, nil)
-            if c < 0 {
-                if errno == EINTR { continue }
-                return  // closed by stop()
-            }
-            _ = fcntl(c, F_SETFD, FD_CLOEXEC)
-            let t = Thread { [self] in serve(c) }
-            t.start()
-        }
     }
 
     private func serve(_ c: Int32) {
@@ -155,9 +143,8 @@ public final class ControlServer: @unchecked Sendable {
         var chunk = [UInt8](repeating: 0, count: 4096)
         var request: ControlRequest?
         while request == nil {
-            let n = chunk.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
+            let n = chunk.withUnsafeMutableBytes { (try? Syscall.read(c, into: $0, path: "control socket")) ?? 0 }
+            if n == 0 { return }
             chunk.withUnsafeBytes { buffer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             if let l = buffer.nextLine() {
                 guard let r = try? JSONDecoder().decode(ControlRequest.self, from: Data(l)) else {
@@ -175,14 +162,6 @@ public final class ControlServer: @unchecked Sendable {
     static func send(_ c: Int32, _ reply: ControlReply) -> Bool {
         guard var data = try? JSONEncoder().encode(reply) else { return false }
         data.append(0x0A)
-        return data.withUnsafeBytes { p in
-            var off = 0
-            while off < p.count {
-                let n = Glibc.send(c, p.baseAddress! + off, p.count - off, Int32(MSG_NOSIGNAL))
-                if n < 0 { if errno == EINTR { continue }; return false }
-                off += n
-            }
-            return true
-        }
+        return data.withUnsafeBytes { (try? Syscall.sendAll(c, $0, path: "control socket")) != nil }
     }
 }

@@ -98,16 +98,9 @@ public final class JobMetricsFile: @unchecked Sendable {
         let tmp = path + ".tmp.\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw LocalIOError(errno: errno, operation: "create", path: tmp) }
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno
-                close(fd); unlink(tmp)
-                throw LocalIOError(errno: e, operation: "write", path: tmp)
-            }
-            off += n
+        do { try Syscall.writeAll(fd, bytes, path: tmp) } catch {
+            close(fd); unlink(tmp)
+            throw error
         }
         close(fd)
         guard rename(tmp, path) == 0 else {

@@ -6,9 +6,8 @@ import Glibc
 #endif
 
 /// A minimal HTTP/1.0-style listener: any GET answers with `render()` as Prometheus text.
-public final class MetricsServer: @unchecked Sendable {
-    // @unchecked: `fd` is set before the thread starts and closed by `stop`.
-    private var fd: Int32 = -1
+public final class MetricsServer: Sendable {
+    private let listener: SocketListener
     private let render: @Sendable () -> [UInt8]
 
     /// A parsed `--metrics-address`: the socket address to bind and its family.
@@ -57,46 +56,38 @@ public final class MetricsServer: @unchecked Sendable {
     public init(address: String, render: @escaping @Sendable () -> [UInt8]) throws {
         self.render = render
         var addr = try Self.parse(address)
-        let s = socket(addr.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw MountError("metrics socket: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1, zero: Int32 = 0
-        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        if addr.family == AF_INET6 { setsockopt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size)) }
-        let rc = withUnsafePointer(to: &addr.storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, addr.length) }
-        }
-        guard rc == 0, listen(s, 16) == 0 else {
-            let e = errno
-            close(s)
-            throw MountError("cannot serve metrics on \(address): \(String(cString: strerror(e)))")
-        }
-        fd = s
-    }
-
-    public func start() {
-        let s = fd
-        let t = Thread { [self] in
-            while true {
-                let c = accept(s, nil, nil)
-                if c < 0 { if errno == EINTR { continue }; return }
-                serve(c)
+        do {
+            listener = try SocketListener(family: addr.family, label: address) { s in
+                var one: Int32 = 1, zero: Int32 = 0
+                setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                if addr.family == AF_INET6 { setsockopt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size)) }
+                return withUnsafePointer(to: &addr.storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, addr.length) }
+                }
             }
+        } catch {
+            throw MountError("cannot serve metrics on \(address): \(String(cString: strerror(error.errno)))")
         }
-        t.name = "soak-metrics"
-        t.start()
     }
 
-    public func stop() { if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)); close(fd); fd = -1 } }
+    /// Serves one scrape at a time, on the accept thread.
+    public func start() {
+        let render = render
+        listener.start(name: "soak-metrics") { Self.serve($0, render) }
+    }
 
-    private func serve(_ c: Int32) {
+    public func stop() { listener.stop() }
+
+    private static func serve(_ c: Int32, _ render: @Sendable () -> [UInt8]) {
         defer { close(c) }
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var request = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 2048)
         while request.count < 16_384 {
-            let n = chunk.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
+            // A client silent for SO_RCVTIMEO ends the request (EAGAIN).
+            let n = chunk.withUnsafeMutableBytes { (try? Syscall.read(c, into: $0, path: "metrics connection")) ?? 0 }
+            if n == 0 { break }
             request += chunk[0..<n]
             if request.count >= 4, request.suffix(4) == [13, 10, 13, 10] { break }
         }
@@ -105,13 +96,6 @@ public final class MetricsServer: @unchecked Sendable {
         let head = "HTTP/1.1 \(ok ? "200 OK" : "405 Method Not Allowed")\r\nContent-Type: text/plain; version=0.0.4\r\n"
             + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         let out = Array(head.utf8) + body
-        out.withUnsafeBytes { p in
-            var off = 0
-            while off < p.count {
-                let n = send(c, p.baseAddress! + off, p.count - off, Int32(MSG_NOSIGNAL))
-                if n <= 0 { break }
-                off += n
-            }
-        }
+        _ = out.withUnsafeBytes { try? Syscall.sendAll(c, $0, path: "metrics connection") }
     }
 }

@@ -135,18 +135,17 @@ public struct ProcessCredentialProvider: CredentialProvider {
             let left = deadline - MonotonicTime.now()
             if left <= 0 { problem = "did not finish within \(Int(timeout)) s and was killed"; break }
             var p = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
-            let ready = poll(&p, 1, Int32(min(left * 1000 + 1, Double(Int32.max))))
-            if ready < 0 { if errno == EINTR { continue }; problem = "poll failed"; break }
+            let ready = Syscall.retrying { poll(&p, 1, Int32(min(left * 1000 + 1, Double(Int32.max)))) }
+            if ready < 0 { problem = "poll failed"; break }
             if ready == 0 { continue }
-            let n = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+            let n = Syscall.retrying { buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) } }
             if n == 0 { break }
-            if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; problem = "reading its output failed"; break }
+            if n < 0 { if errno == EAGAIN { continue }; problem = "reading its output failed"; break }
             output.append(contentsOf: buffer[0..<n])
             if output.count > outputLimit { problem = "printed more than \(outputLimit) bytes and was killed" }
         }
         if problem != nil { kill(pid, SIGKILL) }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let status = Syscall.waitpid(pid) ?? 0
         if let problem { throw CredentialsError(.failed, "\(what): \(argv[0]) \(problem)") }
         let exited = (status & 0x7f) == 0
         return (exited ? (status >> 8) & 0xff : -(status & 0x7f), output)

@@ -32,11 +32,7 @@ public struct SystemClock: SoakClock {
         guard seconds > 0 else { return }  // also false for NaN
         let s = min(seconds, SystemClock.maxSleepSeconds)
         let whole = s.rounded(.down)
-        var request = timespec(tv_sec: Int(whole), tv_nsec: Int((s - whole) * 1e9))
-        var remaining = timespec()
-        while nanosleep(&request, &remaining) == -1, errno == EINTR {
-            request = remaining
-        }
+        Syscall.sleep(timespec(tv_sec: Int(whole), tv_nsec: Int((s - whole) * 1e9)))
     }
 }
 

@@ -62,14 +62,8 @@ public enum SoakLogging {
     /// whatever the level: progress lines use this too.
     public static func write(_ message: String, at date: Date = Date()) {
         let line = timestamp(date) + " " + message + "\n"
-        var bytes = Array(line.utf8)
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }  // a log that cannot be written must not stop the run
-            off += n
-        }
+        // A log that cannot be written must not stop the run.
+        try? Syscall.writeAll(fd, Array(line.utf8), path: "log")
     }
 
     /// RFC 3339 in UTC with milliseconds: `2026-12-07T21:00:00.123Z`.
