@@ -23,11 +23,13 @@ let package = Package(
                        providers: [.apt(["libfuse3-dev"])]),
         // Linux calls Swift's Glibc module leaves out (pipe2, prctl, xattrs).
         .systemLibrary(name: "CSys", path: "Sources/CSys"),
+        // The checksum kernels: CRC32C and the MD5 block function over SIMD lanes (header-only C).
+        .systemLibrary(name: "CKernels", path: "Sources/CKernels"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
 
         // Shared vocabulary: errors, logging, key filters, path safety, retry policy, clocks.
-        .target(name: "SoakCore", dependencies: ["CSys",
+        .target(name: "SoakCore", dependencies: ["CKernels",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // S3 client: SigV4, credentials, listing XML, libcurl transport.

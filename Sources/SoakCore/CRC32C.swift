@@ -1,16 +1,16 @@
-import CSys
+import CKernels
 
 /// CRC32C (Castagnoli): the cache's per-block checksum, computed while a block streams in.
 /// Uses the CPU's CRC instruction when it has one (x86-64: three streams side by side, about
 /// 21 GB/s on one core, against 9.7 for one).
 public struct CRC32C: Sendable {
-    private static let hardware = csys_crc32c_has_hw() != 0
+    private static let hardware = ck_crc32c_has_hw() != 0
     public private(set) var value: UInt32 = 0
     public init() {}
 
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        value = csys_crc32c(value, base, bytes.count, Self.hardware ? 1 : 0)
+        value = ck_crc32c(value, base, bytes.count, Self.hardware ? 1 : 0)
     }
 
     public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
@@ -22,6 +22,6 @@ public struct CRC32C: Sendable {
 
     /// The portable path, for checking the hardware one against.
     public static func softwareChecksum(_ bytes: [UInt8]) -> UInt32 {
-        bytes.withUnsafeBytes { csys_crc32c(0, $0.baseAddress, $0.count, 0) }
+        bytes.withUnsafeBytes { ck_crc32c(0, $0.baseAddress, $0.count, 0) }
     }
 }

@@ -1,6 +1,6 @@
-import CSys
+import CKernels
 
-/// MD5 of up to sixteen byte streams at once, one stream per SIMD lane of `csys_md5x16`.
+/// MD5 of up to sixteen byte streams at once, one stream per SIMD lane of `ck_md5x16`.
 ///
 /// One MD5 is a chain of dependent steps, so a core hashes one stream at about 750 MB/s
 /// whatever its vector width; streams in lockstep share each vector instruction (on the
@@ -18,13 +18,13 @@ public final class MD5Lanes {
     /// The builds of the block function, by the instructions they need.
     public enum Build: Int32, CaseIterable, Sendable { case portable = 0, avx2 = 1, avx512 = 2 }
     /// The fastest build this CPU runs.
-    public static let best = Build(rawValue: csys_md5_best_build()) ?? .portable
+    public static let best = Build(rawValue: ck_md5_best_build()) ?? .portable
     /// Every build this CPU runs (tests check them against each other).
     public static var supportedBuilds: [Build] { Build.allCases.filter { $0.rawValue <= best.rawValue } }
     private static let blockSize = 64
     private static let initialState: [UInt32] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476]
 
-    /// Word k of lane l at `state[k * width + l]` (the layout `csys_md5x16` takes).
+    /// Word k of lane l at `state[k * width + l]` (the layout `ck_md5x16` takes).
     private var state = [UInt32](repeating: 0, count: 4 * MD5Lanes.width)
     private var counts = [UInt64](repeating: 0, count: MD5Lanes.width)
     private var tailFill = [Int](repeating: 0, count: MD5Lanes.width)
@@ -122,7 +122,7 @@ public final class MD5Lanes {
         state.withUnsafeMutableBufferPointer { st in
             ptrs.withUnsafeBufferPointer { p in
                 blocks.withUnsafeBufferPointer { n in
-                    csys_md5x16(st.baseAddress!, p.baseAddress!, n.baseAddress!, build.rawValue)
+                    ck_md5x16(st.baseAddress!, p.baseAddress!, n.baseAddress!, build.rawValue)
                 }
             }
         }

@@ -1,8 +1,8 @@
-#ifndef CSYS_CRC32C_SHIFT_H
-#define CSYS_CRC32C_SHIFT_H
-/* Shifting a raw CRC32C register past CSYS_CRC32C_STRIDE zero bytes, as four byte-indexed
+#ifndef CK_CRC32C_SHIFT_H
+#define CK_CRC32C_SHIFT_H
+/* Shifting a raw CRC32C register past CK_CRC32C_STRIDE zero bytes, as four byte-indexed
    tables (the operation is linear over GF(2): the shift of a register is the XOR of the shifts
-   of its bytes). Lets the x86-64 CRC32C run three streams of CSYS_CRC32C_STRIDE bytes side by
+   of its bytes). Lets the x86-64 CRC32C run three streams of CK_CRC32C_STRIDE bytes side by
    side and join them. Generated with:
      P, L = 0x82F63B78, 512
      def zeros(c, n):
@@ -12,8 +12,8 @@
      table[k][b] = XOR of basis[8 * k + bit] for each set bit of b
    Checked against the bitwise CRC in SoakCoreTests (CRC32CTests). */
 #include <stdint.h>
-#define CSYS_CRC32C_STRIDE 512
-static const uint32_t csys_crc32c_shift_table[4][256] = {
+#define CK_CRC32C_STRIDE 512
+static const uint32_t ck_crc32c_shift_table[4][256] = {
     {
      0x00000000,0xbd6f81f8,0x7f337501,0xc25cf4f9,0xfe66ea02,0x43096bfa,0x81559f03,0x3c3a1efb,
      0xf921a2f5,0x444e230d,0x8612d7f4,0x3b7d560c,0x074748f7,0xba28c90f,0x78743df6,0xc51bbc0e,
@@ -147,8 +147,8 @@ static const uint32_t csys_crc32c_shift_table[4][256] = {
      0xdffc5fb3,0x14b79c01,0x4c87ae26,0x87cc6d94,0xfce7ca68,0x37ac09da,0x6f9c3bfd,0xa4d7f84f,
      0x99cb7405,0x5280b7b7,0x0ab08590,0xc1fb4622,0xbad0e1de,0x719b226c,0x29ab104b,0xe2e0d3f9}
 };
-static inline uint32_t csys_crc32c_shift(uint32_t c) {
-    return csys_crc32c_shift_table[0][c & 0xff] ^ csys_crc32c_shift_table[1][(c >> 8) & 0xff] ^
-           csys_crc32c_shift_table[2][(c >> 16) & 0xff] ^ csys_crc32c_shift_table[3][c >> 24];
+static inline uint32_t ck_crc32c_shift(uint32_t c) {
+    return ck_crc32c_shift_table[0][c & 0xff] ^ ck_crc32c_shift_table[1][(c >> 8) & 0xff] ^
+           ck_crc32c_shift_table[2][(c >> 16) & 0xff] ^ ck_crc32c_shift_table[3][c >> 24];
 }
 #endif
