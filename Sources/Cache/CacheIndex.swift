@@ -10,7 +10,7 @@ import SoakCore
 
 public final class CacheIndex: @unchecked Sendable {
     // @unchecked: the connection and statements are used only under `lock`.
-    private let db: SQLiteDatabase
+    let db: SQLiteDatabase
     private let lock = NSLock()
     private var statements: [String: SQLiteStatement] = [:]
     let path: String
@@ -63,20 +63,20 @@ public final class CacheIndex: @unchecked Sendable {
         _ = try prepareFormat()
     }
 
-    private func locked<T>(_ body: () throws -> T) throws -> T {
+    func locked<T>(_ body: () throws -> T) throws -> T {
         lock.lock(); defer { lock.unlock() }
         do { return try body() } catch let e as SQLiteError { throw CacheError.index(e) }
     }
 
-    private func stmt(_ sql: String) throws -> SQLiteStatement {
+    func stmt(_ sql: String) throws -> SQLiteStatement {
         if let s = statements[sql] { return s }
         let s = try db.prepare(sql)
         statements[sql] = s
         return s
     }
 
-    private static let objectColumns = "id, bucket, key, etag, size, mtime, gen, cached, verified"
-    private func object(from s: SQLiteStatement) -> CachedObject {
+    static let objectColumns = "id, bucket, key, etag, size, mtime, gen, cached, verified"
+    func object(from s: SQLiteStatement) -> CachedObject {
         CachedObject(id: s.int(0), bucketID: s.int(1), key: s.text(2), etag: Self.etag(s, 3), size: s.int(4),
                      mtime: s.optionalDouble(5), gen: s.int(6), cachedBytes: s.int(7),
                      verified: CachedObject.Verification(rawValue: Int(s.int(8))) ?? .unchecked)
@@ -98,117 +98,6 @@ public final class CacheIndex: @unchecked Sendable {
     static func etag(_ s: SQLiteStatement, _ col: Int32) -> String {
         guard s.isBlob(col) else { return s.text(col) }
         return lowercaseHex(s.blob(col))
-    }
-
-    // MARK: - Buckets and listings
-
-    public func bucketID(endpoint: String, name: String) throws -> Int64 {
-        try locked {
-            let find = try stmt("SELECT id FROM buckets WHERE endpoint=?1 AND name=?2")
-            if let id = try find.scalarInt([.text(endpoint), .text(name)]) { return id }
-            // Not found: look again and add it under the write lock (another process may have).
-            return try db.transaction {
-                if let id = try find.scalarInt([.text(endpoint), .text(name)]) { return id }
-                try stmt("INSERT INTO buckets(endpoint, name) VALUES(?1, ?2)").run([.text(endpoint), .text(name)])
-                return db.lastInsertRowID
-            }
-        }
-    }
-
-    public func bucketName(_ id: Int64) throws -> String? {
-        try locked {
-            var name: String?
-            try stmt("SELECT name FROM buckets WHERE id=?1").query([.int(id)]) { name = $0.text(0) }
-            return name
-        }
-    }
-
-    /// Records one page of a listing: new objects are added, unchanged ones stamped `listed`,
-    /// and an object whose ETag or size changed is replaced by a new row (its old data is
-    /// returned for unlinking). Returns the rows in listing order.
-    public func recordListing(bucketID: Int64, objects: [ObjectInfo], stamp: Int64)
-        throws -> (objects: [CachedObject], dropped: [DroppedData]) {
-        try locked {
-            try db.transaction {
-                var out: [CachedObject] = []
-                var dropped: [DroppedData] = []
-                out.reserveCapacity(objects.count)
-                let find = try stmt("SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND key=?2")
-                let insert = try stmt("INSERT INTO objects(id, bucket, key, etag, size, mtime, listed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                // Ids come from a counter, never reused (they name data files); read once per page.
-                var lastID: Int64?
-                let touch = try stmt("UPDATE objects SET listed=max(listed, ?2), mtime=?3 WHERE id=?1")  // never back in time: a concurrent, later listing keeps its stamp
-                for o in objects {
-                    var existing: CachedObject?
-                    try find.query([.int(bucketID), .text(o.key)]) { existing = object(from: $0) }
-                    let mtime: SQLValue = o.lastModified.map { .real($0) } ?? .null
-                    if var e = existing {
-                        if e.etag == o.etag && e.size == o.size {
-                            try touch.run([.int(e.id), .int(stamp), mtime])
-                            e.mtime = o.lastModified
-                            out.append(e)
-                            continue
-                        }
-                        dropped.append(try deleteObjectRow(e))
-                    }
-                    let id = try (lastID ?? stmt("SELECT value FROM counters WHERE name='objects'").scalarInt() ?? 0) + 1
-                    lastID = id
-                    try insert.run([.int(id), .int(bucketID), .text(o.key), Self.etagValue(o.etag), .int(o.size), mtime, .int(stamp)])
-                    out.append(CachedObject(id: id, bucketID: bucketID, key: o.key, etag: o.etag,
-                                            size: o.size, mtime: o.lastModified, gen: 0, cachedBytes: 0,
-                                            verified: .unchecked))
-                }
-                if let lastID { try stmt("UPDATE counters SET value=?1 WHERE name='objects'").run([.int(lastID)]) }
-                return (out, dropped)
-            }
-        }
-    }
-
-    /// After a complete listing of `prefix`: objects under it that the listing did not stamp
-    /// were deleted remotely; their rows go and their data is returned for unlinking.
-    public func finishListing(bucketID: Int64, prefix: String, stamp: Int64) throws -> [DroppedData] {
-        try locked {
-            try db.transaction {
-                var gone: [CachedObject] = []
-                try stmt("SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND listed<?3 AND substr(key, 1, length(?2))=?2")
-                    .query([.int(bucketID), .text(prefix), .int(stamp)]) { gone.append(object(from: $0)) }
-                var dropped: [DroppedData] = []
-                for o in gone { dropped.append(try deleteObjectRow(o)) }
-                try stmt("INSERT OR REPLACE INTO listings(bucket, prefix, listed) VALUES(?1, ?2, ?3)")
-                    .run([.int(bucketID), .text(prefix), .int(stamp)])
-                return dropped
-            }
-        }
-    }
-
-    /// After a complete delimiter listing of one directory `prefix`: its direct children (keys
-    /// with no further `/`) that the listing did not stamp were deleted remotely. Deeper keys
-    /// belong to the listings of subdirectories and are left alone.
-    public func finishDirectoryListing(bucketID: Int64, prefix: String, stamp: Int64) throws -> [DroppedData] {
-        try locked {
-            try db.transaction {
-                var gone: [CachedObject] = []
-                try stmt("""
-                    SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND listed<?3
-                    AND substr(key, 1, length(?2))=?2 AND length(key)>length(?2) AND instr(substr(key, length(?2)+1), '/')=0
-                    """).query([.int(bucketID), .text(prefix), .int(stamp)]) { gone.append(object(from: $0)) }
-                var dropped: [DroppedData] = []
-                for o in gone { dropped.append(try deleteObjectRow(o)) }
-                return dropped
-            }
-        }
-    }
-
-    /// Inside a transaction: removes an object row, its block maps and its byte count.
-    private func deleteObjectRow(_ o: CachedObject) throws -> DroppedData {
-        try stmt("DELETE FROM objects WHERE id=?1").run([.int(o.id)])
-        try stmt("DELETE FROM blockmaps WHERE obj=?1").run([.int(o.id)])
-        if o.cachedBytes > 0 { try addCounter("bytes", -o.cachedBytes) }
-        return DroppedData(id: o.id, gen: o.gen, bytes: o.cachedBytes)
-    }
-
-    private func addCounter(_ name: String, _ delta: Int64) throws {
-        try stmt("UPDATE counters SET value=value+?2 WHERE name=?1").run([.text(name), .int(delta)])
     }
 
     // MARK: - Objects and blocks
@@ -428,75 +317,5 @@ public final class CacheIndex: @unchecked Sendable {
 
     public func counter(_ name: String) throws -> Int64 {
         try locked { try stmt("SELECT value FROM counters WHERE name=?1").scalarInt([.text(name)]) ?? 0 }
-    }
-
-    // MARK: - Reports
-
-    struct Totals {
-        var objects: Int64 = 0, withData: Int64 = 0, complete: Int64 = 0, blocks: Int64 = 0
-    }
-
-    func totals() throws -> Totals {
-        try locked {
-            var t = Totals()
-            try stmt("SELECT count(*), count(CASE WHEN cached>0 THEN 1 END), count(CASE WHEN cached>=size AND cached>0 THEN 1 END) FROM objects")
-                .query { t.objects = $0.int(0); t.withData = $0.int(1); t.complete = $0.int(2) }
-            try stmt("SELECT slots FROM blockmaps").query { t.blocks += Int64(BlockMap($0.blob(0)).present.count) }
-            return t
-        }
-    }
-
-    /// Every object row under `prefix` of one bucket, in key order (the mount's namespace).
-    public func objects(bucketID: Int64, prefix: String) throws -> [CachedObject] {
-        try locked {
-            var out: [CachedObject] = []
-            try stmt("SELECT \(Self.objectColumns) FROM objects WHERE bucket=?1 AND substr(key, 1, length(?2))=?2 ORDER BY key")
-                .query([.int(bucketID), .text(prefix)]) { out.append(object(from: $0)) }
-            return out
-        }
-    }
-
-    /// Objects under `bucket`/`prefix` (nil bucket: all), key order.
-    public func list(bucket: String?, prefix: String, onlyCached: Bool) throws -> [CacheEntry] {
-        try locked {
-            var out: [CacheEntry] = []
-            let sql = """
-                SELECT b.name, o.key, o.size, o.cached, o.etag FROM objects o JOIN buckets b ON b.id=o.bucket
-                WHERE (?1 IS NULL OR b.name=?1) AND substr(o.key, 1, length(?2))=?2 AND (?3=0 OR o.cached>0)
-                ORDER BY b.name, o.key
-                """
-            try stmt(sql).query([bucket.map { .text($0) } ?? .null, .text(prefix), .int(onlyCached ? 1 : 0)]) {
-                out.append(CacheEntry(bucket: $0.text(0), key: $0.text(1), size: $0.int(2), cachedBytes: $0.int(3),
-                                      etag: Self.etag($0, 4)))
-            }
-            return out
-        }
-    }
-
-    /// Ids of objects with data under `bucket`/`prefix`.
-    func objectIDs(bucket: String?, prefix: String) throws -> [Int64] {
-        try locked {
-            var out: [Int64] = []
-            try stmt("""
-                SELECT o.id FROM objects o JOIN buckets b ON b.id=o.bucket
-                WHERE (?1 IS NULL OR b.name=?1) AND substr(o.key, 1, length(?2))=?2 AND o.cached>0
-                """).query([bucket.map { .text($0) } ?? .null, .text(prefix)]) { out.append($0.int(0)) }
-            return out
-        }
-    }
-
-    /// Bytes the index file (and its WAL) take on disk.
-    public func fileBytes() -> Int64 {
-        var total: Int64 = 0
-        for suffix in ["", "-wal", "-shm"] {
-            var st = stat()
-            if stat(path + suffix, &st) == 0 { total += Int64(st.st_blocks) * 512 }
-        }
-        return total
-    }
-
-    /// Folds the WAL back into the main file (for measuring and after big deletions).
-    public func checkpoint() throws {
-        try locked { try db.exec("PRAGMA wal_checkpoint(TRUNCATE)") }
     }
 }
