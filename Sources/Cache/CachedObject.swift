@@ -1,3 +1,5 @@
+import SoakCore
+
 /// One object version as the index knows it.
 public struct CachedObject: Sendable, Hashable, Codable {
     /// Row id: names the data file, never reused.
@@ -20,11 +22,12 @@ public struct CachedObject: Sendable, Hashable, Codable {
     }
 
     public var isComplete: Bool { cachedBytes >= size }
-    public func blockCount(blockSize: Int64) -> Int { Int((size + blockSize - 1) / blockSize) }
+    /// This object's block and range arithmetic.
+    public func blocks(blockSize: Int64) -> BlockRanges { BlockRanges(size: size, blockSize: blockSize) }
+    public func blockCount(blockSize: Int64) -> Int { blocks(blockSize: blockSize).blockCount }
     /// Byte range of block `i` (inclusive), clipped to the object.
     public func blockRange(_ i: Int, blockSize: Int64) -> ClosedRange<Int64> {
-        let start = Int64(i) * blockSize
-        return start...(min(size, start + blockSize) - 1)
+        blocks(blockSize: blockSize).byteRange(ofBlock: i)
     }
 
     /// Whether the ETag can be an MD5 of the content: 32 hex digits, no `-N` multipart suffix.

@@ -283,7 +283,8 @@ public final class DiskCache: @unchecked Sendable {
     public func read(_ o: CachedObject, offset: Int64, into buf: UnsafeMutableRawBufferPointer, fd: Int32) throws -> Int? {
         let count = Int(min(Int64(buf.count), o.size - offset))
         guard count > 0 else { return 0 }
-        let first = Int(offset / blockSize), last = Int((offset + Int64(count) - 1) / blockSize)
+        let span = o.blocks(blockSize: blockSize).blocks(offset: offset, count: count)
+        let first = span.lowerBound, last = span.upperBound
         if !isTrusted(o, first...last) {
             // A dropped generation is never served, not even blocks that landed for it: a late
             // fetch may have made a new file under its name that `fd` does not see.

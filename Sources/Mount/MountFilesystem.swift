@@ -244,8 +244,8 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         if inOrder {
             for e in next where budget > 0 {
                 guard let o = e.object, o.size > 0 else { continue }
-                var n = min(o.blockCount(blockSize: bs), budget)
-                if o.blockCount(blockSize: bs) - n <= readAheadBlocks / 2 { n = o.blockCount(blockSize: bs) }  // whole: no small tail
+                let count = o.blockCount(blockSize: bs)
+                let n = BlockRanges.withoutSmallTail(min(count, budget), of: count, window: readAheadBlocks)
                 budget -= n
                 guard !recentlyAhead.contains(e.ino) else { continue }
                 recentlyAhead.append(e.ino)
@@ -347,7 +347,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     private func miss(_ r: FuseRequest, _ h: OpenFile, offset: Int64, count: Int, ahead: ClosedRange<Int>?, t0: Double) {
         let o = h.object
         let bs = cache.blockSize
-        let blocks = Array(Int(offset / bs)...Int((offset + Int64(count) - 1) / bs))
+        let blocks = Array(o.blocks(blockSize: bs).blocks(offset: offset, count: count))
         if let ahead {
             // One request for the read's blocks and the window after them (urgent: the reader is
             // waiting on its start); the reply below waits only for the read's own blocks.
@@ -414,19 +414,15 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     private func readAheadWindow(_ h: OpenFile, offset: Int64, count: Int) -> ClosedRange<Int>? {
         guard readAheadBlocks > 0 else { return nil }
         let bs = cache.blockSize
-        let block = Int((offset + Int64(count) - 1) / bs)
         lock.lock(); defer { lock.unlock() }
-        let o = h.object
+        let blocks = h.object.blocks(blockSize: bs)
+        let block = blocks.blocks(offset: offset, count: count).upperBound
         let sequential = offset == h.nextOffset && (offset > 0 || count >= Self.sequentialStartBytes)
         h.nextOffset = offset + Int64(count)
-        guard sequential, h.readAheadUpTo - block < max(1, readAheadBlocks / Self.refillFraction) else { return nil }
-        let lastBlock = o.blockCount(blockSize: bs) - 1
-        var last = min(lastBlock, block + readAheadBlocks)
-        if lastBlock - last <= readAheadBlocks / 2 { last = lastBlock }  // no small tail request later
-        let from = max(block + 1, h.readAheadUpTo + 1)
-        guard from <= last else { return nil }
-        h.readAheadUpTo = last
-        return from...last
+        guard sequential, let window = blocks.readAhead(after: block, requestedUpTo: h.readAheadUpTo,
+                                                        window: readAheadBlocks, refill: Self.refillFraction) else { return nil }
+        h.readAheadUpTo = window.upperBound
+        return window
     }
 
     public func statfs(_ r: FuseRequest) {
