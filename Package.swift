@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "soak",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],  // Synchronization.Mutex
     products: [
         .executable(name: "soak", targets: ["soak"]),
     ],

@@ -3,21 +3,20 @@
 import Foundation
 import Prefetcher
 import S3
+import Synchronization
 
 /// Requests by operation, then by `RequestOutcome.label`. Thread-safe.
-public final class RequestCounts: @unchecked Sendable {
-    // @unchecked: `counts` is guarded by `lock`.
-    private let lock = NSLock()
-    private var counts: [String: [String: Int]] = [:]
+public final class RequestCounts: Sendable {
+    private let counts = Mutex<[String: [String: Int]]>([:])
 
     public init() {}
 
     func add(_ operation: String, _ error: Error?) {
         let label = error.map { ($0 as? S3Error).map { RequestOutcome.label($0) } ?? "error" } ?? "ok"
-        lock.lock(); counts[operation, default: [:]][label, default: 0] += 1; lock.unlock()
+        counts.withLock { $0[operation, default: [:]][label, default: 0] += 1 }
     }
 
-    public var snapshot: [String: [String: Int]] { lock.lock(); defer { lock.unlock() }; return counts }
+    public var snapshot: [String: [String: Int]] { counts.withLock { $0 } }
 }
 
 struct CountingObjectStore: ObjectStore {

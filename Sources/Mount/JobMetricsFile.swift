@@ -7,28 +7,31 @@ import Logging
 import Prefetcher
 import Prometheus
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-public final class JobMetricsFile: @unchecked Sendable {
-    // @unchecked: the `last*` figures and `lastWrite` are guarded by `lock`.
+public final class JobMetricsFile: Sendable {
     /// Often enough for a textfile collector's usual scrape interval, rarely enough that the
     /// writes (each also reads /proc for the process figures) cost next to nothing.
     public static let writeInterval = 5.0
     public let path: String
     private let logger: Logger
     private let registry = PrometheusCollectorRegistry()
-    private let lock = NSLock()
     private let fetchedBytes: [Counter]
     private let retries: [String: Counter]
     private let failures: Counter, objectsDone: Counter, bytesDone: Counter
     private let objectsSelected: Gauge, bytesSelected: Gauge, workers: Gauge, finished: Gauge, updated: Gauge
     private let process: ProcessMetrics
     private let requests: S3RequestMetrics
-    private var last: DownloadProgress?
-    private var lastWrite = -Double.infinity
-    private var warned = false
+    private struct State {
+        /// The snapshot the counters stand at.
+        var last: DownloadProgress?
+        var lastWrite = -Double.infinity
+        var warned = false
+    }
+    private let state = Mutex(State())
 
     /// Writes a first file at once, so that a bad PATH fails the command before any work.
     public init(path: String, command: String, logger: Logger) throws {
@@ -63,20 +66,22 @@ public final class JobMetricsFile: @unchecked Sendable {
     /// `final` (the job's end).
     public func update(_ p: DownloadProgress, final: Bool = false) {
         let now = MonotonicTime.now()
-        lock.lock()
-        let e = p.engine, l = last?.engine ?? EngineStats()
-        let prevObjects = last?.objectsDone ?? 0, prevBytes = last?.bytesDone ?? 0
-        for i in 0..<3 where e.bytesByLane[i] > l.bytesByLane[i] { fetchedBytes[i].increment(by: e.bytesByLane[i] - l.bytesByLane[i]) }
-        if e.throttled > l.throttled { retries["throttled"]!.increment(by: Int64(e.throttled - l.throttled)) }
-        let other = (e.retries - e.throttled) - (l.retries - l.throttled)
-        if other > 0 { retries["other"]!.increment(by: Int64(other)) }
-        if e.failed > l.failed { failures.increment(by: Int64(e.failed - l.failed)) }
-        if p.objectsDone > prevObjects { objectsDone.increment(by: Int64(p.objectsDone - prevObjects)) }
-        if p.bytesDone > prevBytes { bytesDone.increment(by: p.bytesDone - prevBytes) }
-        last = p
-        let due = final || now - lastWrite >= Self.writeInterval
-        if due { lastWrite = now }
-        lock.unlock()
+        let e = p.engine
+        let due = state.withLock { s in
+            let l = s.last?.engine ?? EngineStats()
+            let prevObjects = s.last?.objectsDone ?? 0, prevBytes = s.last?.bytesDone ?? 0
+            for i in 0..<3 where e.bytesByLane[i] > l.bytesByLane[i] { fetchedBytes[i].increment(by: e.bytesByLane[i] - l.bytesByLane[i]) }
+            if e.throttled > l.throttled { retries["throttled"]!.increment(by: Int64(e.throttled - l.throttled)) }
+            let other = (e.retries - e.throttled) - (l.retries - l.throttled)
+            if other > 0 { retries["other"]!.increment(by: Int64(other)) }
+            if e.failed > l.failed { failures.increment(by: Int64(e.failed - l.failed)) }
+            if p.objectsDone > prevObjects { objectsDone.increment(by: Int64(p.objectsDone - prevObjects)) }
+            if p.bytesDone > prevBytes { bytesDone.increment(by: p.bytesDone - prevBytes) }
+            s.last = p
+            let due = final || now - s.lastWrite >= Self.writeInterval
+            if due { s.lastWrite = now }
+            return due
+        }
         objectsSelected.set(Double(p.objectsTotal))
         bytesSelected.set(Double(p.bytesTotal))
         workers.set(Double(e.workers))
@@ -84,7 +89,7 @@ public final class JobMetricsFile: @unchecked Sendable {
         if final { finished.set(1.0) }
         guard due else { return }
         do { try write() } catch {
-            lock.lock(); let first = !warned; warned = true; lock.unlock()
+            let first = state.withLock { s in defer { s.warned = true }; return !s.warned }
             if first { logger.warning("cannot write --metrics-file \(path): \(error)") }
         }
     }

@@ -9,14 +9,13 @@ import Logging
 import Prefetcher
 import Prometheus
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-public final class MountMetrics: @unchecked Sendable {
-    // @unchecked: swift-prometheus metrics are thread-safe; the `last*` figures are guarded by `lock`.
+public final class MountMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
-    private let lock = NSLock()
     private let fetchedBytes: [Counter]
     private let hits: Counter
     private let misses: Counter
@@ -32,8 +31,12 @@ public final class MountMetrics: @unchecked Sendable {
     private let readLatency: [String: ValueHistogram]
     private let process: ProcessMetrics
     private let requests: S3RequestMetrics
-    private var last = EngineStats()
-    private var lastHits: Int64 = 0, lastMisses: Int64 = 0, lastEvicted: Int64 = 0
+    /// The figures the counters stand at.
+    private struct Last {
+        var engine = EngineStats()
+        var hits: Int64 = 0, misses: Int64 = 0, evicted: Int64 = 0
+    }
+    private let last = Mutex(Last())
 
     public init(version: String = BuildInfo.version, commit: String? = BuildInfo.commit) {
         let registry = self.registry
@@ -77,18 +80,19 @@ public final class MountMetrics: @unchecked Sendable {
     /// the cache cap in bytes (nil: unlimited, and the gauge is left out).
     public func update(engine e: EngineStats, hits h: Int64, misses m: Int64, cached: Int64, evicted: Int64,
                        capacity: Int64? = nil, requestCounts: [String: [String: Int]] = [:]) {
-        lock.lock()
-        for i in 0..<3 where e.bytesByLane[i] > last.bytesByLane[i] { fetchedBytes[i].increment(by: e.bytesByLane[i] - last.bytesByLane[i]) }
-        if e.throttled > last.throttled { retries["throttled"]!.increment(by: Int64(e.throttled - last.throttled)) }
-        let other = (e.retries - e.throttled) - (last.retries - last.throttled)
-        if other > 0 { retries["other"]!.increment(by: Int64(other)) }
-        if e.failed > last.failed { fetchFailures.increment(by: Int64(e.failed - last.failed)) }
-        if h > lastHits { hits.increment(by: h - lastHits) }
-        if m > lastMisses { misses.increment(by: m - lastMisses) }
-        // The index's figure counts all time; the first scrape starts from it.
-        if evicted > lastEvicted { evictedBytes.increment(by: evicted - lastEvicted) }
-        last = e; lastHits = h; lastMisses = m; lastEvicted = max(lastEvicted, evicted)
-        lock.unlock()
+        last.withLock { last in
+            let l = last.engine
+            for i in 0..<3 where e.bytesByLane[i] > l.bytesByLane[i] { fetchedBytes[i].increment(by: e.bytesByLane[i] - l.bytesByLane[i]) }
+            if e.throttled > l.throttled { retries["throttled"]!.increment(by: Int64(e.throttled - l.throttled)) }
+            let other = (e.retries - e.throttled) - (l.retries - l.throttled)
+            if other > 0 { retries["other"]!.increment(by: Int64(other)) }
+            if e.failed > l.failed { fetchFailures.increment(by: Int64(e.failed - l.failed)) }
+            if h > last.hits { hits.increment(by: h - last.hits) }
+            if m > last.misses { misses.increment(by: m - last.misses) }
+            // The index's figure counts all time; the first scrape starts from it.
+            if evicted > last.evicted { evictedBytes.increment(by: evicted - last.evicted) }
+            last.engine = e; last.hits = h; last.misses = m; last.evicted = max(last.evicted, evicted)
+        }
         workers.set(Double(e.workers))
         for i in 0..<3 { queueDepth[i].set(Double(e.queuedByLane[i])) }
         inflight.set(Double(e.inflight))

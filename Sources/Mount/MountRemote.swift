@@ -16,8 +16,7 @@ public protocol MountRemote: Sendable {
 }
 
 /// `MountRemote` over S3: delimiter listings (retried with backoff) and HEAD.
-final class S3MountRemote: MountRemote, @unchecked Sendable {
-    // @unchecked: immutable; the pool and the cache are thread-safe.
+final class S3MountRemote: MountRemote, Sendable {
     let stores: ObjectStorePool
     let cache: DiskCache
     let bucket: String

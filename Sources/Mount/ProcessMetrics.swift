@@ -3,20 +3,18 @@
 import Foundation
 import Prometheus
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-public final class ProcessMetrics: @unchecked Sendable {
-    // @unchecked: the `last*` figures are guarded by `lock`; the metrics are thread-safe.
-    private let lock = NSLock()
+public final class ProcessMetrics: Sendable {
     private let cpu: Counter, resident: Gauge, virtual: Gauge, fds: Gauge, start: Gauge
     private let workerCPU: Counter, workerResident: Gauge, workerCount: Gauge
-    private var lastCPU: Double = 0
-    /// Workers' CPU seconds at the last update: the reaped children's (getrusage, exact) plus
-    /// the live workers' (/proc). A worker's time moves from one to the other when it is
-    /// reaped, so the sum only grows.
-    private var lastWorkerCPU: Double = 0
+    /// CPU seconds at the last update: this process's, and the workers': the reaped children's
+    /// (getrusage, exact) plus the live workers' (/proc). A worker's time moves from one to the
+    /// other when it is reaped, so the sum only grows.
+    private let last = Mutex<(cpu: Double, workers: Double)>((0, 0))
 
     public init(registry: PrometheusCollectorRegistry) {
         cpu = registry.makeCounter(name: "process_cpu_seconds_total", help: "User and system CPU time of the main process")
@@ -39,11 +37,12 @@ public final class ProcessMetrics: @unchecked Sendable {
         getrusage(RUSAGE_CHILDREN.rawValue, &ru)
         let reaped = Double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + Double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6
         let workersNow = reaped + workers.values.reduce(0) { $0 + $1.cpuSeconds }
-        lock.lock()
-        var cpuDelta = 0.0, workerDelta = 0.0
-        if let me, me.cpuSeconds > lastCPU { cpuDelta = me.cpuSeconds - lastCPU; lastCPU = me.cpuSeconds }
-        if workersNow > lastWorkerCPU { workerDelta = workersNow - lastWorkerCPU; lastWorkerCPU = workersNow }
-        lock.unlock()
+        let (cpuDelta, workerDelta) = last.withLock { last in
+            var cpuDelta = 0.0, workerDelta = 0.0
+            if let me, me.cpuSeconds > last.cpu { cpuDelta = me.cpuSeconds - last.cpu; last.cpu = me.cpuSeconds }
+            if workersNow > last.workers { workerDelta = workersNow - last.workers; last.workers = workersNow }
+            return (cpuDelta, workerDelta)
+        }
         if cpuDelta > 0 { cpu.increment(by: cpuDelta) }
         if workerDelta > 0 { workerCPU.increment(by: workerDelta) }
         if let me {

@@ -3,13 +3,13 @@
 /// reports, plus (in a mount) the coordinator's own listings, HEADs and GETs.
 import Foundation
 import Prometheus
+import Synchronization
 
-final class S3RequestMetrics: @unchecked Sendable {
-    // @unchecked: `last` is guarded by `lock`; the counters are thread-safe.
+final class S3RequestMetrics: Sendable {
     private let registry: PrometheusCollectorRegistry
     private let labels: [(String, String)]
-    private let lock = NSLock()
-    private var last: [String: [String: Int]] = [:]
+    /// The counts at the last update, by operation and status.
+    private let last = Mutex<[String: [String: Int]]>([:])
 
     init(registry: PrometheusCollectorRegistry, labels: [(String, String)] = []) {
         self.registry = registry
@@ -27,15 +27,16 @@ final class S3RequestMetrics: @unchecked Sendable {
     func update(workerGets: [String: Int]?, coordinator: [String: [String: Int]] = [:]) {
         var counts = coordinator
         for (status, n) in workerGets ?? [:] { counts["GetObject", default: [:]][status, default: 0] += n }
-        lock.lock()
-        var deltas: [(String, String, Int)] = []
-        for (op, byStatus) in counts {
-            for (status, n) in byStatus where n > last[op]?[status] ?? 0 {
-                deltas.append((op, status, n - (last[op]?[status] ?? 0)))
-                last[op, default: [:]][status] = n
+        let deltas = last.withLock { last in
+            var deltas: [(String, String, Int)] = []
+            for (op, byStatus) in counts {
+                for (status, n) in byStatus where n > last[op]?[status] ?? 0 {
+                    deltas.append((op, status, n - (last[op]?[status] ?? 0)))
+                    last[op, default: [:]][status] = n
+                }
             }
+            return deltas
         }
-        lock.unlock()
         for (op, status, d) in deltas { counter(op, status).increment(by: Int64(d)) }
     }
 }

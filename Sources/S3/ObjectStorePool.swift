@@ -1,13 +1,13 @@
 import Foundation
+import Synchronization
 
 /// Object stores for callers on many threads: `CurlObjectStore` is one libcurl easy handle and
 /// serves one thread at a time, so each call borrows an idle store (or makes one) and gives it
 /// back, keeping its connection warm for the next caller.
-public final class ObjectStorePool: @unchecked Sendable {
-    // @unchecked: `idle` is guarded by `lock`; stores are used by one borrower at a time.
+public final class ObjectStorePool: Sendable {
     private let make: @Sendable () throws -> ObjectStore
-    private let lock = NSLock()
-    private var idle: [ObjectStore] = []
+    /// Stores nobody is using; each is used by one borrower at a time.
+    private let idle = Mutex<[ObjectStore]>([])
     /// Idle stores kept beyond this are dropped (their connections closed).
     public static let maxIdle = 8
 
@@ -15,15 +15,8 @@ public final class ObjectStorePool: @unchecked Sendable {
 
     /// Runs `body` with a store nobody else is using.
     public func with<T>(_ body: (ObjectStore) throws -> T) throws -> T {
-        lock.lock()
-        let s = idle.popLast()
-        lock.unlock()
-        let store = try s ?? make()
-        defer {
-            lock.lock()
-            if idle.count < Self.maxIdle { idle.append(store) }
-            lock.unlock()
-        }
+        let store = try idle.withLock { $0.popLast() } ?? make()
+        defer { idle.withLock { if $0.count < Self.maxIdle { $0.append(store) } } }
         return try body(store)
     }
 

@@ -1,15 +1,16 @@
 /// Injectable time for anything that waits or measures: retries, rate limits, the optimizer.
 ///
 /// How it works: production code uses `SystemClock` (CLOCK_MONOTONIC, via `MonotonicTime`, and
-/// `nanosleep` resumed after signal interruptions). Tests use `ManualClock`, whose `sleep`
-/// returns immediately after advancing its own time and recording the request, so code that
-/// backs off for minutes is tested in microseconds and the waits can be asserted exactly.
+/// `nanosleep` resumed after signal interruptions, by `Syscall.sleep`). Tests use `ManualClock`,
+/// whose `sleep` returns immediately after advancing its own time and recording the request, so
+/// code that backs off for minutes is tested in microseconds and the waits can be asserted exactly.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 import Foundation
+import Synchronization
 
 /// Monotonic seconds and blocking sleep.
 public protocol SoakClock: Sendable {
@@ -37,32 +38,33 @@ public struct SystemClock: SoakClock {
 }
 
 /// A clock for tests: time moves only when told to, and `sleep` advances it and is recorded.
-public final class ManualClock: SoakClock, @unchecked Sendable {
-    // @unchecked: all mutable state is guarded by `lock`.
-    private let lock = NSLock()
-    private var current: Double
-    private var recorded: [Double] = []
+public final class ManualClock: SoakClock, Sendable {
+    private struct State {
+        var current: Double
+        var recorded: [Double] = []
+    }
+    private let state: Mutex<State>
 
-    public init(start: Double = 0) { current = start }
+    public init(start: Double = 0) { state = Mutex(State(current: start)) }
 
-    public func now() -> Double { lock.withLock { current } }
+    public func now() -> Double { state.withLock { $0.current } }
 
     /// Records `seconds` and advances time by it (negative or NaN advances by 0).
     public func sleep(seconds: Double) {
-        lock.withLock {
-            recorded.append(seconds)
-            if seconds > 0 { current += seconds }
+        state.withLock {
+            $0.recorded.append(seconds)
+            if seconds > 0 { $0.current += seconds }
         }
     }
 
     /// Moves time forward without recording a sleep.
     public func advance(by seconds: Double) {
-        lock.withLock { if seconds > 0 { current += seconds } }
+        state.withLock { if seconds > 0 { $0.current += seconds } }
     }
 
     /// Every `sleep` request so far, in order.
-    public var sleeps: [Double] { lock.withLock { recorded } }
+    public var sleeps: [Double] { state.withLock { $0.recorded } }
 
     /// Sum of all positive sleeps.
-    public var totalSlept: Double { lock.withLock { recorded.filter { $0 > 0 }.reduce(0, +) } }
+    public var totalSlept: Double { state.withLock { $0.recorded.filter { $0 > 0 }.reduce(0, +) } }
 }
