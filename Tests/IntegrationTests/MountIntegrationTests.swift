@@ -343,8 +343,17 @@ final class MountIntegrationTests: XCTestCase {
         XCTAssertEqual(g.wait(timeout: .now() + 120), .success)
         XCTAssertEqual(out.reads, 64)
         XCTAssertEqual(out.wrong, [])
-        let s = try DiskCache(directory: cacheDir).stats()
-        XCTAssertEqual(s.bytes, Int64(files.values.reduce(0, +)), "each block cached once")
+        // The committer records landed blocks in batches, after the reads they served: wait for
+        // it, then check nothing was stored twice (more bytes than the files hold).
+        let total = Int64(files.values.reduce(0, +))
+        var cached: Int64 = 0
+        let deadline = Date().addingTimeInterval(20)
+        repeat {
+            cached = try DiskCache(directory: cacheDir).stats().bytes
+            if cached >= total { break }
+            usleep(100_000)
+        } while Date() < deadline
+        XCTAssertEqual(cached, total, "each block cached once")
     }
 
     /// FUSE requests are served by a steady pool of threads, not one new thread each (built
