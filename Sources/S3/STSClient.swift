@@ -80,7 +80,9 @@ struct STSClient: Sendable {
         if let source = signWith {
             let hostHeader = url.port.map { "\(host):\($0)" } ?? host
             let signer = SigV4Signer(credentials: source, region: signingRegion, service: "sts")
-            let signed = signer.sign(method: "POST", canonicalURI: "/", query: [],
+            // The path as it goes on the wire: an endpoint URL may carry one (a gateway).
+            let path = URLComponents(string: base + "/")?.percentEncodedPath ?? "/"
+            let signed = signer.sign(method: "POST", canonicalURI: path.isEmpty ? "/" : path, query: [],
                                      headers: [("Host", hostHeader), ("Content-Type", headers[0].value)],
                                      payloadHash: SigV4Signer.sha256Hex(Data(body)), date: context.now())
             headers += signed.map { (name: $0.0, value: $0.1) }

@@ -73,7 +73,8 @@ final class STSCredentialTests: XCTestCase {
         var headers: [(String, String)] = [("host", r.headers["host"] ?? ""), ("content-type", r.headers["content-type"] ?? ""),
                                            ("x-amz-date", date), ("x-amz-content-sha256", r.headers["x-amz-content-sha256"] ?? "")]
         if let t = r.headers["x-amz-security-token"] { headers.append(("x-amz-security-token", t)) }
-        let expected = signer.authorization(method: r.method, canonicalURI: "/", query: [], headers: headers,
+        let path = String(r.path.prefix { $0 != "?" })
+        let expected = signer.authorization(method: r.method, canonicalURI: path, query: [], headers: headers,
                                             payloadHash: SigV4Signer.sha256Hex(r.body), date: d)
         return expected == auth && r.headers["x-amz-content-sha256"] == SigV4Signer.sha256Hex(r.body)
     }
@@ -171,6 +172,17 @@ final class STSCredentialTests: XCTestCase {
         XCTAssertEqual(r.form["ExternalId"], "ext-123")
         XCTAssertEqual(r.form["RoleSessionName"], "soak-test")
         XCTAssertEqual(r.form["DurationSeconds"], "1800")
+    }
+
+    /// An STS endpoint URL with a path (a proxy or a private gateway): the request goes to that
+    /// path and is signed for it.
+    func testEndpointWithAPathIsSignedForThatPath() throws {
+        let stub = try sts()
+        try write(".aws/credentials", "[base]\naws_access_key_id = AKIDSOURCE\naws_secret_access_key = source-secret\n")
+        try write(".aws/config", "[profile ml]\nrole_arn = arn:aws:iam::123456789012:role/roleP\nsource_profile = base\n")
+        let (c, _) = try chain(env(stub, ["AWS_PROFILE": "ml", "AWS_ENDPOINT_URL_STS": stub.url + "/gateway/sts"]))
+        XCTAssertEqual(c.accessKeyId, "ASIAROLEP")
+        XCTAssertEqual(stub.requests.first?.path, "/gateway/sts/")
     }
 
     func testChainedRolesAndSelfReference() throws {
