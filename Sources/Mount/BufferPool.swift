@@ -1,9 +1,9 @@
 import Foundation
 
-/// Read buffers reused across FUSE requests: the hit path preads into one and replies from
-/// it, so a warm read allocates nothing. A request larger than the pool's size gets a buffer
-/// of its own.
-final class BufferPool: @unchecked Sendable {
+/// Read buffers reused across FUSE requests: the hit path preads into one and the bridge replies
+/// from it, so a warm read allocates only the small `ReadBuffer` handle. A request larger than
+/// the pool's size gets a buffer of its own.
+public final class BufferPool: @unchecked Sendable {
     // @unchecked: `free` is guarded by `lock`.
     let size: Int
     private let lock = NSLock()
@@ -16,21 +16,22 @@ final class BufferPool: @unchecked Sendable {
 
     deinit { for b in free { b.deallocate() } }
 
-    /// Runs `body` with a buffer of exactly `count` bytes.
-    func with<T>(_ count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> T) throws -> T {
+    /// A buffer of exactly `count` bytes, back in the pool when the returned handle goes.
+    func take(_ count: Int) -> ReadBuffer {
+        guard count > 0 else { return .empty }
         if count > size {
             let b = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 4096)
-            defer { b.deallocate() }
-            return try body(b)
+            return ReadBuffer(storage: b, count: count, pool: nil, owned: true)
         }
         lock.lock()
         let b = free.popLast() ?? UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 4096)
         lock.unlock()
-        defer {
-            lock.lock()
-            if free.count < Self.maxKept { free.append(b) } else { b.deallocate() }
-            lock.unlock()
-        }
-        return try body(UnsafeMutableRawBufferPointer(rebasing: b[0..<count]))
+        return ReadBuffer(storage: b, count: count, pool: self, owned: false)
+    }
+
+    /// Takes a buffer back (from `ReadBuffer`'s deinit).
+    func put(_ b: UnsafeMutableRawBufferPointer) {
+        lock.lock()
+        if free.count < Self.maxKept { free.append(b); lock.unlock() } else { lock.unlock(); b.deallocate() }
     }
 }

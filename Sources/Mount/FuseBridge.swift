@@ -1,8 +1,9 @@
 /// The only file that touches libfuse3: a low-level session whose callbacks unpack the request,
-/// call a `FuseHandler`, and whose `FuseRequest` turns the handler's answers into replies.
+/// call a `FuseHandler`, and reply from the result it returns (`FuseRequest.reply(_:)`) —
+/// nothing else.
 ///
-/// Callbacks run on libfuse's worker threads. A handler may answer at once (cache hits) or keep
-/// the `FuseRequest` and answer later from another thread (misses); libfuse allows either.
+/// Callbacks run on libfuse's worker threads. A handler answers at once (cache hits) or calls
+/// the completion later from another thread (misses, revalidating opens); libfuse allows either.
 import CFuse
 import Foundation
 import SoakCore
@@ -22,23 +23,40 @@ public struct FuseAttributes: Sendable {
     public var gid: UInt32
 }
 
-/// What the mount does with each request. Every method must reply exactly once.
+/// What the mount does with each request: handlers answer with a result (`FuseReply` or
+/// `FSError`) and never see libfuse. `open` and `read` may complete later from another thread
+/// (a revalidation, a miss); their completion must be called exactly once.
 public protocol FuseHandler: AnyObject, Sendable {
-    func lookup(_ r: FuseRequest, parent: UInt64, name: String)
-    func getattr(_ r: FuseRequest, ino: UInt64)
-    func opendir(_ r: FuseRequest, ino: UInt64)
-    func readdir(_ r: FuseRequest, ino: UInt64, fh: UInt64, size: Int, offset: Int64)
-    func releasedir(_ r: FuseRequest, ino: UInt64, fh: UInt64)
-    func open(_ r: FuseRequest, ino: UInt64, flags: Int32)
-    func read(_ r: FuseRequest, ino: UInt64, fh: UInt64, size: Int, offset: Int64)
-    func release(_ r: FuseRequest, ino: UInt64, fh: UInt64)
-    func statfs(_ r: FuseRequest)
+    func lookup(parent: UInt64, name: String) -> FSResult
+    func getattr(ino: UInt64) -> FSResult
+    func opendir(ino: UInt64) -> FSResult
+    func readdir(ino: UInt64, fh: UInt64, offset: Int64) -> FSResult
+    func releasedir(ino: UInt64, fh: UInt64) -> FSResult
+    func open(ino: UInt64, flags: Int32, done: @escaping FSCompletion)
+    func read(ino: UInt64, fh: UInt64, size: Int, offset: Int64, done: @escaping FSCompletion)
+    func release(ino: UInt64, fh: UInt64) -> FSResult
+    func statfs() -> FSResult
 }
 
 /// One request waiting for its reply.
-public struct FuseRequest: @unchecked Sendable {
+struct FuseRequest: @unchecked Sendable {
     // @unchecked: a fuse_req_t may be replied to from any thread, once.
     let req: fuse_req_t
+
+    /// Replies with a handler's result; `size` is the kernel's buffer for directory entries.
+    func reply(_ result: FSResult, size: Int = 0) {
+        switch result {
+        case .failure(let e): reply(error: e.errno)
+        case .success(.entry(let a, let ttl)): reply(entry: a, ttl: ttl)
+        case .success(.noEntry(let ttl)): replyNoEntry(ttl: ttl)
+        case .success(.attr(let a, let ttl)): reply(attr: a, ttl: ttl)
+        case .success(.open(let fh, let keepCache)): reply(open: fh, keepCache: keepCache)
+        case .success(.data(let buf)): withExtendedLifetime(buf) { reply(data: buf.bytes) }
+        case .success(.directory(let entries, let offset)): reply(directory: entries, size: size, offset: offset)
+        case .success(.statfs(let blocks, let files)): reply(statfs: blocks, files: files)
+        case .success(.none): reply(error: 0)
+        }
+    }
 
     static func stat(_ a: FuseAttributes) -> stat {
         var st = Glibc.stat()
@@ -55,7 +73,7 @@ public struct FuseRequest: @unchecked Sendable {
         return st
     }
 
-    public func reply(entry a: FuseAttributes, ttl: Double) {
+    private func reply(entry a: FuseAttributes, ttl: Double) {
         var e = fuse_entry_param()
         e.ino = a.ino
         e.generation = 1
@@ -66,33 +84,33 @@ public struct FuseRequest: @unchecked Sendable {
     }
 
     /// A negative lookup, cached by the kernel for `ttl` seconds.
-    public func replyNoEntry(ttl: Double) {
+    private func replyNoEntry(ttl: Double) {
         var e = fuse_entry_param()
         e.ino = 0
         e.entry_timeout = ttl
         _ = fuse_reply_entry(req, &e)
     }
 
-    public func reply(attr a: FuseAttributes, ttl: Double) {
+    private func reply(attr a: FuseAttributes, ttl: Double) {
         var st = Self.stat(a)
         _ = fuse_reply_attr(req, &st, ttl)
     }
 
     /// Opened: the file's bytes never change under this inode, so the kernel may keep its cache.
-    public func reply(open fh: UInt64, keepCache: Bool) {
+    private func reply(open fh: UInt64, keepCache: Bool) {
         var fi = fuse_file_info()
         fi.fh = fh
         cfuse_fi_set_keep_cache(&fi, keepCache ? 1 : 0)
         _ = fuse_reply_open(req, &fi)
     }
 
-    public func reply(data: UnsafeRawBufferPointer) {
+    private func reply(data: UnsafeRawBufferPointer) {
         _ = fuse_reply_buf(req, data.baseAddress?.assumingMemoryBound(to: CChar.self), data.count)
     }
 
-    public func reply(error: Int32) { _ = fuse_reply_err(req, error) }
+    private func reply(error: Int32) { _ = fuse_reply_err(req, error) }
 
-    public func reply(statfs blocks: UInt64, files: UInt64) {
+    private func reply(statfs blocks: UInt64, files: UInt64) {
         var s = statvfs()
         s.f_bsize = 1 << 20
         s.f_frsize = 1 << 20
@@ -103,10 +121,10 @@ public struct FuseRequest: @unchecked Sendable {
     }
 
     /// Directory entries from `offset` (an index into `entries`) that fit in `size` bytes.
-    public func reply(directory entries: [(name: String, attr: FuseAttributes)], size: Int, offset: Int64) {
+    private func reply(directory entries: [DirectoryEntry], size: Int, offset: Int) {
         var buf = [CChar](repeating: 0, count: size)
         var used = 0
-        var i = Int(max(0, offset))
+        var i = max(0, offset)
         while i < entries.count {
             var st = Self.stat(entries[i].attr)
             let n = buf.withUnsafeMutableBufferPointer { b in
@@ -199,28 +217,29 @@ public final class FuseSession: @unchecked Sendable {
         var ops = fuse_lowlevel_ops()
         ops.`init` = { _, conn in if let conn { cfuse_conn_configure(conn, 1 << 20) } }  // = maxReadahead
         ops.lookup = { req, parent, name in
-            fuseHandler(req).lookup(FuseRequest(req: req!), parent: UInt64(parent), name: String(cString: name!))
+            FuseRequest(req: req!).reply(fuseHandler(req).lookup(parent: UInt64(parent), name: String(cString: name!)))
         }
-        ops.getattr = { req, ino, _ in fuseHandler(req).getattr(FuseRequest(req: req!), ino: UInt64(ino)) }
-        ops.opendir = { req, ino, _ in fuseHandler(req).opendir(FuseRequest(req: req!), ino: UInt64(ino)) }
+        ops.getattr = { req, ino, _ in FuseRequest(req: req!).reply(fuseHandler(req).getattr(ino: UInt64(ino))) }
+        ops.opendir = { req, ino, _ in FuseRequest(req: req!).reply(fuseHandler(req).opendir(ino: UInt64(ino))) }
         ops.readdir = { req, ino, size, off, fi in
-            fuseHandler(req).readdir(FuseRequest(req: req!), ino: UInt64(ino), fh: fi?.pointee.fh ?? 0, size: size,
-                                     offset: Int64(off))
+            FuseRequest(req: req!).reply(fuseHandler(req).readdir(ino: UInt64(ino), fh: fi?.pointee.fh ?? 0, offset: Int64(off)),
+                                         size: size)
         }
         ops.releasedir = { req, ino, fi in
-            fuseHandler(req).releasedir(FuseRequest(req: req!), ino: UInt64(ino), fh: fi?.pointee.fh ?? 0)
+            FuseRequest(req: req!).reply(fuseHandler(req).releasedir(ino: UInt64(ino), fh: fi?.pointee.fh ?? 0))
         }
         ops.open = { req, ino, fi in
-            fuseHandler(req).open(FuseRequest(req: req!), ino: UInt64(ino), flags: fi?.pointee.flags ?? 0)
+            let r = FuseRequest(req: req!)
+            fuseHandler(req).open(ino: UInt64(ino), flags: fi?.pointee.flags ?? 0) { r.reply($0) }
         }
         ops.read = { req, ino, size, off, fi in
-            fuseHandler(req).read(FuseRequest(req: req!), ino: UInt64(ino), fh: fi?.pointee.fh ?? 0, size: size,
-                              offset: Int64(off))
+            let r = FuseRequest(req: req!)
+            fuseHandler(req).read(ino: UInt64(ino), fh: fi?.pointee.fh ?? 0, size: size, offset: Int64(off)) { r.reply($0) }
         }
         ops.release = { req, ino, fi in
-            fuseHandler(req).release(FuseRequest(req: req!), ino: UInt64(ino), fh: fi?.pointee.fh ?? 0)
+            FuseRequest(req: req!).reply(fuseHandler(req).release(ino: UInt64(ino), fh: fi?.pointee.fh ?? 0))
         }
-        ops.statfs = { req, _ in fuseHandler(req).statfs(FuseRequest(req: req!)) }
+        ops.statfs = { req, _ in FuseRequest(req: req!).reply(fuseHandler(req).statfs()) }
         // Read-only: everything that would change the tree or a file.
         ops.setattr = { req, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
         ops.mknod = { req, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }

@@ -1,13 +1,17 @@
 /// The read-only file system the mount serves: answers FUSE requests from the namespace (built
 /// from listings in the cache index) and the block cache.
 ///
-/// Read path: a hit is answered on the FUSE thread: the blocks are checked present (in memory
-/// for blocks this process already trusts, else one index query), `pread` from the open file's
-/// data-file descriptor into a pooled buffer, reply. A miss asks `CacheFiller` for the blocks
-/// under the read in the **urgent** lane, which overtakes queued prefetch work and joins a fetch
-/// already under way instead of starting another; the reply is sent when the blocks land.
-/// Opens after `--metadata-ttl` ask the remote for the file's current version first. Errors
-/// map to errno in `errno(for:)`, the one place.
+/// Handlers return a `FSResult` (or, for `open` and `read`, pass it to a completion) and never
+/// reply themselves: `FuseBridge` does, from the result. Failures are `FSError`s, which derive
+/// their errno in one place.
+///
+/// Read path (`MountFilesystem+Read.swift`): a hit is answered on the FUSE thread: the blocks
+/// are checked present (in memory for blocks this process already trusts, else one index
+/// query), `pread` from the open file's data-file descriptor into a pooled buffer that the
+/// bridge replies from. A miss asks `CacheFiller` for the blocks under the read in the
+/// **urgent** lane, which overtakes queued prefetch work and joins a fetch already under way
+/// instead of starting another; the completion runs when the blocks land. Opens after
+/// `--metadata-ttl` ask the remote for the file's current version first.
 import Cache
 import Foundation
 import Logging
@@ -18,19 +22,21 @@ import SoakCore
 import Glibc
 #endif
 
-/// A FUSE request answered at most once, whoever gets there first (the fetch or the deadline).
-final class OnceReply: @unchecked Sendable {
-    private let request: FuseRequest
+/// A completion called at most once, whoever gets there first (the fetch or the deadline).
+final class OnceCompletion: @unchecked Sendable {
+    // @unchecked: `sent` is guarded by `lock`.
+    private let done: FSCompletion
     private let lock = NSLock()
     private var sent = false
-    init(_ r: FuseRequest) { request = r }
-    /// Runs `send` unless a reply went out already; true if it ran.
-    func reply(_ send: (FuseRequest) -> Void) -> Bool {
+    init(_ done: @escaping FSCompletion) { self.done = done }
+    /// Completes with `result` unless completed already; true if this call did.
+    @discardableResult
+    func callAsFunction(_ result: @autoclosure () -> FSResult) -> Bool {
         lock.lock()
         if sent { lock.unlock(); return false }
         sent = true
         lock.unlock()
-        send(request)
+        done(result())
         return true
     }
 }
@@ -50,7 +56,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     /// Kernel cache lifetime of attributes and names (`--metadata-ttl`).
     let ttl: Double
     let logger: Logger
-    private let lock = NSLock()
+    let lock = NSLock()
     private var hits: Int64 = 0
     private var misses: Int64 = 0
     /// Since mount, for `soak status`.
@@ -60,7 +66,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     /// An open file: the object version it opened (pinned while open, never mixed with another),
     /// its data file's descriptor once it has one, and where the last read ended, to spot
     /// sequential readers.
-    private final class OpenFile {
+    final class OpenFile {
         var object: CachedObject
         let ino: UInt64
         var fd: Int32 = -1
@@ -70,9 +76,9 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         var readAheadUpTo = -1
         init(object: CachedObject, ino: UInt64) { self.object = object; self.ino = ino }
     }
-    private var handles: [UInt64: OpenFile] = [:]
+    var handles: [UInt64: OpenFile] = [:]
     /// Open directories: the entries readdir pages through (a snapshot taken at opendir).
-    private var directories: [UInt64: [(name: String, attr: FuseAttributes)]] = [:]
+    private var directories: [UInt64: [DirectoryEntry]] = [:]
     /// Blocks fetched ahead of a sequential reader (`--read-ahead`, in MiB = blocks).
     let readAheadBlocks: Int
     /// Called with each read's latency (seconds) and whether it was a hit (for metrics).
@@ -101,13 +107,13 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     /// files) took the idle TTFB p99 from 28 ms to 99 ms.
     static let inOrderRun = 2
     /// Recently opened files per directory (oldest first).
-    private var recentOpens: [UInt64: [UInt64]] = [:]
+    var recentOpens: [UInt64: [UInt64]] = [:]
     /// Files the directory read-ahead acted on lately (oldest first). A file stays in the window
     /// for several opens and is handled at the first: no index query or fadvise on every open.
-    private var recentlyAhead: [UInt64] = []
+    var recentlyAhead: [UInt64] = []
     static let recentlyAheadLimit = 64
-    private let replies = DispatchQueue(label: "soak.mount.replies", attributes: .concurrent)
-    private let buffers = BufferPool(size: Int(FuseSession.maxReadahead))
+    let replies = DispatchQueue(label: "soak.mount.replies", attributes: .concurrent)
+    let buffers = BufferPool(size: Int(FuseSession.maxReadahead))
 
     public init(namespace: Namespace, cache: DiskCache, filler: CacheFiller, remote: MountRemote?, bucket: String,
                 uid: UInt32, gid: UInt32, ttl: Double, readAheadBlocks: Int, logger: Logger) {
@@ -120,95 +126,81 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
                        mtime: e.mtime, uid: uid, gid: gid)
     }
 
-    /// errno for a failed fill: the one place errors become errno.
-    static func errno(for e: FillError) -> Int32 {
-        switch e {
-        case .changed, .replaced: return ESTALE
-        case .deleted: return ENOENT
-        case .fetch(let s3) where s3.status == 403: return EACCES
-        case .fetch(let s3) where s3.status == 404: return ENOENT
-        case .fetch, .evicted, .local: return EIO
-        }
-    }
-
-    /// errno for a listing that failed with nothing cached to show.
-    static func errno(forListing e: Error) -> Int32 {
-        (e as? S3Error)?.status == 403 ? EACCES : EIO
-    }
-
     // MARK: - Names
 
-    public func lookup(_ r: FuseRequest, parent: UInt64, name: String) {
+    public func lookup(parent: UInt64, name: String) -> FSResult {
         do {
-            guard let e = try namespace.lookup(parent: parent, name: name) else { return r.replyNoEntry(ttl: ttl) }
-            r.reply(entry: attributes(e), ttl: ttl)
+            guard let e = try namespace.lookup(parent: parent, name: name) else { return .success(.noEntry(ttl: ttl)) }
+            return .success(.entry(attributes(e), ttl: ttl))
         } catch {
-            logger.error("lookup of \(name): \(error)")
-            r.reply(error: Self.errno(forListing: error))
+            let e = FSError.listing(error)
+            logger.error("lookup of \(name): \(e)")
+            return .failure(e)
         }
     }
 
-    public func getattr(_ r: FuseRequest, ino: UInt64) {
-        guard let e = namespace.entry(ino) else { return r.reply(error: ENOENT) }
-        r.reply(attr: attributes(e), ttl: ttl)
+    public func getattr(ino: UInt64) -> FSResult {
+        guard let e = namespace.entry(ino) else { return .failure(.notFound("inode \(ino)")) }
+        return .success(.attr(attributes(e), ttl: ttl))
     }
 
-    public func opendir(_ r: FuseRequest, ino: UInt64) {
-        guard let e = namespace.entry(ino) else { return r.reply(error: ENOENT) }
-        guard e.isDirectory else { return r.reply(error: ENOTDIR) }
+    public func opendir(ino: UInt64) -> FSResult {
+        guard let e = namespace.entry(ino) else { return .failure(.notFound("inode \(ino)")) }
+        guard e.isDirectory else { return .failure(.notADirectory(e.name)) }
         let c: (dir: Namespace.Entry, parent: Namespace.Entry, children: [Namespace.Entry])?
         do { c = try namespace.contents(ino) } catch {
-            logger.error("listing a directory: \(error)")
-            return r.reply(error: Self.errno(forListing: error))
+            let e = FSError.listing(error)
+            logger.error("listing a directory: \(e)")
+            return .failure(e)
         }
-        guard let c else { return r.reply(error: ENOTDIR) }
-        var entries: [(name: String, attr: FuseAttributes)] = [(".", attributes(c.dir)), ("..", attributes(c.parent))]
+        guard let c else { return .failure(.notADirectory(e.name)) }
+        var entries = [DirectoryEntry(name: ".", attr: attributes(c.dir)), DirectoryEntry(name: "..", attr: attributes(c.parent))]
         entries.reserveCapacity(c.children.count + 2)
-        for child in c.children { entries.append((child.name, attributes(child))) }
+        for child in c.children { entries.append(DirectoryEntry(name: child.name, attr: attributes(child))) }
         lock.lock()
         let fh = nextFH; nextFH += 1
         directories[fh] = entries
         lock.unlock()
-        r.reply(open: fh, keepCache: false)
+        return .success(.open(fh: fh, keepCache: false))
     }
 
-    public func readdir(_ r: FuseRequest, ino: UInt64, fh: UInt64, size: Int, offset: Int64) {
+    public func readdir(ino: UInt64, fh: UInt64, offset: Int64) -> FSResult {
         lock.lock(); let entries = directories[fh]; lock.unlock()
-        guard let entries else { return r.reply(error: EBADF) }
-        r.reply(directory: entries, size: size, offset: offset)
+        guard let entries else { return .failure(.badHandle(fh)) }
+        return .success(.directory(entries, offset: Int(max(0, offset))))
     }
 
-    public func releasedir(_ r: FuseRequest, ino: UInt64, fh: UInt64) {
+    public func releasedir(ino: UInt64, fh: UInt64) -> FSResult {
         lock.lock(); directories[fh] = nil; lock.unlock()
-        r.reply(error: 0)
+        return .success(.none)
     }
 
     // MARK: - Files
 
-    public func open(_ r: FuseRequest, ino: UInt64, flags: Int32) {
-        guard let e = namespace.entry(ino) else { return r.reply(error: ENOENT) }
-        guard let o = e.object else { return r.reply(error: EISDIR) }
-        if flags & O_ACCMODE != O_RDONLY || flags & (O_TRUNC | O_APPEND) != 0 { return r.reply(error: EROFS) }
-        guard let remote, namespace.needsRevalidation(ino) else { return finishOpen(r, ino: ino, o) }
+    public func open(ino: UInt64, flags: Int32, done: @escaping FSCompletion) {
+        guard let e = namespace.entry(ino) else { return done(.failure(.notFound("inode \(ino)"))) }
+        guard let o = e.object else { return done(.failure(.isADirectory(e.name))) }
+        if flags & O_ACCMODE != O_RDONLY || flags & (O_TRUNC | O_APPEND) != 0 { return done(.failure(.readOnly(e.name))) }
+        guard let remote, namespace.needsRevalidation(ino) else { return finishOpen(ino: ino, o, done) }
         // After the TTL: ask for the current version (a HEAD) off the FUSE thread.
         replies.async { [self] in
             do {
                 guard let current = try remote.current(o), let e = namespace.update(ino, object: current) else {
                     namespace.update(ino, object: nil)
-                    return r.reply(error: ENOENT)
+                    return done(.failure(.notFound(PathError.printable(o.key))))
                 }
                 // A new version has a new inode: ESTALE makes the kernel look the name up again
                 // (LOOKUP_REVAL) and open that, while files open on the old inode keep the old bytes.
-                guard e.ino == ino else { return r.reply(error: ESTALE) }
-                finishOpen(r, ino: ino, current)
+                guard e.ino == ino else { return done(.failure(.stale(PathError.printable(o.key)))) }
+                finishOpen(ino: ino, current, done)
             } catch {
                 logger.warning("could not revalidate \(o.key), opening the cached version: \(error)")
-                finishOpen(r, ino: ino, o)
+                finishOpen(ino: ino, o, done)
             }
         }
     }
 
-    private func finishOpen(_ r: FuseRequest, ino: UInt64, _ shown: CachedObject) {
+    private func finishOpen(ino: UInt64, _ shown: CachedObject, _ done: FSCompletion) {
         // The index row has the current generation (data dropped since the listing moves it on).
         var o = shown
         if let row = try? cache.index.object(id: shown.id), row.etag == shown.etag { o = row }
@@ -218,59 +210,11 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         lock.unlock()
         cache.pin(o.id)
         cache.noteAccess(o.id)
-        r.reply(open: fh, keepCache: true)  // an inode's bytes never change
+        done(.success(.open(fh: fh, keepCache: true)))  // an inode's bytes never change
         readAheadInDirectory(opened: ino)
     }
 
-    /// If the file before `ino` in its directory was opened recently, the reader is going
-    /// through the directory in order: fetch the start of the next files in the read-ahead lane.
-    private func readAheadInDirectory(opened ino: UInt64) {
-        guard readAheadBlocks > 0, let parent = namespace.entry(ino)?.parent else { return }
-        let (previous, next) = namespace.neighbors(ino, following: Self.directoryReadAheadFiles,
-                                                   preceding: Self.inOrderRun)
-        lock.lock()
-        var recent = recentOpens[parent] ?? []
-        // The files before it were all opened recently (fewer at the start of a directory).
-        let inOrder = !previous.isEmpty && previous.allSatisfy { recent.contains($0) }
-        recent.append(ino)
-        if recent.count > Self.recentOpensPerDirectory { recent.removeFirst(recent.count - Self.recentOpensPerDirectory) }
-        recentOpens[parent] = recent
-        if recentOpens.count > 1024 { recentOpens = [parent: recent] }  // bound: directories long done
-        // The next files' first blocks, up to `readAheadBlocks` in all (those asked for before
-        // count too, so the window slides instead of growing).
-        let bs = cache.blockSize
-        var ahead: [(object: CachedObject, blocks: Int)] = []
-        var budget = readAheadBlocks
-        if inOrder {
-            for e in next where budget > 0 {
-                guard let o = e.object, o.size > 0 else { continue }
-                let count = o.blockCount(blockSize: bs)
-                let n = BlockRanges.withoutSmallTail(min(count, budget), of: count, window: readAheadBlocks)
-                budget -= n
-                guard !recentlyAhead.contains(e.ino) else { continue }
-                recentlyAhead.append(e.ino)
-                ahead.append((o, n))
-            }
-            if recentlyAhead.count > Self.recentlyAheadLimit { recentlyAhead.removeFirst(recentlyAhead.count - Self.recentlyAheadLimit) }
-        }
-        lock.unlock()
-        for (o, n) in ahead {
-            // The index row has the current generation (as in `finishOpen`).
-            let row = ((try? cache.index.object(id: o.id)) ?? nil).flatMap { $0.etag == o.etag ? $0 : nil } ?? o
-            if row.isComplete {
-                // Already cached: start reading its first blocks from disk now, so the reader's
-                // first requests there do not wait on the disk.
-                guard let fd = (try? cache.openData(row)) ?? nil else { continue }
-                _ = posix_fadvise(fd, 0, off_t(Int64(n) * bs), POSIX_FADV_WILLNEED)
-                close(fd)
-            } else {
-                // Blocks present or already on their way are not fetched again (`CacheFiller`).
-                filler.fill(row, bucket: bucket, blocks: Array(0..<n), lane: .readAhead, runBlocks: readAheadRun) { _, _ in }
-            }
-        }
-    }
-
-    public func release(_ r: FuseRequest, ino: UInt64, fh: UInt64) {
+    public func release(ino: UInt64, fh: UInt64) -> FSResult {
         lock.lock()
         let h = handles.removeValue(forKey: fh)
         var fd: Int32 = -1
@@ -281,156 +225,15 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         lock.unlock()
         if fd >= 0 { close(fd) }
         if let h { cache.unpin(h.object.id) }
-        r.reply(error: 0)
+        return .success(.none)
     }
 
-    /// The open file's object and data-file descriptor (opened on first use), held until
-    /// `endUse`; nil fd if the object has no data file yet.
-    private func beginUse(_ fh: UInt64) -> (OpenFile, Int32)? {
-        lock.lock()
-        guard let h = handles[fh] else { lock.unlock(); return nil }
-        h.users += 1
-        var fd = h.fd
-        let o = h.object
-        lock.unlock()
-        if fd < 0, let opened = try? cache.openData(o) {
-            lock.lock()
-            if h.fd < 0 && h.object.gen == o.gen { h.fd = opened; fd = opened } else { close(opened); fd = h.fd }
-            lock.unlock()
-        }
-        return (h, fd)
-    }
-
-    private func endUse(_ h: OpenFile) {
-        lock.lock()
-        h.users -= 1
-        var fd: Int32 = -1
-        if h.released && h.users == 0 { fd = h.fd; h.fd = -1 }
-        lock.unlock()
-        if fd >= 0 { close(fd) }
-    }
-
-    public func read(_ r: FuseRequest, ino: UInt64, fh: UInt64, size: Int, offset: Int64) {
-        guard let (h, fd) = beginUse(fh) else { return r.reply(error: EBADF) }
-        defer { endUse(h) }
-        let o = h.object
-        guard offset < o.size, size > 0 else { return r.reply(data: UnsafeRawBufferPointer(start: nil, count: 0)) }
-        let count = Int(min(Int64(size), o.size - offset))
-        let t0 = MonotonicTime.now()
-        let ahead = readAheadWindow(h, offset: offset, count: count)
-        if fd >= 0 {
-            do {
-                let served = try buffers.with(count) { buf -> Int? in
-                    guard let n = try cache.read(o, offset: offset, into: buf, fd: fd) else { return nil }
-                    r.reply(data: UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-                    return n
-                }
-                if let served {
-                    if let ahead {
-                        filler.fill(o, bucket: bucket, blocks: Array(ahead), lane: .readAhead, runBlocks: readAheadRun) { _, _ in }
-                    }
-                    record(hit: true)
-                    readObserver?(MonotonicTime.now() - t0, true, served)
-                    return
-                }
-            } catch {
-                logger.error("read \(o.key) at \(offset): \(error)")
-                return r.reply(error: EIO)
-            }
-        }
-        record(hit: false)
-        miss(r, h, offset: offset, count: count, ahead: ahead, t0: t0)
-    }
-
-    /// Fetches the blocks under a read urgently and replies when they land (or fail, or the
-    /// deadline passes).
-    private func miss(_ r: FuseRequest, _ h: OpenFile, offset: Int64, count: Int, ahead: ClosedRange<Int>?, t0: Double) {
-        let o = h.object
-        let bs = cache.blockSize
-        let blocks = Array(o.blocks(blockSize: bs).blocks(offset: offset, count: count))
-        if let ahead {
-            // One request for the read's blocks and the window after them (urgent: the reader is
-            // waiting on its start); the reply below waits only for the read's own blocks.
-            filler.fill(o, bucket: bucket, blocks: blocks + Array(ahead), lane: .urgent, runBlocks: readAheadRun) { _, _ in }
-        }
-        let once = OnceReply(r)
-        // A reader stuck in the kernel is the worst failure a mount has: whatever happens to
-        // the fetch, the read is answered (EIO) after `missDeadline`.
-        replies.asyncAfter(deadline: .now() + Self.missDeadline) { [logger] in
-            if once.reply({ $0.reply(error: EIO) }) {
-                logger.error("read \(o.key) at \(offset) got no data within \(Int(Self.missDeadline)) s; answered EIO")
-            }
-        }
-        let ino = h.ino
-        filler.fill(o, bucket: bucket, blocks: blocks, lane: .urgent, whenLanded: true) { [self] _, err in
-            let landed = MonotonicTime.now()
-            if let err {
-                logger.warning("read \(PathError.printable(o.key)) at \(offset) failed: \(err)")
-                var e = Self.errno(for: err)
-                // Blocks refused because this version's data was dropped meanwhile (the object
-                // changed under another fetch of it): the same as a 412 here.
-                if case .evicted = err, versionDropped(o) { e = ESTALE }
-                if e == ESTALE { namespace.markStale(ino) }  // the next open sees the new version
-                _ = once.reply { $0.reply(error: e) }
-                return
-            }
-            // Off the committer thread: the pread and reply, through a descriptor of its own
-            // (the open file may be released meanwhile).
-            replies.async { [self] in
-                var n: Int? = nil
-                let fd = (try? cache.openData(o)) ?? nil
-                _ = try? buffers.with(count) { buf in
-                    if let fd { n = try? cache.read(o, offset: offset, into: buf, fd: fd) }
-                    // nil: this version's data went meanwhile. Dropped because the object changed
-                    // (a 412 on another fetch of it: its generation moved on): ESTALE, and the
-                    // next open sees the new version. Otherwise evicted or corrupt again at once:
-                    // EIO, and the reader may retry.
-                    var err = EIO
-                    if n == nil, versionDropped(o) {
-                        err = ESTALE
-                        namespace.markStale(ino)
-                    }
-                    _ = once.reply { r in
-                        if let n { r.reply(data: UnsafeRawBufferPointer(rebasing: buf[0..<n])) } else { r.reply(error: err) }
-                    }
-                }
-                if let fd { close(fd) }
-                let end = MonotonicTime.now()
-                logger.debug("miss \(PathError.printable(o.key)) at \(offset): \(Int((end - t0) * 1000)) ms (blocks landed after \(Int((landed - t0) * 1000)) ms)")
-                readObserver?(end - t0, false, n ?? 0)
-            }
-        }
-    }
-
-    /// Whether the data of `o`'s version is gone from the index (its row replaced, or moved to a
-    /// new generation): what an open file sees when the object changed under another fetch.
-    private func versionDropped(_ o: CachedObject) -> Bool {
-        (try? cache.index.object(id: o.id)).map { $0?.gen != o.gen } ?? false
-    }
-
-    /// A reader continuing where its last read ended (or starting a file with a large read) is
-    /// sequential: it should have the next `readAheadBlocks` blocks on their way. Returns the
-    /// blocks to ask for now, if the window has drained to half (nil otherwise), and notes them.
-    private func readAheadWindow(_ h: OpenFile, offset: Int64, count: Int) -> ClosedRange<Int>? {
-        guard readAheadBlocks > 0 else { return nil }
-        let bs = cache.blockSize
-        lock.lock(); defer { lock.unlock() }
-        let blocks = h.object.blocks(blockSize: bs)
-        let block = blocks.blocks(offset: offset, count: count).upperBound
-        let sequential = offset == h.nextOffset && (offset > 0 || count >= Self.sequentialStartBytes)
-        h.nextOffset = offset + Int64(count)
-        guard sequential, let window = blocks.readAhead(after: block, requestedUpTo: h.readAheadUpTo,
-                                                        window: readAheadBlocks, refill: Self.refillFraction) else { return nil }
-        h.readAheadUpTo = window.upperBound
-        return window
-    }
-
-    public func statfs(_ r: FuseRequest) {
+    public func statfs() -> FSResult {
         let t = namespace.totals
-        r.reply(statfs: UInt64((t.bytes + (1 << 20) - 1) >> 20), files: UInt64(t.inodes))
+        return .success(.statfs(blocks: UInt64((t.bytes + (1 << 20) - 1) >> 20), files: UInt64(t.inodes)))
     }
 
-    private func record(hit: Bool) {
+    func record(hit: Bool) {
         lock.lock()
         if hit { hits += 1; totalHits += 1 } else { misses += 1; totalMisses += 1 }
         lock.unlock()
