@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "PrefetcherTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache",
             .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "CacheTests", dependencies: ["Cache", "S3", "SoakCore"]),
-        .testTarget(name: "MountTests", dependencies: ["Mount", "Cache", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "MountTests", dependencies: ["Mount", "Cache", "FuzzSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "IntegrationTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache", "Mount"]),
     ],
     swiftLanguageModes: [.v6]

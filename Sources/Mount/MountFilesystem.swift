@@ -185,13 +185,17 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
         // After the TTL: ask for the current version (a HEAD) off the FUSE thread.
         replies.async { [self] in
             do {
-                guard let current = try remote.current(o), let e = namespace.update(ino, object: current) else {
+                guard let current = try remote.current(o) else {
                     namespace.update(ino, object: nil)
                     return done(.failure(.notFound(PathError.printable(o.key))))
                 }
                 // A new version has a new inode: ESTALE makes the kernel look the name up again
                 // (LOOKUP_REVAL) and open that, while files open on the old inode keep the old bytes.
-                guard e.ino == ino else { return done(.failure(.stale(PathError.printable(o.key)))) }
+                // So does an old inode whose name a listing dropped meanwhile (its directory went
+                // and came back): the key exists, and the lookup finds what the listing shows.
+                guard let e = namespace.update(ino, object: current), e.ino == ino else {
+                    return done(.failure(.stale(PathError.printable(o.key))))
+                }
                 finishOpen(ino: ino, current, done)
             } catch {
                 logger.warning("could not revalidate \(o.key), opening the cached version: \(error)")
