@@ -18,24 +18,20 @@ import Logging
 import Prefetcher
 import S3
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A completion called at most once, whoever gets there first (the fetch or the deadline).
-final class OnceCompletion: @unchecked Sendable {
-    // @unchecked: `sent` is guarded by `lock`.
+final class OnceCompletion: Sendable {
     private let done: FSCompletion
-    private let lock = NSLock()
-    private var sent = false
+    private let sent = Mutex(false)
     init(_ done: @escaping FSCompletion) { self.done = done }
     /// Completes with `result` unless completed already; true if this call did.
     @discardableResult
     func callAsFunction(_ result: @autoclosure () -> FSResult) -> Bool {
-        lock.lock()
-        if sent { lock.unlock(); return false }
-        sent = true
-        lock.unlock()
+        guard sent.withLock({ sent in defer { sent = true }; return !sent }) else { return false }
         done(result())
         return true
     }
