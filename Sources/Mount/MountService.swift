@@ -163,8 +163,9 @@ public final class MountService: @unchecked Sendable {
         }
     }
 
-    /// Runs until unmounted or signalled. `ready` is called once the mount serves requests.
-    public func run(ready: () -> Void) throws {
+    /// Runs until unmounted or signalled. `ready` is called once the mount is in place, right
+    /// before its loop starts serving requests; `stopping` once that loop has ended.
+    public func run(ready: () -> Void, stopping: () -> Void = {}) throws {
         if let fd = ControlSocket.connect(cacheDir: cache.directory) {
             close(fd)
             throw MountError("cache directory \(cache.directory) belongs to a running mount; use another --cache-dir")
@@ -264,6 +265,7 @@ public final class MountService: @unchecked Sendable {
         // wait, or the loop would only notice the request to stop at the next FUSE request.
         Self.setStopSignals(blocked: false)
         let rc = session.run(threads: options.threads)
+        stopping()
         logger.info("unmounting \(options.mountpoint) (loop ended with \(rc))")
         control.stop()
         stopPrefetch.value = true

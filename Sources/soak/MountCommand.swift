@@ -62,6 +62,8 @@ struct MountCommand: ParsableCommand {
         MountService.setStopSignals(blocked: true)
         try SoakLogging.bootstrap(level: level, logFile: s3.logFile)
         let logger = Logger(label: "soak")
+        let notifier = daemon ? nil : MountNotifier(environment: env, logger: logger)
+        notifier?.starting(source: "\(uri)")
         let settings = try s3.engineSettings(env: env, level: level, logger: logger)
         let transport = settings.transport
         // Bad settings fail here, once; the builder signs for the bucket's own region.
@@ -86,6 +88,7 @@ struct MountCommand: ParsableCommand {
                                    workerExecutable: try selfExecutable(), logger: logger)
         service.credentials = keeper
         try service.run(ready: {
+            notifier?.mounted(source: "\(uri)", mountpoint: dir)
             if daemon {
                 // Tell the waiting parent, then stop writing to its pipe.
                 FileHandle.standardOutput.write(Data("ready\n".utf8))
@@ -93,7 +96,7 @@ struct MountCommand: ParsableCommand {
             } else {
                 FileHandle.standardError.write(Data("soak: mounted \(uri) at \(dir); unmount with `umount \(dir)` or Ctrl-C\n".utf8))
             }
-        })
+        }, stopping: { notifier?.stopping(mountpoint: dir) })
     }
 
     /// Re-runs this command in the foreground as a detached child (own session, log file), and
