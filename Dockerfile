@@ -34,7 +34,12 @@ COPY Tests ./Tests
 
 # ---- build: the release binary, Swift runtime and Foundation linked in
 FROM deps AS build
-RUN swift build -c release --static-swift-stdlib --product soak \
+# The commit `soak --version` prints: the context has no .git, so pass it in
+# (--build-arg SOAK_COMMIT=$(git rev-parse --short=12 HEAD)); without it, "commit unknown".
+ARG SOAK_COMMIT=""
+COPY scripts/gen-buildinfo ./scripts/gen-buildinfo
+RUN SOAK_COMMIT="${SOAK_COMMIT}" scripts/gen-buildinfo \
+ && swift build -c release --static-swift-stdlib --product soak \
  && install -D -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/soak" /out/soak
 
 # ---- test: what docker-compose.yaml's `soak-tests` runs (swift test against its `seaweedfs`)
