@@ -60,12 +60,16 @@ let package = Package(
 
         // Seeds and generators shared by the seeded property tests.
         .target(name: "FuzzSupport", dependencies: ["SoakCore"], path: "Tests/FuzzSupport"),
+        // Fakes for unit tests (no part of soak): MemoryObjectStore, FaultInjectingStore, and
+        // StoreTransport, which runs fetch orders in-process against any ObjectStore.
+        .target(name: "SoakTestSupport", dependencies: ["S3", "SoakCore", "Prefetcher",
+            .product(name: "Crypto", package: "swift-crypto")], path: "Tests/SoakTestSupport"),
         .testTarget(name: "SoakCoreTests", dependencies: ["SoakCore", "FuzzSupport"]),
-        .testTarget(name: "S3Tests", dependencies: ["S3", "SoakCore", "FuzzSupport"]),
-        .testTarget(name: "PrefetcherTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache",
-            .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "S3Tests", dependencies: ["S3", "SoakCore", "FuzzSupport", "SoakTestSupport"]),
+        .testTarget(name: "PrefetcherTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache", "SoakTestSupport",
+            .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CacheTests", dependencies: ["Cache", "S3", "SoakCore"]),
-        .testTarget(name: "MountTests", dependencies: ["Mount", "Cache", "FuzzSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "MountTests", dependencies: ["Mount", "Cache", "FuzzSupport", "SoakTestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "IntegrationTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache", "Mount"]),
     ],
     swiftLanguageModes: [.v6]

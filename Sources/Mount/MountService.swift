@@ -203,19 +203,15 @@ public final class MountService: @unchecked Sendable {
             logger.info("over \(options.eagerListingKeys) keys: directories are listed as they are used")
         }
 
-        final class Box: @unchecked Sendable { var filler: CacheFiller? }
-        let box = Box()
         var settings = settings
         if settings.maxBulkOrders == nil { settings.maxBulkOrders = Self.bulkOrdersWhileMounted }
         let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
-                                 logger: logger) { c in box.filler?.completed(c) }
+                                 logger: logger)
         if let credentials { engine.follow(credentials) }
         let filler = CacheFiller(cache: cache, submitter: engine, logger: logger, verifyMD5: options.verifyMD5,
                                  backgroundVerify: true)
-        box.filler = filler
-        engine.onLanded = { tag, first, crcs in box.filler?.blocksLanded(tag: tag, first: first, crcs: crcs) }
         if let metrics { engine.onFetchLatency = { metrics.recordFetch(firstByte: $0, lane: $1) } }
-        try engine.start()
+        try engine.start(reportingTo: filler)
         let fs = MountFilesystem(namespace: ns, cache: cache, filler: filler, remote: remote, bucket: options.bucket, uid: options.uid,
                                  gid: options.gid, ttl: options.metadataTTL, readAheadBlocks: options.readAheadMiB,
                                  logger: logger)

@@ -108,10 +108,20 @@ public final class Downloader: @unchecked Sendable {
     /// Refreshed credentials for the workers (set before `run`); nil keeps the builder's.
     public var credentials: CredentialKeeper?
 
+    /// Builds the engine's transport; nil: the worker pool (`workerExecutable`).
+    private let transportFactory: (@Sendable () -> FetchTransport)?
+
+    /// `transport` builds what runs the fetches (tests: a `StoreTransport`); by default a pool of
+    /// `workerExecutable __worker` processes.
     public init(options: DownloadOptions, store: ObjectStore, builder: S3RequestBuilder, settings: EngineSettings,
-                workerExecutable: String, logger: Logger) {
+                workerExecutable: String, logger: Logger, transport: (@Sendable () -> FetchTransport)? = nil) {
         self.options = options; self.store = store; self.builder = builder; self.settings = settings
-        self.workerExecutable = workerExecutable; self.logger = logger
+        self.workerExecutable = workerExecutable; self.logger = logger; self.transportFactory = transport
+    }
+
+    func makeTransport() -> FetchTransport {
+        transportFactory?() ?? WorkerPoolTransport(settings: settings, workerExecutable: workerExecutable,
+                                                   builder: builder, logger: logger)
     }
 
     /// Runs the whole download. `tick` is called about every `tickInterval` seconds with progress;
@@ -125,8 +135,9 @@ public final class Downloader: @unchecked Sendable {
         let dest = options.destination
         try prepareDestination(dest)
         defer { closePartialDirectory() }
-        let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
-                                 logger: logger) { [weak self] c in self?.completed(c) }
+        let engine = FetchEngine(settings: settings, transport: makeTransport(), logger: logger) { [weak self] c in
+            self?.completed(c)
+        }
         engine.versionCheck = VersionChecker(store: store, retry: settings.retry, logger: logger)
         if let credentials { engine.follow(credentials) }
         self.engine = engine

@@ -1,16 +1,16 @@
-/// The engine: a scheduler over a dynamic pool of worker processes.
+/// The engine: a scheduler of byte-range fetches over a `FetchTransport`.
 ///
 /// How it works. Callers `submit` byte-range fetches into lanes of a `WorkQueue`. One event
-/// thread owns everything else: it `poll`s the workers' report pipes and a wake pipe, hands
-/// ready work to the least-loaded worker with a free slot (highest lane first), turns reports
-/// into completions, and every `optimizationInterval` feeds a throughput sample to the
-/// `PoolOptimizer`, then spawns or retires workers to match its target.
+/// thread owns the rest: it `poll`s the transport for events, turns them into completions, and
+/// hands ready work to the transport while it has free slots (highest lane first). Which
+/// executors run the orders, and how many, is the transport's business: worker processes in
+/// production (`WorkerPoolTransport`), threads over an `ObjectStore` in tests.
 ///
 /// Failures: a retryable error goes back to the queue after a full-jitter backoff (honouring
-/// Retry-After), resuming after the bytes already written; a worker that exits, crashes or
-/// stays silent for `hangTimeout` is killed and reaped, and its orders are requeued from their
-/// last reported offset. Nothing is reported complete unless its worker said every byte landed.
-import CSys
+/// Retry-After), resuming after the bytes already written; orders the transport lost (their
+/// executor died or hung) are requeued from their last reported offset, and an order that keeps
+/// killing its executors fails. Nothing is reported complete unless its executor said every
+/// byte landed.
 import Foundation
 import Logging
 import S3
@@ -18,6 +18,17 @@ import SoakCore
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Who hears about finished fetches (`FetchEngine.start(reportingTo:)`), on the engine's thread.
+public protocol FetchListener: AnyObject, Sendable {
+    func completed(_ c: FetchCompletion)
+    /// Blocks of a block order are written, before it is done (blocks counted from its start).
+    func blocksLanded(tag: Int, first: Int, crcs: [UInt32])
+}
+
+extension FetchListener {
+    public func blocksLanded(tag: Int, first: Int, crcs: [UInt32]) {}
+}
 
 public final class FetchEngine: @unchecked Sendable {
     // @unchecked: all mutable state is guarded by `lock`; the event thread and callers share it.
@@ -29,16 +40,16 @@ public final class FetchEngine: @unchecked Sendable {
         var attempts = 0
         /// CRCs of the blocks landed by earlier attempts.
         var crcs: [UInt32] = []
-        /// The worker holding it, once dispatched (for promotion).
-        var worker: ObjectIdentifier?
+        /// Held by the transport (for promotion).
+        var dispatched = false
+        /// Bytes the transport reported written from `current.start` in this attempt.
+        var reported: Int64 = 0
     }
 
     let settings: EngineSettings
-    let executable: String
-    /// What a new worker is configured with (credentials included: `updateCredentials`).
-    var workerConfig: WorkerConfig
+    let transport: FetchTransport
     let logger: Logger
-    let onComplete: @Sendable (FetchCompletion) -> Void
+    var onComplete: (@Sendable (FetchCompletion) -> Void)?
     /// Asked after a 412 on If-Match (set before `start`): the same ETag retries the order, any
     /// other answer completes it with the 412 and the answer. Without it a 412 fails at once
     /// (the mount, which answers ESTALE and revalidates on the next open).
@@ -48,64 +59,49 @@ public final class FetchEngine: @unchecked Sendable {
     var queue = WorkQueue<Int>()
     var jobs: [Int: Job] = [:]
     var nextID = 1
-    var workers: [WorkerProcess] = []
-    var optimizer: PoolOptimizer
     var stats = EngineStats()
     var random = SystemRandomNumberGenerator()
-    var wakeFDs: [Int32] = [-1, -1]
     var thread: Thread?
     var stopping = false
     var stopped = false
     let stoppedCond = NSCondition()
-    // Sampling window for the optimizer.
-    var windowStart = MonotonicTime.now()
-    var windowBytes: Int64 = 0
-    var windowThrottled = 0
-    var windowErrors = 0
-    var windowLatencies: [Double] = []
-    var spawnFailures = 0
     /// Unsubscribes from credential keepers (`follow`).
     var unfollow: [@Sendable () -> Void] = []
     /// Asks the followed keeper for new keys now (a worker's GET was refused as expired).
     var credentialsRejected: (@Sendable () -> Void)?
+    /// Bulk orders the transport holds (for `EngineSettings.maxBulkOrders`).
+    var bulkOut = 0
 
-    public init(settings: EngineSettings, workerExecutable: String, builder: S3RequestBuilder, logger: Logger,
-                onComplete: @escaping @Sendable (FetchCompletion) -> Void) {
+    /// A scheduler over `transport`. `onComplete` (or the listener given to `start`) hears
+    /// about every finished fetch.
+    public init(settings: EngineSettings, transport: FetchTransport, logger: Logger,
+                onComplete: (@Sendable (FetchCompletion) -> Void)? = nil) {
         self.settings = settings
-        self.executable = workerExecutable
-        var config = WorkerConfig(builder: builder, transport: settings.transport,
-                                  slots: settings.slotsPerWorker, logLevel: settings.logLevel)
-        config.logFile = settings.logFile
-        self.workerConfig = config
+        self.transport = transport
         self.logger = logger
         self.onComplete = onComplete
-        let initial = min(max(settings.initialWorkers, settings.minWorkers), settings.maxWorkers)
-        self.optimizer = PoolOptimizer(config: OptimizerConfig(minWorkers: settings.minWorkers,
-                                                               maxWorkers: settings.maxWorkers,
-                                                               maxBytesPerSecond: settings.maxBytesPerSecond),
-                                       initialWorkers: initial)
     }
 
-    /// Spawns the initial workers and starts the event thread.
-    public func start() throws {
-        // Orders go to workers over pipes. A worker that died or stopped reading makes the next
-        // write fail with EPIPE, which `dispatch` handles by replacing it; left at its default,
-        // SIGPIPE would kill the process the engine runs in (a mount, a prewarm) instead.
-        signal(SIGPIPE, SIG_IGN)
-        guard csys_pipe2(&wakeFDs, O_CLOEXEC | O_NONBLOCK) == 0 else {
-            throw LocalIOError(errno: errno, operation: "pipe2", path: "engine wake pipe")
+    /// A scheduler over a pool of `workerExecutable __worker` processes (production).
+    public convenience init(settings: EngineSettings, workerExecutable: String, builder: S3RequestBuilder,
+                            logger: Logger, onComplete: (@Sendable (FetchCompletion) -> Void)? = nil) {
+        self.init(settings: settings,
+                  transport: WorkerPoolTransport(settings: settings, workerExecutable: workerExecutable,
+                                                 builder: builder, logger: logger),
+                  logger: logger, onComplete: onComplete)
+    }
+
+    /// Starts the transport and the event thread. With `listener`, completions (and block
+    /// landings, with `landings`) go to it; the engine holds it until `stop`.
+    public func start(reportingTo listener: FetchListener? = nil, landings: Bool = true) throws {
+        if let listener {
+            onComplete = { listener.completed($0) }
+            if landings { onLanded = { listener.blocksLanded(tag: $0, first: $1, crcs: $2) } }
         }
-        lock.lock()
-        do {
-            for _ in 0..<optimizer.target { try spawnWorker() }
-        } catch {
-            lock.unlock()
-            throw error
-        }
-        lock.unlock()
+        try transport.start()
         let t = Thread { [self] in self.loop() }
         t.name = "soak-engine"
-        thread = t
+        lock.lock(); thread = t; lock.unlock()
         t.start()
     }
 
@@ -133,7 +129,7 @@ public final class FetchEngine: @unchecked Sendable {
         jobs[id] = Job(original: o, current: o, lane: lane, tag: tag)
         queue.push(id, lane: lane)
         lock.unlock()
-        wake()
+        transport.wake()
         return id
     }
 
@@ -143,20 +139,21 @@ public final class FetchEngine: @unchecked Sendable {
     public func promote(_ id: Int, to lane: Lane) -> Bool {
         lock.lock()
         guard var job = jobs[id], lane < job.lane else { lock.unlock(); return false }
+        if job.dispatched && job.lane == .bulk { bulkOut -= 1 }
         job.lane = lane
         job.current.lane = lane
         jobs[id] = job
         if queue.remove(where: { $0 == id }) != nil {
             queue.pushFront(id, lane: lane)
-        } else if let wid = job.worker, let w = workers.first(where: { ObjectIdentifier($0) == wid && !$0.exited }) {
-            try? w.queue(.promote(id: id, lane: lane))
+        } else if job.dispatched {
+            transport.promote(id, to: lane)
         }
         lock.unlock()
-        wake()
+        transport.wake()
         return true
     }
 
-    /// Takes back a queued fetch no worker has yet (it completes never). False if it was
+    /// Takes back a queued fetch no executor has yet (it completes never). False if it was
     /// dispatched, is waiting out a retry, or is unknown.
     public func withdraw(_ id: Int) -> Bool {
         lock.lock(); defer { lock.unlock() }
@@ -168,22 +165,20 @@ public final class FetchEngine: @unchecked Sendable {
     public func snapshot() -> EngineStats {
         lock.lock(); defer { lock.unlock() }
         var s = stats
-        s.workers = workers.filter { !$0.exited }.count
-        s.targetWorkers = optimizer.target
+        let t = transport.status()
+        s.workers = t.executors
+        s.targetWorkers = t.targetExecutors
+        s.inflight = t.inflight
+        s.workerRestarts = t.restarts
+        s.rate = t.rate
         s.queued = queue.readyCount + queue.delayedCount
         s.queuedByLane = Lane.allCases.map { queue.count(in: $0) }
-        s.inflight = workers.reduce(0) { $0 + $1.inflight.count }
         return s
     }
 
-    /// New credentials (a refresh): every live worker signs the requests it starts from now on
-    /// with them, and workers started later are configured with them. They travel over the
-    /// workers' pipes, like the first ones.
+    /// New credentials (a refresh): requests started from now on are signed with them.
     public func updateCredentials(_ credentials: Credentials) {
-        lock.lock(); defer { lock.unlock() }
-        workerConfig.builder.credentials = credentials
-        // A worker whose pipe is gone is dying: its replacement gets the new configuration.
-        for w in workers where !w.exited { try? w.send(.credentials(credentials)) }
+        transport.updateCredentials(credentials)
     }
 
     /// Follows `keeper`: the current credentials now and every refresh after, until `stop`.
@@ -194,24 +189,26 @@ public final class FetchEngine: @unchecked Sendable {
         credentialsRejected = { keeper.requestRefresh() }
     }
 
-    /// PIDs of live workers (for tests and `soak status`).
-    public func workerPIDs() -> [pid_t] {
-        lock.lock(); defer { lock.unlock() }
-        return workers.filter { !$0.exited }.map(\.pid)
-    }
+    /// PIDs of live worker processes (for tests and `soak status`).
+    public func workerPIDs() -> [pid_t] { transport.executorPIDs() }
 
-    /// Stops now: workers are told to exit (in-flight transfers are abandoned, never reported
-    /// complete) and reaped; the event thread ends. Safe to call more than once.
+    /// Stops now: the transport abandons in-flight work (never reported complete) and the event
+    /// thread ends. Safe to call more than once.
     public func stop() {
         lock.lock()
         if stopping { lock.unlock(); waitStopped(); return }
         stopping = true
         let leave = unfollow
         unfollow = []
+        let running = thread != nil
         lock.unlock()
         for f in leave { f() }
-        wake()
-        waitStopped()
+        if running {
+            transport.wake()
+            waitStopped()
+        } else {
+            transport.stop()
+        }
     }
 
     func waitStopped() {
@@ -220,205 +217,43 @@ public final class FetchEngine: @unchecked Sendable {
         stoppedCond.unlock()
     }
 
-    /// A byte is in the wake pipe that the event thread has not yet taken (guarded by `lock`).
-    var wakePending = false
-
-    /// Wakes the event thread. One byte per wait, not per call: a download submitting 5000
-    /// objects wrote the pipe 5000 times and woke the thread nearly as often.
-    func wake() {
-        lock.lock()
-        let needed = !wakePending
-        wakePending = true
-        lock.unlock()
-        guard needed else { return }
-        var b: UInt8 = 1
-        if write(wakeFDs[1], &b, 1) != 1 && errno != EAGAIN {  // EAGAIN: full, so a byte is there
-            lock.lock(); wakePending = false; lock.unlock()  // not started yet (or stopped): no byte
-        }
-    }
+    /// Wakes the event thread.
+    func wake() { transport.wake() }
 
     // MARK: - Event loop (engine thread)
 
     func loop() {
-        var completions: [FetchCompletion] = []
         while true {
             lock.lock()
             if stopping { break }
-            var fds = [pollfd(fd: wakeFDs[0], events: Int16(POLLIN), revents: 0)]
-            let live = workers.filter { !$0.exited }
-            for w in live { fds.append(pollfd(fd: w.fromFD, events: Int16(POLLIN), revents: 0)) }
-            var timeout = 100.0  // ms: bounds the hang checks and optimizer ticks
-            if let due = queue.nextDue { timeout = max(0, min(timeout, (due - MonotonicTime.now()) * 1000)) }
+            var timeout = 0.1  // bounds how late a retry's due time is noticed
+            if let due = queue.nextDue { timeout = max(0, min(timeout, due - MonotonicTime.now())) }
+            let backlog = queue.readyCount > 0
             lock.unlock()
 
-            _ = poll(&fds, nfds_t(fds.count), Int32(timeout.rounded(.up)))
+            let events = transport.poll(timeout: timeout, backlog: backlog)
 
             lock.lock()
-            if fds[0].revents != 0 {
-                // Cleared before draining: a `wake` from now on writes again, and what it
-                // announces is either seen by this round's `dispatch` or wakes the next poll.
-                wakePending = false
-                var sink: (UInt64, UInt64) = (0, 0)
-                while read(wakeFDs[0], &sink, MemoryLayout.size(ofValue: sink)) > 0 {}
-            }
-            for (i, w) in live.enumerated() where fds[i + 1].revents != 0 {
-                let open = w.readAvailable()
-                drainReports(w, into: &completions)
-                if !open || w.exited { workerDied(w, reason: open ? "misbehaved" : "exited") }
-            }
-            let now = MonotonicTime.now()
-            for w in workers where !w.exited && !w.inflight.isEmpty && now - w.lastHeard > settings.hangTimeout {
-                // Its orders are retried (an order that keeps hanging fails, naming it): info level.
-                logger.info("worker \(w.pid) silent for \(Int(settings.hangTimeout)) s; killing it")
-                w.terminate(force: true)
-                workerDied(w, reason: "hung")
-            }
-            optimizeIfDue(now)
-            balanceWorkers()
+            for e in events { apply(e) }
             dispatch()
-            completions += onCompleteLater
+            let completions = onCompleteLater
             onCompleteLater.removeAll()
             let landings = landedLater
             landedLater.removeAll()
             let latencies = latenciesLater
             latenciesLater.removeAll()
+            let (complete, landed, latency) = (onComplete, onLanded, onFetchLatency)
             lock.unlock()
-            if let onFetchLatency { for (l, lane) in latencies { onFetchLatency(l, lane) } }
-            if let onLanded { for (tag, first, crcs) in landings { onLanded(tag, first, crcs) } }
-            for c in completions { onComplete(c) }
-            completions.removeAll()
+            if let latency { for (l, lane) in latencies { latency(l, lane) } }
+            if let landed { for (tag, first, crcs) in landings { landed(tag, first, crcs) } }
+            if let complete { for c in completions { complete(c) } }
         }
-        // Stopping: abandon in-flight work; close every worker and reap it.
-        let all = workers
+        // Stopping: abandon in-flight work.
+        onComplete = nil
+        onLanded = nil
         lock.unlock()
-        for w in all where !w.exited { w.closeInput() }
-        for w in all where !w.exited { w.terminate(force: false, grace: 2) }
+        transport.stop()
         stoppedCond.lock(); stopped = true; stoppedCond.broadcast(); stoppedCond.unlock()
-    }
-
-    func drainReports(_ w: WorkerProcess, into completions: inout [FetchCompletion]) {
-        defer {
-            // A worker writing without newlines would make us buffer without bound.
-            if w.reader.pending > LineBuffer.maxLine && !w.exited {
-                logger.error("worker \(w.pid) sent an over-long report; replacing it")
-                w.terminate(force: true)
-            }
-        }
-        while let line = w.reader.nextLine() {
-            w.lastHeard = MonotonicTime.now()
-            guard let msg = try? LineCodec.decode(FromWorker.self, line) else {
-                logger.error("worker \(w.pid) sent an unreadable report; replacing it")
-                w.terminate(force: true)
-                return
-            }
-            switch msg {
-            case .ready: w.ready = true
-            case .progress(let p):
-                for (id, bytes) in p { account(w, id: id, bytes: bytes) }
-            case .landed(let id, let first, let crcs):
-                // Block indices from the order's original start (a retry starts later).
-                guard let job = jobs[id], let bs = job.current.blockSize, w.inflight[id] != nil else { break }
-                let base = Int((job.current.start - job.original.start) / bs)
-                landedLater.append((job.tag, base + first, crcs))
-            case .done(let r):
-                account(w, id: r.id, bytes: r.bytes)
-                w.inflight[r.id] = nil
-                finish(report: r, into: &completions)
-            }
-        }
-    }
-
-    /// Adds newly written bytes of an order to the counters.
-    func account(_ w: WorkerProcess, id: Int, bytes: Int64) {
-        guard let before = w.inflight[id] else { return }
-        if bytes > before {
-            stats.bytes += bytes - before
-            if let lane = jobs[id]?.lane { stats.bytesByLane[lane.rawValue] += bytes - before }
-            windowBytes += bytes - before
-            w.inflight[id] = bytes
-        }
-    }
-
-    func finish(report r: FetchReport, into completions: inout [FetchCompletion]) {
-        guard var job = jobs[r.id] else { return }
-        stats.getObjectRequests = stats.getObjectRequests ?? [:]
-        stats.getObjectRequests![RequestOutcome.label(r.error), default: 0] += 1
-        if let lat = r.firstByteLatency {
-            windowLatencies.append(lat)
-            if onFetchLatency != nil { latenciesLater.append((lat, job.lane)) }
-        }
-        guard let err = r.error else {
-            jobs[r.id] = nil
-            stats.completed += 1
-            completions.append(FetchCompletion(order: job.original, tag: job.tag, error: nil, crcs: job.crcs + r.crcs))
-            return
-        }
-        if err.isThrottle { stats.throttled += 1; windowThrottled += 1 } else { windowErrors += 1 }
-        if err.kind == .stalled { job.current.stalls += 1 }  // its next attempt waits longer
-        // Resume after the bytes that landed; If-Match keeps them the same version.
-        let keep = resumableBytes(job.current, reported: r.bytes, crcs: r.crcs.count)
-        job.crcs += r.crcs.prefix(job.current.blockSize == nil ? 0 : r.crcs.count)
-        job.current.start += keep
-        job.current.fileOffset += keep
-        stats.bytes -= r.bytes - keep  // they will be fetched again
-        job.attempts += 1
-        if err.isPreconditionFailed, let checker = versionCheck, let etag = job.original.etag {
-            // Parked (in `jobs`, not queued) until the checker answers; this attempt counted.
-            job.worker = nil
-            jobs[r.id] = job
-            let id = r.id
-            checker.ask(bucket: job.original.bucket, key: job.original.key, etag: etag) { [weak self] answer in
-                self?.versionAnswered(id, error: err, answer)
-            }
-            return
-        }
-        if err.isCredentialRejection { credentialsRejected?() }
-        if err.isRetryable, job.current.start <= job.current.end,
-           let delay = settings.retry.delay(afterAttempt: job.attempts, retryAfter: err.retryAfter, random: &random) {
-            stats.retries += 1
-            logger.debug("retrying \(job.original.key) in \(String(format: "%.2f", delay)) s: \(err)")
-            jobs[r.id] = job
-            queue.push(r.id, lane: job.lane, due: MonotonicTime.now() + delay)
-            return
-        }
-        jobs[r.id] = nil
-        stats.failed += 1
-        var final = err
-        if job.attempts > 1 { final.attempts = job.attempts }
-        completions.append(FetchCompletion(order: job.original, tag: job.tag, error: final, crcs: job.crcs))
-    }
-
-    /// The checker's answer about an order parked after a 412 (checker's queue): unchanged, it
-    /// is retried like any retryable failure, resuming where it was; else it completes.
-    func versionAnswered(_ id: Int, error err: S3Error, _ answer: VersionAnswer) {
-        lock.lock()
-        guard !stopping, var job = jobs[id] else { lock.unlock(); return }
-        if answer == .unchanged, job.current.start <= job.current.end,
-           let delay = settings.retry.delay(afterAttempt: job.attempts, retryAfter: nil, random: &random) {
-            stats.retries += 1
-            job.worker = nil
-            jobs[id] = job
-            queue.push(id, lane: job.lane, due: MonotonicTime.now() + delay)
-            lock.unlock()
-            wake()
-            return
-        }
-        jobs[id] = nil
-        stats.failed += 1
-        var final = err
-        if job.attempts > 1 { final.attempts = job.attempts }
-        onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: final, crcs: job.crcs,
-                                               version: answer))
-        lock.unlock()
-        wake()
-    }
-
-    /// How much of a failed attempt a retry keeps: nothing of an unnamed file; whole blocks of a
-    /// block order (their CRCs were reported); every contiguous byte otherwise.
-    func resumableBytes(_ o: FetchOrder, reported: Int64, crcs: Int) -> Int64 {
-        guard o.isResumable else { return 0 }
-        guard let bs = o.blockSize else { return reported }
-        return min(reported, Int64(crcs) * bs)
     }
 
     var onCompleteLater: [FetchCompletion] = []
@@ -429,44 +264,4 @@ public final class FetchEngine: @unchecked Sendable {
     public var onFetchLatency: (@Sendable (Double, Lane) -> Void)?
     /// Called on the engine thread when blocks of a block order are written, before it is done.
     public var onLanded: (@Sendable (_ tag: Int, _ firstBlock: Int, _ crcs: [UInt32]) -> Void)?
-
-    /// Orders beyond a worker's bulk capacity that urgent and read-ahead work may take, so a
-    /// saturated pool still starts a mount read at once (the worker runs it in a spare slot).
-    static let priorityReserve = 8
-
-    func dispatch() {
-        let now = MonotonicTime.now()
-        let capacity = settings.slotsPerWorker + settings.prefetchDepth
-        queue.release(now: now)
-        var bulkOut = settings.maxBulkOrders == nil ? 0
-            : workers.reduce(0) { n, w in n + w.inflight.keys.filter { jobs[$0]?.lane == .bulk }.count }
-        while let lane = queue.topLane() {
-            if lane == .bulk, let cap = settings.maxBulkOrders, bulkOut >= cap { break }
-            let limit = lane == .bulk ? capacity : capacity + Self.priorityReserve
-            let candidates = workers.filter { !$0.exited && !$0.retiring && $0.inflight.count < limit }
-            guard let w = candidates.min(by: { $0.inflight.count < $1.inflight.count }) else { break }
-            guard let (id, _) = queue.pop(now: now) else { break }
-            guard var job = jobs[id] else { continue }
-            do {
-                job.current.lane = job.lane
-                try w.queue(.fetch(job.current))
-                job.worker = ObjectIdentifier(w)
-                jobs[id] = job
-                w.inflight[id] = 0  // bytes written from job.current.start, as the worker reports them
-                if job.lane == .bulk { bulkOut += 1 }
-                if w.inflight.count == 1 { w.lastHeard = now }
-            } catch {
-                queue.pushFront(id, lane: job.lane)
-                break
-            }
-        }
-        // One write per worker per round; a worker that stopped reading is replaced and every
-        // order it held (sent or not) is requeued.
-        for w in workers where !w.exited {
-            do { try w.flush() } catch {
-                w.terminate(force: true)
-                workerDied(w, reason: "stopped reading orders")
-            }
-        }
-    }
 }

@@ -10,3 +10,5 @@ public protocol FetchSubmitter: AnyObject, Sendable {
 }
 
 extension FetchEngine: FetchSubmitter {}
+
+extension CacheFiller: FetchListener {}

@@ -21,33 +21,7 @@ import Glibc
 #endif
 
 final class FilePreparer: @unchecked Sendable {  // @unchecked: `orders`, `wake` and `stopping` are guarded by `lock`
-    /// An opened target: `fd` (-1 with `errno` when the open failed) and whether it is O_DIRECT.
-    struct Target: Equatable, Sendable {
-        var fd: Int32
-        var direct: Bool
-        var errno: Int32 = 0
-        /// Why the open failed, when there is more to say than `errno`.
-        var failure: String?
-        /// Publish orders: the final directory (O_PATH) the file is linked or renamed into.
-        var parent: Int32 = -1
-        /// Publish orders on a filesystem without O_TMPFILE: the named temporary file, as its
-        /// directory (O_PATH) and name; renamed into place when complete, removed otherwise.
-        var tempDirectory: Int32 = -1
-        var tempName: String?
-
-        /// Closes the directories; removes the named temporary file unless it was `published`.
-        func releaseDirectories(published: Bool) {
-            if let n = tempName, tempDirectory >= 0, !published { unlinkat(tempDirectory, n, 0) }
-            if tempDirectory >= 0 { close(tempDirectory) }
-            if parent >= 0 { close(parent) }
-        }
-
-        /// An unused target: closes everything and removes a named temporary file.
-        func release() {
-            if fd >= 0 { close(fd) }
-            releaseDirectories(published: false)
-        }
-    }
+    typealias Target = FetchTarget
 
     private enum Stage { case queued, preparing, discarded, ready(Target) }
 

@@ -107,10 +107,21 @@ public final class Prewarmer: @unchecked Sendable {
 
     public init(options: PrewarmOptions, store: ObjectStore, cache: DiskCache, builder: S3RequestBuilder,
                 settings: EngineSettings, workerExecutable: String, logger: Logger,
-                shared: (engine: FetchEngine, filler: CacheFiller)? = nil) {
+                shared: (engine: FetchEngine, filler: CacheFiller)? = nil,
+                transport: (@Sendable () -> FetchTransport)? = nil) {
         self.options = options; self.store = store; self.cache = cache; self.builder = builder
         self.settings = settings; self.workerExecutable = workerExecutable; self.logger = logger
         self.shared = shared
+        self.transportFactory = transport
+    }
+
+    /// Builds its own engine's transport; nil: the worker pool (`workerExecutable`).
+    private let transportFactory: (@Sendable () -> FetchTransport)?
+
+    func makeEngine() -> FetchEngine {
+        let transport = transportFactory?() ?? WorkerPoolTransport(settings: settings, workerExecutable: workerExecutable,
+                                                                   builder: builder, logger: logger)
+        return FetchEngine(settings: settings, transport: transport, logger: logger)
     }
 
     public func run(tickInterval: Double = 0.2, tick: (DownloadProgress) -> Void = { _ in },
@@ -125,15 +136,12 @@ public final class Prewarmer: @unchecked Sendable {
             (engine, filler) = shared
             engineBytesAtStart = engine.snapshot().bytes
         } else {
-            final class Box: @unchecked Sendable { var filler: CacheFiller? }
-            let box = Box()
-            engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
-                                 logger: logger) { c in box.filler?.completed(c) }
+            engine = makeEngine()
             filler = CacheFiller(cache: cache, submitter: engine, logger: logger, verifyMD5: options.verifyMD5)
-            box.filler = filler
             engine.versionCheck = VersionChecker(store: store, retry: settings.retry, logger: logger)
             if let credentials { engine.follow(credentials) }
-            try engine.start()
+            // No reader waits on a prewarm's blocks: noting them before their job is done buys nothing.
+            try engine.start(reportingTo: filler, landings: false)
         }
         self.engine = engine
         self.filler = filler

@@ -24,7 +24,7 @@ extension WorkerLoop {
     func announce(_ a: Active) throws {
         let ready = WorkerLoop.writtenBlocks(a)
         if ready > a.announced {
-            try send(.landed(id: a.order.id, first: a.announced, crcs: Array(a.crcs[a.announced..<ready])))
+            try send(.landed(id: a.order.id, first: a.announced, crcs: Array(a.digest.crcs[a.announced..<ready])))
             a.announced = ready
         }
     }
@@ -60,11 +60,8 @@ extension WorkerLoop {
     /// full buffers of an O_DIRECT file are written in the background.
     static func write(_ a: Active, _ buf: UnsafeRawBufferPointer, writer: DirectWriter? = nil) throws {
         if let e = a.writeError { throw e }
-        let room = a.order.length - a.written
-        guard Int64(buf.count) <= room else {
-            throw LocalIOError(errno: EOVERFLOW, operation: "body longer than the requested range", path: a.order.path)
-        }
-        digest(a, buf)
+        try FetchRegion.checkRoom(a.order, written: a.written, adding: buf.count)
+        a.digest.add(buf)
         var off = 0
         while off < buf.count {
             let st = a.staging
@@ -84,36 +81,12 @@ extension WorkerLoop {
         }
     }
 
-    /// Folds received bytes into the order's per-block CRC32Cs.
-    static func digest(_ a: Active, _ buf: UnsafeRawBufferPointer) {
-        guard let bs = a.order.blockSize else { return }
-        var off = 0
-        while off < buf.count {
-            let n = min(buf.count - off, Int(bs - a.blockFill))
-            a.crc.update(UnsafeRawBufferPointer(rebasing: buf[off..<(off + n)]))
-            a.blockFill += Int64(n)
-            off += n
-            if a.blockFill == bs {
-                a.crcs.append(a.crc.value)
-                a.crc = CRC32C()
-                a.blockFill = 0
-            }
-        }
-    }
-
     /// Finished blocks wholly in the file.
-    static func writtenBlocks(_ a: Active) -> Int {
-        guard let bs = a.order.blockSize else { return 0 }
-        return min(a.crcs.count, Int(a.flushed / bs))
-    }
+    static func writtenBlocks(_ a: Active) -> Int { a.digest.blocks(inFile: a.flushed) }
 
     /// CRCs of the blocks that are wholly on disk (the last, short block counts once the whole
     /// range is).
-    static func durableCRCs(_ a: Active) -> [UInt32] {
-        guard a.order.blockSize != nil else { return [] }
-        guard a.flushed == a.order.length else { return Array(a.crcs.prefix(writtenBlocks(a))) }
-        return a.blockFill > 0 ? a.crcs + [a.crc.value] : a.crcs
-    }
+    static func durableCRCs(_ a: Active) -> [UInt32] { a.digest.durable(flushed: a.flushed, length: a.order.length) }
 
     /// Writes what is staged. Only the last write of a range may be unaligned; O_DIRECT is then
     /// switched off for it.

@@ -214,7 +214,7 @@ final class WorkerLoop {
             if preparer == nil {
                 final class Wake: @unchecked Sendable { let multi: CurlMulti; init(_ m: CurlMulti) { multi = m } }
                 let wake = Wake(multi)  // curl_multi_wakeup may be called from any thread
-                preparer = FilePreparer(prepare: { Self.openTarget($0) }, onReady: { wake.multi.wakeup() })
+                preparer = FilePreparer(prepare: { FetchTargets.open($0) }, onReady: { wake.multi.wakeup() })
             }
             requested.insert(o.id)
             preparer!.request(o)
@@ -238,10 +238,10 @@ final class WorkerLoop {
                     break  // the preparer goes in order: nothing behind this one is ready either
                 } else {
                     withdrawTarget(o.id)  // promoted to a read lane meanwhile: a read does not wait
-                    target = Self.openTarget(o)
+                    target = FetchTargets.open(o)
                 }
             } else {
-                target = Self.openTarget(o)
+                target = FetchTargets.open(o)
             }
             waiting.removeFirst()
             start(o, target)
@@ -253,11 +253,7 @@ final class WorkerLoop {
         let fd = target.fd, direct = target.direct
         let stagingSize = Self.stagingSize(direct: direct)
         if fd < 0 {
-            let message = target.failure
-                ?? LocalIOError(errno: target.errno, operation: "open", path: o.publish?.finalPath ?? o.path).description
-            report(FetchReport(id: o.id, bytes: 0, error: S3Error(
-                kind: .localIO(errno: target.errno), operation: "GetObject", bucket: o.bucket, key: o.key,
-                message: message), firstByteLatency: nil))
+            report(FetchRegion.openFailed(o, target))
             return
         }
         do {
@@ -342,32 +338,17 @@ final class WorkerLoop {
             if let e = a.writeError { throw e }
             try Self.flushStaging(a)
         } catch {
-            err = err ?? S3Error(kind: .localIO(errno: (error as? LocalIOError)?.errno ?? EIO), operation: "GetObject",
-                                 bucket: o.bucket, key: o.key, message: "\(error)")
+            err = err ?? FetchRegion.localError(o, error)
         }
         if err == nil {
             do {
                 try ResponseCheck.checkRange(t.head, requested: o.start...o.end, bodyBytes: a.written,
                                              operation: "GetObject", bucket: o.bucket, key: o.key)
-                if a.written != o.length {
-                    throw S3Error(kind: .shortBody(expected: o.length, got: a.written), operation: "GetObject",
-                                  bucket: o.bucket, key: o.key, status: t.head.status,
-                                  message: "got \(a.written) of \(o.length) bytes")
-                }
             } catch let e as S3Error { err = e } catch {}
         }
-        var published = false
-        if err == nil, let p = o.publish, let target = a.target {
-            do {
-                try Self.publish(target, p, order: o)
-                published = true
-            } catch {
-                err = S3Error(kind: .localIO(errno: Self.errnoOf(error)), operation: "GetObject", bucket: o.bucket,
-                              key: o.key, message: "\(error)")
-            }
-        }
-        close(a.fd)
-        a.target?.releaseDirectories(published: published)
+        // The length check, the publish step and closing: shared with every transport.
+        err = FetchRegion.complete(o, target: a.target, fd: a.fd, error: err, received: a.written,
+                                   status: t.head.status)
         if err == nil { stallBounds.learn(firstByte: a.watch.firstByteWait, gap: a.watch.longestGap) }
         let latency = t.firstByteAt.map { $0 - a.startedAt }
         t.sink = { _ in }

@@ -28,10 +28,8 @@ extension WorkerLoop {
         var queued: Int64 = 0
         /// The first failed background write; the next body chunk fails the transfer with it.
         var writeError: LocalIOError?
-        /// Block checksums (orders with `blockSize`): finished blocks, and the one filling.
-        var crcs: [UInt32] = []
-        var crc = CRC32C()
-        var blockFill: Int64 = 0
+        /// Block checksums (orders with `blockSize`).
+        var digest: BlockDigest
         /// Finished blocks already announced with a `landed` report.
         var announced = 0
         /// A mount read waits on it (urgent or read-ahead lane, or promoted while running).
@@ -42,6 +40,7 @@ extension WorkerLoop {
         var watch = StallWatch()
         init(order: FetchOrder, transfer: CurlTransfer, fd: Int32, startedAt: Double, staging: UnsafeMutableRawBufferPointer) {
             self.order = order; self.transfer = transfer; self.fd = fd; self.startedAt = startedAt; self.staging = staging
+            self.digest = BlockDigest(blockSize: order.blockSize)
         }
     }
 }

@@ -1,10 +1,11 @@
 /// The S3 client layer.
 ///
 /// Everything above this module talks to `ObjectStore`, never to libcurl, so logic is tested
-/// against `MemoryObjectStore` (and fault-injecting wrappers). `CurlObjectStore` is the real
-/// client: SigV4-signed requests over one libcurl easy handle (connection reused). Bulk
-/// ranged GETs do not go through here: worker processes drive their own libcurl multi handle
-/// with `S3RequestBuilder`, so both paths sign and address requests identically.
+/// against `MemoryObjectStore` (and `FaultInjectingStore`, both in the SoakTestSupport test
+/// target). `CurlObjectStore` is the real client: SigV4-signed requests over one libcurl easy
+/// handle (connection reused). Bulk ranged GETs do not go through here: worker processes drive
+/// their own libcurl multi handle with `S3RequestBuilder`, so both paths sign and address
+/// requests identically.
 import Foundation
 
 /// One object as a listing or HEAD reports it.

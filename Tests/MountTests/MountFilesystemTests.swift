@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Prefetcher
 import S3
+import SoakTestSupport
 import SoakCore
 import XCTest
 @testable import Mount

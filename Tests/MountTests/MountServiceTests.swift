@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import S3
+import SoakTestSupport
 import XCTest
 @testable import Mount
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import S3
+import SoakTestSupport
 import SoakCore
 import XCTest
 @testable import Prefetcher

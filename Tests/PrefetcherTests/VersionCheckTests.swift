@@ -2,6 +2,7 @@ import Cache
 import Foundation
 import Logging
 import S3
+import SoakTestSupport
 import SoakCore
 import XCTest
 @testable import Prefetcher

@@ -76,22 +76,22 @@ final class WorkerWriteTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "soak-link-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let saved = WorkerLoop.linkByDescriptor
-        defer { WorkerLoop.linkByDescriptor = saved }
+        let saved = FetchTargets.linkByDescriptor
+        defer { FetchTargets.linkByDescriptor = saved }
         let dirFD = open(dir, csys_o_path() | O_DIRECTORY)
         XCTAssertGreaterThanOrEqual(dirFD, 0)
         defer { close(dirFD) }
         for byDescriptor in [true, false] {
-            WorkerLoop.linkByDescriptor = byDescriptor
+            FetchTargets.linkByDescriptor = byDescriptor
             let t = csys_open_tmpfile(dirFD, 0, 0o644)
             XCTAssertGreaterThanOrEqual(t, 0)
             defer { close(t) }
             let bytes = Array("linked \(byDescriptor)".utf8)
             XCTAssertEqual(pwrite(t, bytes, bytes.count, 0), bytes.count)
             let name = "f-\(byDescriptor)"
-            XCTAssertTrue(WorkerLoop.link(fd: t, dir: dirFD, name: name), "errno \(errno)")
+            XCTAssertTrue(FetchTargets.link(fd: t, dir: dirFD, name: name), "errno \(errno)")
             XCTAssertEqual(FileManager.default.contents(atPath: dir + "/" + name).map(Array.init), bytes)
-            XCTAssertFalse(WorkerLoop.link(fd: t, dir: dirFD, name: name), "an existing name is not replaced")
+            XCTAssertFalse(FetchTargets.link(fd: t, dir: dirFD, name: name), "an existing name is not replaced")
             XCTAssertEqual(errno, EEXIST)
         }
     }

@@ -3,6 +3,7 @@
 import Foundation
 import XCTest
 import S3
+import SoakTestSupport
 import SoakCore
 
 /// Byte order of the UTF-8 encoding: the order S3 lists keys in.

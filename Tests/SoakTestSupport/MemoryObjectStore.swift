@@ -1,8 +1,9 @@
-/// An in-memory `ObjectStore` for tests of everything above the S3 client, plus
-/// `FaultInjectingStore`, which wraps any store and fails calls on a script.
+/// An in-memory `ObjectStore` for tests of everything above the S3 client (test support: it
+/// is no part of soak itself). `FaultInjectingStore` wraps it to fail calls on a script.
 import Crypto
-import SoakCore
 import Foundation
+import S3
+import SoakCore
 
 public final class MemoryObjectStore: ObjectStore, @unchecked Sendable {
     // @unchecked: `objects` is guarded by `lock`.
@@ -96,38 +97,5 @@ public final class MemoryObjectStore: ObjectStore, @unchecked Sendable {
         let slice = size == 0 ? [] : Array(o.data[Int(r.lowerBound)...Int(min(r.upperBound, size - 1))])
         try slice.withUnsafeBytes { try sink($0) }
         return GetResult(status: range == nil ? 200 : 206, etag: o.etag, bytes: Int64(slice.count), objectSize: size)
-    }
-}
-
-/// Wraps a store and throws the scripted errors, in order, before letting calls through.
-public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
-    // @unchecked: `script` is guarded by `lock`.
-    private let inner: ObjectStore
-    private let lock = NSLock()
-    private var script: [S3Error]
-
-    public init(_ inner: ObjectStore, failures: [S3Error]) { self.inner = inner; self.script = failures }
-
-    private func next() throws {
-        lock.lock(); defer { lock.unlock() }
-        if !script.isEmpty { throw script.removeFirst() }
-    }
-
-    public func listPage(bucket: String, prefix: String, delimiter: String?, continuationToken: String?,
-                         maxKeys: Int) throws -> ListPage {
-        try next()
-        return try inner.listPage(bucket: bucket, prefix: prefix, delimiter: delimiter,
-                                  continuationToken: continuationToken, maxKeys: maxKeys)
-    }
-
-    public func head(bucket: String, key: String) throws -> ObjectInfo {
-        try next()
-        return try inner.head(bucket: bucket, key: key)
-    }
-
-    public func get(bucket: String, key: String, range: ClosedRange<Int64>?, ifMatch: String?,
-                    sink: (UnsafeRawBufferPointer) throws -> Void) throws -> GetResult {
-        try next()
-        return try inner.get(bucket: bucket, key: key, range: range, ifMatch: ifMatch, sink: sink)
     }
 }

@@ -1,5 +1,5 @@
-/// The engine's process pool: spawning, replacing dead workers, and sizing the pool to the
-/// optimizer's target (see `FetchEngine`).
+/// The worker pool's processes: spawning, replacing dead workers, and sizing the pool to the
+/// optimizer's target (see `WorkerPoolTransport`).
 import CSys
 import Foundation
 import Logging
@@ -9,44 +9,16 @@ import SoakCore
 import Glibc
 #endif
 
-extension FetchEngine {
-    /// Requeues a dead worker's orders from their last reported offset.
+extension WorkerPoolTransport {
+    /// Reaps a dead worker and reports its orders lost (the scheduler requeues them from their
+    /// last reported offset).
     func workerDied(_ w: WorkerProcess, reason: String) {
         if !w.exited { w.terminate(force: true, grace: 0.5) }
-        if !stopping { stats.workerRestarts += 1 }
-        for (id, reported) in w.inflight {
-            guard var job = jobs[id] else { continue }
-            // An unnamed file died with its worker: start over. A named one keeps its bytes; a
-            // block order keeps the blocks whose CRCs arrived before this attempt.
-            let bytes = job.current.blockSize != nil ? 0 : (job.current.isResumable ? reported : 0)
-            stats.bytes -= reported - bytes
-            job.current.start += bytes
-            job.current.fileOffset += bytes
-            job.worker = nil
-            jobs[id] = job
-            if job.current.start > job.current.end {
-                // Every byte was reported written before it died: still wait for no one.
-                jobs[id] = nil
-                stats.completed += 1
-                onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: nil, crcs: job.crcs))
-                continue
-            }
-            // An order that keeps killing its workers must not be retried forever.
-            job.attempts += 1
-            jobs[id] = job
-            if job.attempts >= settings.retry.maxAttempts {
-                jobs[id] = nil
-                stats.failed += 1
-                onCompleteLater.append(FetchCompletion(order: job.original, tag: job.tag, error: S3Error(
-                    kind: .transport(curlCode: -2), operation: "GetObject", bucket: job.original.bucket,
-                    key: job.original.key,
-                    message: "the worker process fetching it died \(job.attempts) times (last: \(reason))"),
-                    crcs: job.crcs))
-            } else {
-                queue.pushFront(id, lane: job.lane)
-            }
-        }
+        if !stopped { restarts += 1 }
+        let ids = Array(w.inflight.keys)
+        if !ids.isEmpty { events.append(.lost(ids: ids, reason: reason)) }
         w.inflight.removeAll()
+        w.pending.removeAll()
         workers.removeAll { $0 === w }
         // A replaced worker is a retry of its orders, not a failure: debug level.
         if reason != "retired" { logger.debug("worker \(w.pid) \(reason); its work was requeued") }
@@ -62,7 +34,7 @@ extension FetchEngine {
         RateSplit.perWorkerBytesPerSecond(maxBytesPerSecond: settings.maxBytesPerSecond, workers: max(n, 1))
     }
 
-    func optimizeIfDue(_ now: Double) {
+    func optimizeIfDue(_ now: Double, backlog: Bool) {
         let elapsed = now - windowStart
         guard elapsed >= settings.optimizationInterval else { return }
         let lat = windowLatencies.sorted()
@@ -70,12 +42,12 @@ extension FetchEngine {
                                       workers: workers.filter { !$0.retiring && !$0.exited }.count,
                                       throttled: windowThrottled, errors: windowErrors,
                                       latencyP50: lat.isEmpty ? nil : lat[lat.count / 2],
-                                      queuedWork: queue.readyCount > 0)
-        stats.rate = Double(windowBytes) / elapsed
+                                      queuedWork: backlog)
+        rate = Double(windowBytes) / elapsed
         let before = optimizer.target
         let target = optimizer.decide(sample)
         if target != before {
-            logger.debug("optimizer: \(before) → \(target) workers at \(Int(stats.rate / 1e6)) MB/s")
+            logger.debug("optimizer: \(before) → \(target) workers at \(Int(rate / 1e6)) MB/s")
             if let rate = perWorkerRate(workers: target) {
                 for w in workers where !w.exited { try? w.send(.rate(bytesPerSecond: rate)) }
             }
@@ -85,6 +57,7 @@ extension FetchEngine {
 
     /// Spawns or retires workers to match the optimizer's target.
     func balanceWorkers() {
+        guard !stopped else { return }
         let target = optimizer.target
         var active = workers.filter { !$0.retiring && !$0.exited }
         while active.count < target && spawnFailures < 5 {

@@ -1,5 +1,6 @@
-/// Where a worker's bytes go: opening an order's target, and publishing a complete download
-/// under its name.
+/// Where an order's bytes go: opening its target, and publishing a complete download under its
+/// name. Shared by every `FetchTransport` (the worker process and `StoreTransport`), so what
+/// lands on disk and under which name cannot differ between them.
 ///
 /// Download orders carry their destination (`FetchOrder.root`); every path is resolved beneath
 /// it (`DestinationRoot`), so a symbolic link in DEST is never followed out of it, written
@@ -15,12 +16,12 @@ import SoakCore
 import Glibc
 #endif
 
-extension WorkerLoop {
+public enum FetchTargets {
     /// Opens `o`'s target (O_DIRECT when asked and possible) and preallocates its range; inline
-    /// or on the `FilePreparer`'s thread.
-    static func openTarget(_ o: FetchOrder) -> FilePreparer.Target {
-        let wantDirect = o.direct && o.fileOffset % Int64(directAlignment) == 0
-        var target: FilePreparer.Target
+    /// or on the `FilePreparer`'s thread. A failure is a target with `fd` -1 (see `FetchRegion`).
+    public static func open(_ o: FetchOrder) -> FetchTarget {
+        let wantDirect = o.direct && o.fileOffset % Int64(WorkerLoop.directAlignment) == 0
+        var target: FetchTarget
         do {
             if let rootPath = o.root {
                 let root = try WorkerDestinations.root(rootPath)
@@ -28,11 +29,11 @@ extension WorkerLoop {
                     target = try openPublishTarget(o, p, root, direct: wantDirect)
                 } else {
                     do {
-                        target = FilePreparer.Target(
+                        target = FetchTarget(
                             fd: try root.open(o.path, O_WRONLY | O_CREAT | (wantDirect ? csys_o_direct() : 0)),
                             direct: wantDirect)
                     } catch let e as LocalIOError where wantDirect && e.errno == EINVAL {
-                        target = FilePreparer.Target(fd: try root.open(o.path, O_WRONLY | O_CREAT), direct: false)
+                        target = FetchTarget(fd: try root.open(o.path, O_WRONLY | O_CREAT), direct: false)
                     }
                 }
             } else {
@@ -46,9 +47,9 @@ extension WorkerLoop {
                 target = t
             }
         } catch {
-            return FilePreparer.Target(fd: -1, direct: false, errno: Self.errnoOf(error), failure: "\(error)")
+            return FetchTarget(fd: -1, direct: false, errno: Self.errnoOf(error), failure: "\(error)")
         }
-        if preallocate && o.length > stagingSize(direct: target.direct) {
+        if WorkerLoop.preallocate && o.length > WorkerLoop.stagingSize(direct: target.direct) {
             // Allocate the range's blocks up front: ext4 then skips its per-page delayed-allocation
             // bookkeeping, and the file is contiguous. A range that fits in the staging buffer
             // is written by one pwrite, which gains nothing from it. Unsupported (EOPNOTSUPP) or no room
@@ -60,12 +61,12 @@ extension WorkerLoop {
 
     /// `open(extra)` with O_DIRECT when `direct`, again without it where the filesystem refuses
     /// O_DIRECT (tmpfs: EINVAL). nil when the open failed (errno set).
-    static func withDirectFallback(_ direct: Bool, _ open: (Int32) throws -> Int32?) rethrows -> FilePreparer.Target? {
+    static func withDirectFallback(_ direct: Bool, _ open: (Int32) throws -> Int32?) rethrows -> FetchTarget? {
         if direct {
-            if let fd = try open(csys_o_direct()) { return FilePreparer.Target(fd: fd, direct: true) }
+            if let fd = try open(csys_o_direct()) { return FetchTarget(fd: fd, direct: true) }
             guard errno == EINVAL else { return nil }
         }
-        return try open(0).map { FilePreparer.Target(fd: $0, direct: false) }
+        return try open(0).map { FetchTarget(fd: $0, direct: false) }
     }
 
     /// Errors that say a filesystem has no O_TMPFILE (EISDIR: a kernel before 3.11).
@@ -74,7 +75,7 @@ extension WorkerLoop {
     /// A whole object's target: an unnamed file in its final directory, or where the filesystem
     /// has none, the named temporary file `o.path`.
     static func openPublishTarget(_ o: FetchOrder, _ p: PublishSpec, _ root: DestinationRoot,
-                                  direct: Bool) throws -> FilePreparer.Target {
+                                  direct: Bool) throws -> FetchTarget {
         let parentRel = parentDirectory(of: p.finalPath)
         let parent = try root.openDirectory(parentRel == "." ? "" : parentRel)
         var st = stat()
@@ -117,7 +118,7 @@ extension WorkerLoop {
     /// named temporary file, or links the unnamed one in (an existing file is replaced through
     /// a temporary name and rename). A symbolic link or directory under that name is left alone
     /// and the order fails.
-    static func publish(_ t: FilePreparer.Target, _ p: PublishSpec, order o: FetchOrder) throws {
+    public static func publish(_ t: FetchTarget, _ p: PublishSpec, order o: FetchOrder) throws {
         guard let rootPath = o.root else { throw LocalIOError(errno: EINVAL, operation: "publish", path: p.finalPath) }
         let root = try WorkerDestinations.root(rootPath)
         PublishSpec.stamp(fd: t.fd, etag: p.etag, mtime: p.mtime)
@@ -149,7 +150,12 @@ extension WorkerLoop {
 
     /// Whether linking by descriptor (AT_EMPTY_PATH) is allowed here: it needs
     /// CAP_DAC_READ_SEARCH. Cleared at the first ENOENT/EPERM; the /proc path works for anyone.
-    nonisolated(unsafe) static var linkByDescriptor = true  // the worker loop's thread only
+    static var linkByDescriptor: Bool {
+        get { linkLock.lock(); defer { linkLock.unlock() }; return byDescriptor }
+        set { linkLock.lock(); byDescriptor = newValue; linkLock.unlock() }
+    }
+    private static let linkLock = NSLock()
+    nonisolated(unsafe) private static var byDescriptor = true  // guarded by `linkLock`
 
     /// Names the open O_TMPFILE `fd` as `name` in directory `dir`; false with errno set on
     /// failure. By descriptor when allowed, which skips resolving `/proc/self/fd/N` (a fifth of
@@ -163,7 +169,7 @@ extension WorkerLoop {
         return linkat(AT_FDCWD, "/proc/self/fd/\(fd)", dir, name, AT_SYMLINK_FOLLOW) == 0
     }
 
-    static func errnoOf(_ error: Error) -> Int32 {
+    public static func errnoOf(_ error: Error) -> Int32 {
         (error as? LocalIOError)?.errno ?? (error as? SymlinkRefused)?.errno ?? EIO
     }
 }

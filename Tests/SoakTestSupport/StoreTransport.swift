@@ -1,0 +1,215 @@
+/// A `FetchTransport` for tests: a few threads in this process run the orders against any
+/// `ObjectStore` (a `MemoryObjectStore`, a `FaultInjectingStore` around one).
+///
+/// How it works. `start` takes an order into a lane-ordered waiting list; an executor thread
+/// takes the first, GETs its range with If-Match from the store, and writes the body through a
+/// `RegionWriter` (the same target opening, block CRCs, completion checks and publish step as
+/// the worker process), emitting `progress` and `landed` as the bytes go into the file and
+/// `done` at the end. Store errors are the order's error as they are; local ones (open, write,
+/// publish) get their errno as in the worker. `killNext(afterBytes:)` makes an executor die
+/// mid-order: its order is reported `lost`, as when a worker process is killed.
+import Foundation
+import Prefetcher
+import S3
+import SoakCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class StoreTransport: FetchTransport, @unchecked Sendable {
+    // @unchecked: all mutable state is guarded by `cond`.
+    private let store: ObjectStore
+    private let threads: Int
+    /// Orders held at once (waiting or running) for the bulk lane; read lanes get `readReserve` more.
+    private let capacity: Int
+    private static let readReserve = 4
+    private let cond = NSCondition()
+    private var waiting: [FetchOrder] = []
+    /// Running orders: whether each was cancelled.
+    private var running: [Int: Bool] = [:]
+    private var events: [TransportEvent] = []
+    private var woken = false
+    private var stopped = false
+    private var started = false
+    private var kills: [Int64] = []
+    private var restarts = 0
+    private var log: [FetchOrder] = []
+    private var credentialLog: [Credentials] = []
+
+    private struct Killed: Error {}
+    private struct Cancelled: Error {}
+
+    /// `threads` executors; at most `capacity` bulk orders held at once (default: two each).
+    public init(store: ObjectStore, threads: Int = 3, capacity: Int? = nil) {
+        self.store = store
+        self.threads = max(1, threads)
+        self.capacity = capacity ?? 2 * max(1, threads)
+    }
+
+    /// Every order started, in order (retries included, with the start they resumed at).
+    public var startedOrders: [FetchOrder] { cond.lock(); defer { cond.unlock() }; return log }
+    /// Credentials passed to `updateCredentials`, in order.
+    public var credentialUpdates: [Credentials] { cond.lock(); defer { cond.unlock() }; return credentialLog }
+
+    /// The executor that takes the next order dies once it has written `bytes` of it (0: before
+    /// its first byte): the order is reported `lost` after its last progress.
+    public func killNext(afterBytes bytes: Int64) {
+        cond.lock(); kills.append(bytes); cond.unlock()
+    }
+
+    public func start() throws {
+        cond.lock(); defer { cond.unlock() }
+        guard !started else { return }
+        started = true
+        for i in 0..<threads {
+            let t = Thread { [self] in executor() }
+            t.name = "soak-store-transport-\(i)"
+            t.start()
+        }
+    }
+
+    public func freeSlots(for lane: Lane) -> Int {
+        cond.lock(); defer { cond.unlock() }
+        let limit = lane == .bulk ? capacity : capacity + Self.readReserve
+        return max(0, limit - waiting.count - running.count)
+    }
+
+    public func start(_ order: FetchOrder) -> Bool {
+        cond.lock(); defer { cond.unlock() }
+        let limit = order.lane == .bulk ? capacity : capacity + Self.readReserve
+        guard !stopped, waiting.count + running.count < limit else { return false }
+        enqueue(order)
+        cond.broadcast()
+        return true
+    }
+
+    /// Keeps `waiting` ordered by lane, FIFO within a lane (as the worker does).
+    private func enqueue(_ o: FetchOrder) {
+        if let i = waiting.firstIndex(where: { $0.lane > o.lane }) { waiting.insert(o, at: i) } else { waiting.append(o) }
+    }
+
+    public func promote(_ id: Int, to lane: Lane) {
+        cond.lock(); defer { cond.unlock() }
+        if let i = waiting.firstIndex(where: { $0.id == id }), lane < waiting[i].lane {
+            var o = waiting.remove(at: i)
+            o.lane = lane
+            enqueue(o)
+        }
+    }
+
+    public func cancel(_ id: Int) {
+        cond.lock(); defer { cond.unlock() }
+        waiting.removeAll { $0.id == id }
+        if running[id] != nil { running[id] = true }
+    }
+
+    public func poll(timeout: Double, backlog: Bool) -> [TransportEvent] {
+        cond.lock(); defer { cond.unlock() }
+        if events.isEmpty && !woken { _ = cond.wait(until: Date(timeIntervalSinceNow: max(0, timeout))) }
+        woken = false
+        let out = events
+        events.removeAll()
+        return out
+    }
+
+    public func wake() {
+        cond.lock(); woken = true; cond.broadcast(); cond.unlock()
+    }
+
+    public func updateCredentials(_ credentials: Credentials) {
+        cond.lock(); credentialLog.append(credentials); cond.unlock()
+    }
+
+    public func status() -> TransportStatus {
+        cond.lock(); defer { cond.unlock() }
+        var s = TransportStatus()
+        s.executors = threads
+        s.targetExecutors = threads
+        s.inflight = waiting.count + running.count
+        s.restarts = restarts
+        return s
+    }
+
+    public func executorPIDs() -> [pid_t] { [] }
+
+    /// Stops taking orders; those under way are abandoned at their next chunk. Waits (briefly)
+    /// until none runs, so their files are closed when it returns.
+    public func stop() {
+        cond.lock()
+        stopped = true
+        waiting.removeAll()
+        cond.broadcast()
+        let deadline = Date(timeIntervalSinceNow: 5)
+        while !running.isEmpty && cond.wait(until: deadline) {}
+        cond.unlock()
+    }
+
+    // MARK: - Executors
+
+    private func emit(_ e: TransportEvent) {
+        cond.lock(); events.append(e); cond.broadcast(); cond.unlock()
+    }
+
+    private func executor() {
+        while true {
+            cond.lock()
+            while !stopped && waiting.isEmpty { cond.wait() }
+            if stopped { cond.unlock(); return }
+            let o = waiting.removeFirst()
+            running[o.id] = false
+            log.append(o)
+            let kill = kills.isEmpty ? nil : kills.removeFirst()
+            cond.unlock()
+            let final = run(o, killAfter: kill)
+            cond.lock()
+            let cancelled = running.removeValue(forKey: o.id) ?? true
+            if let final, !cancelled, !stopped { events.append(final) }
+            if case .lost = final { restarts += 1 }
+            cond.broadcast()
+            cond.unlock()
+        }
+    }
+
+    /// Runs one order; returns its last event (`done` or `lost`), nil when abandoned.
+    private func run(_ o: FetchOrder, killAfter: Int64?) -> TransportEvent? {
+        let writer = RegionWriter(order: o)
+        if let failed = writer.openFailure { return .done(failed) }
+        let t0 = MonotonicTime.now()
+        var firstByte: Double?
+        var failure: S3Error?
+        var status = 0
+        do {
+            if killAfter == 0 { throw Killed() }
+            let r = try store.get(bucket: o.bucket, key: o.key, range: o.start...o.end, ifMatch: o.etag) { buf in
+                try checkRunning(o.id)
+                if firstByte == nil { firstByte = MonotonicTime.now() - t0 }
+                var chunk = buf
+                if let k = killAfter, writer.written + Int64(buf.count) >= k {
+                    chunk = UnsafeRawBufferPointer(rebasing: buf[0..<Int(k - writer.written)])
+                }
+                try writer.write(chunk)
+                emit(.progress(id: o.id, bytes: writer.written))
+                if let (first, crcs) = writer.landed() { emit(.landed(id: o.id, first: first, crcs: crcs)) }
+                if let k = killAfter, writer.written >= k { throw Killed() }
+            }
+            status = r.status
+        } catch is Killed {
+            writer.abandon()
+            return .lost(ids: [o.id], reason: "killed")
+        } catch is Cancelled {
+            writer.abandon()
+            return nil
+        } catch let e as S3Error {
+            failure = e
+            status = e.status
+        } catch {
+            failure = FetchRegion.localError(o, error)
+        }
+        return .done(writer.finish(error: failure, status: status, firstByteLatency: firstByte))
+    }
+
+    private func checkRunning(_ id: Int) throws {
+        cond.lock(); defer { cond.unlock() }
+        if stopped || running[id] != false { throw Cancelled() }
+    }
+}
