@@ -9,6 +9,8 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     private var script: [S3Error]
     /// GETs to cut short: each delivers `bytes` body bytes, then fails with `error`.
     private var cuts: [(bytes: Int64, error: S3Error)] = []
+    /// GETs whose body has the byte at this object offset flipped (a corrupt transfer).
+    private var corruptions: [Int64] = []
 
     /// Calls fail with `failures`, in order, before any goes through.
     public init(_ inner: ObjectStore, failures: [S3Error]) { self.inner = inner; self.script = failures }
@@ -17,6 +19,12 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     /// `error` (a connection cut mid-body, for resumption).
     public func cutNextGet(after bytes: Int64, with error: S3Error) {
         lock.lock(); cuts.append((bytes, error)); lock.unlock()
+    }
+
+    /// The next GET whose range holds object byte `offset` delivers it with its bits flipped,
+    /// under the object's ETag (bytes corrupted in flight).
+    public func corruptNextGet(at offset: Int64) {
+        lock.lock(); corruptions.append(offset); lock.unlock()
     }
 
     /// Scripted failures not yet thrown.
@@ -44,13 +52,35 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
         try next()
         lock.lock()
         let cut = cuts.isEmpty ? nil : cuts.removeFirst()
+        let from = range?.lowerBound ?? 0
+        var flip: Int64?
+        if let i = corruptions.firstIndex(where: { at in at >= from && (range?.contains(at) ?? true) }) {
+            flip = corruptions.remove(at: i)
+        }
         lock.unlock()
-        guard let cut else { return try inner.get(bucket: bucket, key: key, range: range, ifMatch: ifMatch, sink: sink) }
+        return try withoutActuallyEscaping(sink) { sink in
+            try get(bucket: bucket, key: key, range: range, ifMatch: ifMatch, flip: flip, cut: cut, sink: sink)
+        }
+    }
+
+    private func get(bucket: String, key: String, range: ClosedRange<Int64>?, ifMatch: String?, flip: Int64?,
+                     cut: (bytes: Int64, error: S3Error)?,
+                     sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> GetResult {
+        let from = range?.lowerBound ?? 0
+        var delivered: Int64 = 0
+        let deliver: (UnsafeRawBufferPointer) throws -> Void = { buf in
+            defer { delivered += Int64(buf.count) }
+            guard let f = flip, f - from >= delivered, f - from < delivered + Int64(buf.count) else { return try sink(buf) }
+            var copy = Array(buf)
+            copy[Int(f - from - delivered)] ^= 0xFF
+            try copy.withUnsafeBytes { try sink($0) }
+        }
+        guard let cut else { return try inner.get(bucket: bucket, key: key, range: range, ifMatch: ifMatch, sink: deliver) }
         var left = cut.bytes
         _ = try inner.get(bucket: bucket, key: key, range: range, ifMatch: ifMatch) { buf in
             guard left > 0 else { throw cut.error }
             let n = Int(min(Int64(buf.count), left))
-            try sink(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+            try deliver(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
             left -= Int64(n)
             if n < buf.count { throw cut.error }
         }

@@ -24,6 +24,11 @@ public final class MemoryObjectStore: ObjectStore, @unchecked Sendable {
         return etag
     }
 
+    /// Flips the bits of byte `offset` of an object, keeping its ETag (bit rot on the server).
+    public func corrupt(bucket: String, key: String, at offset: Int) {
+        lock.lock(); objects[bucket]?[key]?.data[offset] ^= 0xFF; lock.unlock()
+    }
+
     public func delete(bucket: String, key: String) { lock.lock(); objects[bucket]?[key] = nil; lock.unlock() }
 
     private func count(_ op: String) { calls[op, default: 0] += 1 }

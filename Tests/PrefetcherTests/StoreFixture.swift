@@ -1,0 +1,59 @@
+import Cache
+import Foundation
+import Logging
+import Prefetcher
+import S3
+import SoakCore
+import SoakTestSupport
+import XCTest
+
+/// What the fill, download and prewarm tests share: a bucket in memory, engines over a
+/// `StoreTransport`, and waiting for callbacks.
+enum StoreFixture {
+    static let bucket = "b"
+
+    /// Settings with quick retries (the tests wait for them).
+    static func settings(attempts: Int = 5) -> EngineSettings {
+        var s = EngineSettings()
+        s.retry = RetryPolicy(maxAttempts: attempts, baseDelay: 0.005, maxDelay: 0.02)
+        return s
+    }
+
+    /// Deterministic, position-dependent bytes (`seed` makes versions differ).
+    static func content(_ n: Int64, seed: UInt8 = 0) -> [UInt8] {
+        (0..<Int(n)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7 &+ Int(seed) &* 13 &+ ($0 >> 20)) }
+    }
+
+    static func store(_ objects: [String: [UInt8]]) -> MemoryObjectStore {
+        let s = MemoryObjectStore()
+        s.createBucket(bucket)
+        for (k, v) in objects { s.put(bucket: bucket, key: k, v) }
+        return s
+    }
+
+    /// A builder no request is ever sent with (the StoreTransport does not sign).
+    static func builder() throws -> S3RequestBuilder {
+        S3RequestBuilder(endpoint: try S3Endpoint(url: "http://127.0.0.1:9", region: "us-east-1"),
+                         credentials: Credentials(accessKeyId: "k", secretAccessKey: "s"))
+    }
+
+    static func temporaryDirectory(_ name: String) throws -> String {
+        let d = NSTemporaryDirectory() + "soak-\(name)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }
+}
+
+/// Fill answers, collected across threads.
+final class FillResults: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var done: [(Int64, FillError?)] = []
+    func add(_ o: CachedObject, _ e: FillError?) { cond.lock(); done.append((o.id, e)); cond.broadcast(); cond.unlock() }
+    /// The answers once there are `n` (or after 20 s, whatever came).
+    func wait(for n: Int) -> [(Int64, FillError?)] {
+        cond.lock(); defer { cond.unlock() }
+        let deadline = Date().addingTimeInterval(20)
+        while done.count < n && cond.wait(until: deadline) {}
+        return done
+    }
+}
