@@ -11,6 +11,8 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     private var cuts: [(bytes: Int64, error: S3Error)] = []
     /// GETs whose body has the byte at this object offset flipped (a corrupt transfer).
     private var corruptions: [Int64] = []
+    /// GETs of a key whose range starts at an offset fail, every time, with an error.
+    private var refused: [String: [Int64: S3Error]] = [:]
 
     /// Calls fail with `failures`, in order, before any goes through.
     public init(_ inner: ObjectStore, failures: [S3Error]) { self.inner = inner; self.script = failures }
@@ -26,6 +28,14 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     public func corruptNextGet(at offset: Int64) {
         lock.lock(); corruptions.append(offset); lock.unlock()
     }
+
+    /// Every GET of `key` whose range starts at `offset` fails with `error` (a part that cannot
+    /// be fetched), until `allowGets`.
+    public func refuseGets(key: String, from offset: Int64, with error: S3Error) {
+        lock.lock(); refused[key, default: [:]][offset] = error; lock.unlock()
+    }
+
+    public func allowGets() { lock.lock(); refused.removeAll(); lock.unlock() }
 
     /// Scripted failures not yet thrown.
     public var pending: Int { lock.lock(); defer { lock.unlock() }; return script.count }
@@ -51,8 +61,9 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
                     sink: (UnsafeRawBufferPointer) throws -> Void) throws -> GetResult {
         try next()
         lock.lock()
-        let cut = cuts.isEmpty ? nil : cuts.removeFirst()
         let from = range?.lowerBound ?? 0
+        if let e = refused[key]?[from] { lock.unlock(); throw e }
+        let cut = cuts.isEmpty ? nil : cuts.removeFirst()
         var flip: Int64?
         if let i = corruptions.firstIndex(where: { at in at >= from && (range?.contains(at) ?? true) }) {
             flip = corruptions.remove(at: i)
