@@ -69,10 +69,12 @@ public final class WorkerPoolTransport: FetchTransport, @unchecked Sendable {
         // write fail with EPIPE, which `flushOrders` handles by replacing it; left at its default,
         // SIGPIPE would kill the process the engine runs in (a mount, a prewarm) instead.
         signal(SIGPIPE, SIG_IGN)
-        guard csys_pipe2(&wakeFDs, O_CLOEXEC | O_NONBLOCK) == 0 else {
+        var fds: [Int32] = [-1, -1]
+        guard csys_pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else {
             throw LocalIOError(errno: errno, operation: "pipe2", path: "engine wake pipe")
         }
         lock.lock(); defer { lock.unlock() }
+        wakeFDs = fds
         for _ in 0..<optimizer.target { try spawnWorker() }
     }
 
@@ -145,7 +147,8 @@ public final class WorkerPoolTransport: FetchTransport, @unchecked Sendable {
     /// the pipe 5000 times and woke the thread nearly as often.
     public func wake() {
         lock.lock()
-        let needed = !wakePending && wakeFDs[1] >= 0
+        guard wakeFDs[1] >= 0 else { lock.unlock(); return }  // not started: the first poll looks anyway
+        let needed = !wakePending
         wakePending = true
         lock.unlock()
         guard needed else { return }
