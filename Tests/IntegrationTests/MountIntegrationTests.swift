@@ -397,6 +397,11 @@ final class MountIntegrationTests: XCTestCase {
         let sums = try upload(["k.bin": 2 * 1024 * 1024 + 3], prefix: "kn/")
         let p = try mountForeground("kn")
         XCTAssertEqual(try Harness.sha256(mnt + "/k.bin"), sums["k.bin"])
+        // Killed only once the committer has recorded the blocks: what this checks is that
+        // committed blocks outlive kill -9 (blocks not yet recorded are fetched again).
+        let size = Int64(2 * 1024 * 1024 + 3)
+        let deadline = Date().addingTimeInterval(20)
+        while (try DiskCache(directory: cacheDir).stats().bytes) < size && Date() < deadline { usleep(100_000) }
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         // The dead mount is detected and cleared; the cached blocks are served again.
