@@ -9,8 +9,9 @@ import XCTest
 @testable import Mount
 
 /// A mount without libfuse: a `MemoryObjectStore` bucket, a real `DiskCache` in a temporary
-/// directory, the namespace from the bucket's listing, a `CacheFiller` over `StoreSubmitter`,
-/// and the `MountFilesystem` under test, whose answers the tests read directly.
+/// directory, the namespace from the bucket's listing, a `CacheFiller` over the production
+/// `FetchEngine` and an in-process `StoreTransport` (so a miss runs the real scheduler, retries
+/// and block CRCs), and the `MountFilesystem` under test, whose answers the tests read directly.
 final class MountFixture: @unchecked Sendable {
     // @unchecked: the clock value is guarded by `lock`; the rest is set up once.
     static let bucket = "b"
@@ -18,7 +19,8 @@ final class MountFixture: @unchecked Sendable {
     let store: MemoryObjectStore
     let cache: DiskCache
     let bucketID: Int64
-    let submitter: StoreSubmitter
+    let transport: StoreTransport
+    let engine: FetchEngine
     let filler: CacheFiller
     let remote: S3MountRemote
     var namespace: Namespace!
@@ -29,18 +31,24 @@ final class MountFixture: @unchecked Sendable {
 
     /// `lazy`: directories are listed through the remote as they are used (as for a large
     /// prefix); otherwise the whole prefix is listed now. `listingStore` replaces the store for
-    /// listings and HEADs (a fault-injecting one).
+    /// listings and HEADs (a fault-injecting one); the transport fetches from `fetchVia(store)`
+    /// (a fault-injecting wrapper of the bucket).
     init(objects: [String: [UInt8]], prefix: String = "p/", ttl: Double = 60, lazy: Bool = false,
-         listingStore: ObjectStore? = nil, readAheadBlocks: Int = 0) throws {
+         listingStore: ObjectStore? = nil, fetchVia: (ObjectStore) -> ObjectStore = { $0 },
+         readAheadBlocks: Int = 0) throws {
         dir = NSTemporaryDirectory() + "soak-mountfs-\(UUID().uuidString.prefix(8))"
         store = MemoryObjectStore()
         store.createBucket(Self.bucket)
         for (k, v) in objects { store.put(bucket: Self.bucket, key: k, v) }
         cache = try DiskCache(directory: dir)
         bucketID = try cache.index.bucketID(endpoint: "mem", name: Self.bucket)
-        submitter = StoreSubmitter(store: store)
-        filler = CacheFiller(cache: cache, submitter: submitter, logger: Logger(label: "test"))
-        submitter.filler = filler
+        transport = StoreTransport(store: fetchVia(store))
+        var settings = EngineSettings()
+        // Quick retries: the tests wait for them.
+        settings.retry = RetryPolicy(maxAttempts: 5, baseDelay: 0.005, maxDelay: 0.02)
+        engine = FetchEngine(settings: settings, transport: transport, logger: Logger(label: "test"))
+        filler = CacheFiller(cache: cache, submitter: engine, logger: Logger(label: "test"))
+        try engine.start(reportingTo: filler)
         let listing: ObjectStore = listingStore ?? store
         remote = S3MountRemote(stores: ObjectStorePool(make: { listing }), cache: cache, bucket: Self.bucket,
                                bucketID: bucketID, retry: RetryPolicy(maxAttempts: 1, baseDelay: 0, maxDelay: 0),
@@ -58,6 +66,7 @@ final class MountFixture: @unchecked Sendable {
     }
 
     func shutdown() {
+        engine.stop()
         filler.stop()
         try? FileManager.default.removeItem(atPath: dir)
     }
