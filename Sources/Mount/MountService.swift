@@ -61,9 +61,16 @@ public final class MountService: @unchecked Sendable {
     /// Refreshed credentials for the workers (set before `run`); nil keeps the builder's.
     public var credentials: CredentialKeeper?
 
+    /// Builds the engine's transport; nil: the worker pool (`workerExecutable`).
+    private let transportFactory: (@Sendable () -> FetchTransport)?
+
+    /// `transport` builds what runs the fetches (tests: a `StoreTransport`); by default a pool of
+    /// worker processes.
     public init(options: MountOptions, makeStore: @escaping @Sendable () throws -> ObjectStore, cache: DiskCache,
-                builder: S3RequestBuilder, settings: EngineSettings, workerExecutable: String, logger: Logger) {
+                builder: S3RequestBuilder, settings: EngineSettings, workerExecutable: String, logger: Logger,
+                transport: (@Sendable () -> FetchTransport)? = nil) {
         self.options = options
+        self.transportFactory = transport
         let counts = RequestCounts()
         self.requestCounts = counts
         self.stores = ObjectStorePool(make: { CountingObjectStore(base: try makeStore(), counts: counts) }); self.cache = cache; self.builder = builder
@@ -205,8 +212,9 @@ public final class MountService: @unchecked Sendable {
 
         var settings = settings
         if settings.maxBulkOrders == nil { settings.maxBulkOrders = Self.bulkOrdersWhileMounted }
-        let engine = FetchEngine(settings: settings, workerExecutable: workerExecutable, builder: builder,
-                                 logger: logger)
+        let transport = transportFactory?() ?? WorkerPoolTransport(settings: settings, workerExecutable: workerExecutable,
+                                                                   builder: builder, logger: logger)
+        let engine = FetchEngine(settings: settings, transport: transport, logger: logger)
         if let credentials { engine.follow(credentials) }
         let filler = CacheFiller(cache: cache, submitter: engine, logger: logger, verifyMD5: options.verifyMD5,
                                  backgroundVerify: true)
