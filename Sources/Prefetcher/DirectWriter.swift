@@ -17,6 +17,7 @@
 /// (as zero-byte completions) so its written bytes stay one contiguous run.
 import CSys
 import Foundation
+import SoakCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -115,7 +116,11 @@ final class DirectWriter: @unchecked Sendable {  // @unchecked: state is guarded
             let skip = failed.contains(j.tag)
             cond.unlock()
             var direct = true
-            let err = skip ? ECANCELED : Self.pwriteAll(fd: j.fd, j.buffer.baseAddress!, j.count, at: j.offset, direct: &direct)
+            var err: Int32 = skip ? ECANCELED : 0
+            if !skip {
+                let buf = UnsafeRawBufferPointer(start: j.buffer.baseAddress!, count: j.count)
+                do { try Self.pwriteAll(j.fd, buf, at: j.offset, direct: &direct, path: "") } catch { err = error.errno }
+            }
             cond.lock()
             if err != 0 { failed.insert(j.tag) }
             done.append(Completion(tag: j.tag, bytes: j.count, errno: err))
@@ -128,24 +133,18 @@ final class DirectWriter: @unchecked Sendable {  // @unchecked: state is guarded
         cond.unlock()
     }
 
-    /// Writes all `count` bytes at `offset`. While `direct`, a write that O_DIRECT refuses
-    /// (EINVAL: unaligned, or a filesystem without it) switches the descriptor to the page
-    /// cache, clears `direct` and is retried. Returns 0 or an errno.
-    static func pwriteAll(fd: Int32, _ p: UnsafeRawPointer, _ count: Int, at offset: Int64, direct: inout Bool) -> Int32 {
-        var off = 0
-        while off < count {
-            let n = pwrite(fd, p + off, count - off, off_t(offset + Int64(off)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == EINVAL && direct {
-                    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~csys_o_direct())
-                    direct = false
-                    continue
-                }
-                return errno
-            }
-            off += n
+    /// Writes all of `buf` at `offset` (`Syscall.pwriteAll`). While `direct`, a write that
+    /// O_DIRECT refuses (EINVAL: unaligned, or a filesystem without it) switches the descriptor
+    /// to the page cache, clears `direct` and is retried whole: rewriting the same bytes at the
+    /// same place is harmless, and keeps the retry in `Syscall`.
+    static func pwriteAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, at offset: Int64, direct: inout Bool,
+                          path: String) throws(LocalIOError) {
+        do throws(LocalIOError) {
+            try Syscall.pwriteAll(fd, buf, at: offset, path: path)
+        } catch where error.errno == EINVAL && direct {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~csys_o_direct())
+            direct = false
+            try Syscall.pwriteAll(fd, buf, at: offset, path: path)
         }
-        return 0
     }
 }

@@ -91,9 +91,7 @@ public final class RegionWriter {
         try FetchRegion.checkRoom(order, written: written, adding: buf.count)
         guard buf.count > 0 else { return }
         digest.add(buf)
-        let e = DirectWriter.pwriteAll(fd: target.fd, buf.baseAddress!, buf.count, at: order.fileOffset + written,
-                                       direct: &direct)
-        if e != 0 { throw LocalIOError(errno: e, operation: "pwrite", path: order.path) }
+        try DirectWriter.pwriteAll(target.fd, buf, at: order.fileOffset + written, direct: &direct, path: order.path)
         written += Int64(buf.count)
     }
 

@@ -32,7 +32,7 @@ public enum FileMD5 {
             for i in files.indices where ok[i] && offsets[i] < files[i].size {
                 let want = Int(min(Int64(chunk), files[i].size - offsets[i]))
                 let p = buf.baseAddress! + i * chunk
-                guard preadFully(fds[i], p, want, at: offsets[i]) else { ok[i] = false; continue }
+                guard readsFully(fds[i], p, want, at: offsets[i]) else { ok[i] = false; continue }
                 input[i] = UnsafeRawBufferPointer(start: p, count: want)
                 offsets[i] += Int64(want)
                 any = true
@@ -44,15 +44,9 @@ public enum FileMD5 {
     }
 
     /// Reads exactly `count` bytes at `offset`; false on an error or an early end of file.
-    private static func preadFully(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, at offset: Int64) -> Bool {
-        var done = 0
-        while done < count {
-            let n = pread(fd, p + done, count - done, off_t(offset + Int64(done)))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return false }
-            done += n
-        }
-        return true
+    private static func readsFully(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int, at offset: Int64) -> Bool {
+        let buf = UnsafeMutableRawBufferPointer(start: p, count: count)
+        return (try? Syscall.preadAll(fd, into: buf, at: offset, path: "")) == count
     }
 
     /// MD5 of a data file's first `size` bytes, read in 1 MiB chunks.
@@ -66,7 +60,7 @@ public enum FileMD5 {
         var off: Int64 = 0
         while off < size {
             let want = Int(min(Int64(buf.count), size - off))
-            guard preadFully(fd, buf.baseAddress!, want, at: off) else { return nil }
+            guard readsFully(fd, buf.baseAddress!, want, at: off) else { return nil }
             h.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buf[0..<want]))
             off += Int64(want)
         }

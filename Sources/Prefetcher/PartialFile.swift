@@ -101,14 +101,10 @@ public struct PartialFile: Sendable {
         let fd = openat(td, tn, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw LocalIOError(errno: errno, operation: "open", path: tmp) }
         defer { close(fd) }
-        var done = 0
-        try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
-            while done < buf.count {
-                let n = write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw LocalIOError(errno: n < 0 ? errno : EIO, operation: "write state", path: tmp) }
-                done += n
-            }
+        do {
+            try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in try Syscall.writeAll(fd, buf, path: tmp) }
+        } catch let e as LocalIOError {
+            throw LocalIOError(errno: e.errno, operation: "write state", path: tmp)
         }
         guard renameat(td, tn, sd, sn) == 0 else { throw LocalIOError(errno: errno, operation: "rename", path: tmp) }
     }

@@ -64,8 +64,7 @@ public enum Worker {
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             if let line = reader.nextLine() { return line }
-            let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
+            let n = chunk.withUnsafeMutableBytes { p in Syscall.retrying { read(0, p.baseAddress, p.count) } }
             if n <= 0 { return nil }
             chunk.withUnsafeBytes { reader.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }

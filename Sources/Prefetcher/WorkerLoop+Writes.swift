@@ -97,13 +97,9 @@ extension WorkerLoop {
             _ = fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) & ~csys_o_direct())
             a.direct = false
         }
-        try pwriteAll(a, UnsafeRawPointer(st.baseAddress!), a.staged, at: a.order.fileOffset + a.flushed)
+        try DirectWriter.pwriteAll(a.fd, UnsafeRawBufferPointer(start: st.baseAddress!, count: a.staged),
+                                   at: a.order.fileOffset + a.flushed, direct: &a.direct, path: a.order.path)
         a.flushed += Int64(a.staged)
         a.staged = 0
-    }
-
-    static func pwriteAll(_ a: Active, _ p: UnsafeRawPointer, _ count: Int, at offset: Int64) throws {
-        let e = DirectWriter.pwriteAll(fd: a.fd, p, count, at: offset, direct: &a.direct)
-        if e != 0 { throw LocalIOError(errno: e, operation: "pwrite", path: a.order.path) }
     }
 }

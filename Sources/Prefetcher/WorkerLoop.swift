@@ -88,7 +88,7 @@ final class WorkerLoop {
 
     func flush() throws {
         guard !outbox.isEmpty else { return }
-        try writeAll(fd: 1, outbox)
+        try Syscall.writeAll(1, outbox, path: "pipe fd 1")
         outbox.removeAll(keepingCapacity: true)
     }
 
@@ -104,13 +104,12 @@ final class WorkerLoop {
             ownTime += max(0, MonotonicTime.now() - polled - Double(timeoutMs) / 1000)
             if stdinReady {
                 while true {
-                    let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+                    let n = chunk.withUnsafeMutableBytes { p in Syscall.retrying { read(0, p.baseAddress, p.count) } }
                     if n > 0 {
                         chunk.withUnsafeBytes { reader.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                         continue
                     }
                     if n == 0 { return 0 }  // coordinator closed our stdin: stop now
-                    if errno == EINTR { continue }
                     break  // EAGAIN
                 }
             }

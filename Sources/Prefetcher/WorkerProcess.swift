@@ -11,6 +11,8 @@ final class WorkerProcess {
     let pid: pid_t
     /// Coordinator writes orders here (the worker's stdin).
     private(set) var toFD: Int32
+    /// Names `toFD` in a failed write's error; built once, not on every flush.
+    private let pipePath: String
     /// Coordinator reads reports here (the worker's stdout).
     private(set) var fromFD: Int32
     var reader = LineBuffer()
@@ -30,6 +32,7 @@ final class WorkerProcess {
 
     private init(pid: pid_t, toFD: Int32, fromFD: Int32) {
         self.pid = pid; self.toFD = toFD; self.fromFD = fromFD
+        self.pipePath = "pipe fd \(toFD)"
         self.lastHeard = MonotonicTime.now()
     }
 
@@ -74,7 +77,7 @@ final class WorkerProcess {
 
     func send(_ m: ToWorker) throws {
         guard toFD >= 0 else { throw LocalIOError(errno: EPIPE, operation: "send to worker", path: "pid \(pid)") }
-        try writeAll(fd: toFD, LineCodec.encode(m))
+        try Syscall.writeAll(toFD, LineCodec.encode(m), path: pipePath)
     }
 
     /// Orders queued by `dispatch`, sent together by `flush` (one write per worker per round).
@@ -86,16 +89,15 @@ final class WorkerProcess {
         guard !pending.isEmpty else { return }
         defer { pending.removeAll(keepingCapacity: true) }
         guard toFD >= 0 else { throw LocalIOError(errno: EPIPE, operation: "send to worker", path: "pid \(pid)") }
-        try writeAll(fd: toFD, pending)
+        try Syscall.writeAll(toFD, pending, path: pipePath)
     }
 
     /// Reads what is available. Returns false at EOF (the worker is gone).
     func readAvailable() -> Bool {
         while true {
-            let n = read(fromFD, readBuffer.baseAddress, readBuffer.count)
+            let n = Syscall.retrying { read(fromFD, readBuffer.baseAddress, readBuffer.count) }
             if n > 0 { reader.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<n])); continue }
             if n == 0 { return false }
-            if errno == EINTR { continue }
             return errno == EAGAIN || errno == EWOULDBLOCK
         }
     }

@@ -345,16 +345,3 @@ public struct LineBuffer: Sendable {
     /// A whole line is waiting (`nextLine` would return one).
     public var hasLine: Bool { buf.contains(0x0A) }
 }
-
-/// Blocking full write to a file descriptor (retries EINTR and short writes).
-public func writeAll(fd: Int32, _ bytes: [UInt8]) throws {
-    var off = 0
-    while off < bytes.count {
-        let n = bytes.withUnsafeBytes { p in write(fd, p.baseAddress! + off, bytes.count - off) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw LocalIOError(errno: errno, operation: "write", path: "pipe fd \(fd)")
-        }
-        off += n
-    }
-}

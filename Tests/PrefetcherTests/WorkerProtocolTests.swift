@@ -352,8 +352,7 @@ final class WriteAllTests: XCTestCase {
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
+            let n = chunk.withUnsafeMutableBytes { p in Syscall.retrying { read(fd, p.baseAddress, p.count) } }
             if n <= 0 { break }
             out += chunk[0..<n]
         }
@@ -364,7 +363,7 @@ final class WriteAllTests: XCTestCase {
         let (r, w) = try makePipe()
         defer { close(r) }
         let msgs: [ToWorker] = [.fetch(sampleOrder(id: 1)), .rate(bytesPerSecond: 5), .cancel(id: 1), .shutdown]
-        for m in msgs { try writeAll(fd: w, try LineCodec.encode(m)) }
+        for m in msgs { try Syscall.writeAll(w, try LineCodec.encode(m), path: "pipe") }
         close(w)
         let bytes = readToEnd(r)
         var b = LineBuffer()
@@ -385,7 +384,7 @@ final class WriteAllTests: XCTestCase {
         let box = ErrorBox()
         let done = DispatchSemaphore(value: 0)
         let writer = Thread {
-            do { try writeAll(fd: w, payload) } catch { box.error = error }
+            do { try Syscall.writeAll(w, payload, path: "pipe") } catch { box.error = error }
             close(w)
             done.signal()
         }
@@ -400,13 +399,13 @@ final class WriteAllTests: XCTestCase {
     func testEmptyWriteIsANoOp() throws {
         let (r, w) = try makePipe()
         defer { close(r) }
-        try writeAll(fd: w, [])
+        try Syscall.writeAll(w, [], path: "pipe")
         close(w)
         XCTAssertEqual(readToEnd(r), [])
     }
 
     func testBadDescriptorThrowsLocalIOError() {
-        XCTAssertThrowsError(try writeAll(fd: -1, [1, 2, 3])) { e in
+        XCTAssertThrowsError(try Syscall.writeAll(-1, [1, 2, 3], path: "pipe")) { e in
             guard let io = e as? LocalIOError else { return XCTFail("got \(e)") }
             XCTAssertEqual(io.errno, EBADF)
             XCTAssertEqual(io.operation, "write")
