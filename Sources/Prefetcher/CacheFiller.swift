@@ -233,23 +233,15 @@ public final class CacheFiller: @unchecked Sendable {
             jobs[j]!.requests.append(rid)
             if lane < job.lane { jobs[j]!.lane = lane; promotions.append(job.engineID) }
         }
-        // New runs of consecutive blocks.
+        // New runs of consecutive blocks, with no short tail run of their own (a 10 MiB object is
+        // one request, not 8 + 2 MiB: fewer requests cost the server less CPU per byte).
         var newJobs: [Int] = []
-        var k = 0
-        while k < fresh.count {
-            var n = 1
-            let cap = runBlocks ?? maxRunBlocks
-            while k + n < fresh.count, fresh[k + n] == fresh[k] + n, n < cap { n += 1 }
-            // No short tail run: up to half a run more goes with this one (a 10 MiB object is
-            // one request, not 8 + 2 MiB: fewer requests cost the server less CPU per byte).
-            var tail = 0
-            while k + n + tail < fresh.count, fresh[k + n + tail] == fresh[k] + n + tail, tail <= cap / 2 { tail += 1 }
-            if tail <= cap / 2 { n += tail }
+        for run in BlockRanges.runs(fresh, maxRun: max(1, runBlocks ?? maxRunBlocks)) {
             let jid = nextID; nextID += 1
-            jobs[jid] = Job(object: object, bucket: bucket, first: fresh[k], count: n, lane: lane, requests: [rid])
-            for i in fresh[k]..<(fresh[k] + n) { pending[BlockKey(object: object.id, gen: object.gen, index: i)] = jid }
+            jobs[jid] = Job(object: object, bucket: bucket, first: run.lowerBound, count: run.count, lane: lane,
+                            requests: [rid])
+            for i in run { pending[BlockKey(object: object.id, gen: object.gen, index: i)] = jid }
             newJobs.append(jid)
-            k += n
         }
         let total = waitOn.count + newJobs.count
         if total == 0 {

@@ -99,8 +99,7 @@ final class BlockRangesTests: XCTestCase {
         }
     }
 
-    /// The same runs as the loop CacheFiller has today (copied here as the model), which the
-    /// filler moves to once the transport work lands.
+    /// The same runs as the loop CacheFiller had before it called `runs` (kept here as the model).
     func testRunsMatchTheFillersLoop() {
         func fillerRuns(_ fresh: [Int], cap: Int) -> [ClosedRange<Int>] {
             var out: [ClosedRange<Int>] = []
