@@ -54,7 +54,8 @@ extension CacheFiller {
         verifyQueues[0].async { [self] in prehashPendingObjects() }
     }
 
-    /// MD5s of objects' data files, side by side (counted for tests).
+    /// MD5s of objects' data files, hashed side by side (why: docs/BENCHMARKS.md, MD5 checks).
+    /// `hashedCount` lets tests see how many were hashed.
     func hashFiles(_ objects: [CachedObject]) -> [String?] {
         lock.lock(); hashedCount += objects.count; lock.unlock()
         return FileMD5.of(files: objects.map { (cache.dataPath($0), $0.size) })

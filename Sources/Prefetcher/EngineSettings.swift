@@ -6,8 +6,8 @@ import SoakCore
 public struct EngineSettings: Sendable {
     public var minWorkers = 1
     public var maxWorkers = 8
-    /// Workers at start; the optimizer moves from here. One process with 16 transfers beat two
-    /// with 8 on 5000×64 KiB (2.49–2.51 s vs 2.83–3.10 s, 1.5 vs 2.2 CPU-s) and tied on 10 MiB objects.
+    /// Workers at start; the optimizer moves from here. One process with 16 transfers, because a
+    /// second process only costs CPU on small objects (docs/BENCHMARKS.md, worker pool).
     public var initialWorkers = 1
     /// Concurrent transfers per worker: enough to hide request latency for small objects.
     public var slotsPerWorker = 16

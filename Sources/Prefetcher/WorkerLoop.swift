@@ -41,11 +41,11 @@ final class WorkerLoop {
     /// byte; 16 transfers add 16 MiB to a worker.
     static let directStagingSize = 1 << 20
     /// Full O_DIRECT buffers waiting for the writer thread: 8 MiB lets the disk fall behind for a
-    /// moment (2 GiB at 1.8 GB/s on this VM's disk, one write at a time) without holding much memory.
+    /// moment without holding much memory (docs/BENCHMARKS.md, write path).
     static let maxQueuedDirectWrites = 8
     /// Page-cache staging buffer per transfer. libcurl hands the body over in 16 KiB pieces;
-    /// ext4 takes 256 KiB aligned writes for about half the kernel CPU of 16 KiB ones
-    /// (1 GiB: 0.24 against 0.48 sys-s), and a 1 MiB block ends on a buffer boundary.
+    /// ext4 takes 256 KiB aligned writes for much less kernel CPU than 16 KiB ones
+    /// (docs/BENCHMARKS.md, write path), and a 1 MiB block ends on a buffer boundary.
     static let bufferedStagingSize = 256 << 10
     static func stagingSize(direct: Bool) -> Int { direct ? directStagingSize : bufferedStagingSize }
     /// fallocate each range before writing it (measured: see `startWaiting`).
@@ -144,8 +144,8 @@ final class WorkerLoop {
 
     /// How long the loop's poll may wait (ms). Not at all while orders wait in the line buffer:
     /// the first orders often arrive with the configuration, read before the loop starts, and
-    /// nothing on stdin or a socket would end the poll for them (a new worker's first fetch
-    /// started 100 ms late).
+    /// nothing on stdin or a socket would end the poll for them, and a new worker's first fetch
+    /// started a whole poll timeout late (docs/BENCHMARKS.md, worker pool).
     static func pollTimeout(linesWaiting: Bool, anyPaused: Bool) -> Int {
         linesWaiting ? 0 : anyPaused ? 5 : 100
     }
@@ -195,9 +195,8 @@ final class WorkerLoop {
     var requested = Set<Int>()
 
     /// Whether `o`'s file is opened and preallocated on the preparer's thread: bulk ranges that
-    /// get preallocated. The others are opened inline: a handoff per small object (5000 of 64 KiB)
-    /// made downloads slower, and creating a file alone seldom waited (7 of 15,121 calls of a
-    /// worker over 3 ms in a prewarm of small/).
+    /// get preallocated. The others are opened inline: a handoff per small object made downloads
+    /// slower, and creating a file alone seldom waits (docs/BENCHMARKS.md, write path).
     func preparesAhead(_ o: FetchOrder) -> Bool {
         Self.preallocate && o.lane == .bulk && o.length > Self.bufferedStagingSize
     }
@@ -308,7 +307,7 @@ final class WorkerLoop {
     /// longer) but go first, so a prefetch under MAX_SPEED cannot starve a read.
     func admit(_ n: Int, priority: Bool = false) -> Bool {
         // While a mount read is being fetched, bulk transfers pause: their TCP windows close and
-        // the read gets the link (measured: reads waiting on a prefetch went from 100–400 ms).
+        // the read gets the link (docs/BENCHMARKS.md, mount reads under a prefetch).
         if !priority && priorityActive { return false }
         guard bucket != nil else { return true }
         let now = MonotonicTime.now()
