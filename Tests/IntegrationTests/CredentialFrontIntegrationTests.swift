@@ -42,28 +42,10 @@ final class CredentialFrontIntegrationTests: XCTestCase {
     }
 
     func startFront(lifetime: Double, extra: [String] = []) throws -> Front {
-        let log = work + "/front-\(processes.count).log"
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let token = "tok-\(UUID().uuidString.prefix(8))"
-        p.arguments = ["python3", Harness.repoRoot + "/scripts/s3front.py", "--upstream", endpoint, "--listen-port", "0",
-                       "--lifetime", String(lifetime), "--auth-token", token] + extra
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        try p.run()
+        let (p, port) = try Harness.startPortScript("s3front.py", ["--upstream", endpoint, "--listen-port", "0",
+            "--lifetime", String(lifetime), "--auth-token", token] + extra, log: work + "/front-\(processes.count).log")
         processes.append(p)
-        var first = Data()
-        while !first.contains(0x0A) {
-            let d = out.fileHandleForReading.availableData
-            if d.isEmpty { break }
-            first.append(d)
-        }
-        let text = String(decoding: first, as: UTF8.self)
-        guard let port = text.firstMatch(of: /PORT=([0-9]+)/).map({ String($0.1) }) else {
-            throw NSError(domain: "s3front", code: 1, userInfo: [NSLocalizedDescriptionKey: "did not start: \(text)"])
-        }
         return Front(url: "http://127.0.0.1:\(port)", token: token)
     }
 

@@ -95,6 +95,32 @@ enum Harness {
         return sums
     }
 
+    /// Starts one of scripts/' Python servers (`s3front.py`, `faultproxy.py`), which bind port 0
+    /// and print `PORT=N` as their first line; stderr goes to `log`. Returns the running process
+    /// (the caller stops it) and the port.
+    static func startPortScript(_ script: String, _ args: [String], log: String) throws -> (Process, String) {
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", repoRoot + "/scripts/" + script] + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try p.run()
+        var first = Data()
+        while !first.contains(0x0A) {
+            let d = out.fileHandleForReading.availableData
+            if d.isEmpty { break }
+            first.append(d)
+        }
+        let text = String(decoding: first, as: UTF8.self)
+        guard let port = text.firstMatch(of: /PORT=([0-9]+)/).map({ String($0.1) }) else {
+            p.terminate()
+            throw NSError(domain: script, code: 1, userInfo: [NSLocalizedDescriptionKey: "did not start: \(text)"])
+        }
+        return (p, port)
+    }
+
     static func uniqueBucket(_ name: String) -> String {
         "soak-it-\(name)-\(UInt32.random(in: 0...UInt32.max))"
     }

@@ -77,27 +77,10 @@ final class RetryLoggingIntegrationTests: XCTestCase {
     /// until a key has had `perKey` faults; returns its URL and its log (one line per fault).
     func startFaultProxy(faults: String, perKey: Int) throws -> (url: String, log: String) {
         let log = work + "/faultproxy-\(proxies.count).log"
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", Harness.repoRoot + "/scripts/faultproxy.py", "--upstream", endpoint,
-                       "--listen-port", "0", "--seed", "7", "--rate", "1", "--faults", faults,
-                       "--max-per-request", String(perKey), "--max-per-key", String(perKey)]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        try p.run()
+        let (p, port) = try Harness.startPortScript("faultproxy.py", ["--upstream", endpoint,
+            "--listen-port", "0", "--seed", "7", "--rate", "1", "--faults", faults,
+            "--max-per-request", String(perKey), "--max-per-key", String(perKey)], log: log)
         proxies.append(p)
-        var first = Data()
-        while !first.contains(0x0A) {
-            let d = out.fileHandleForReading.availableData
-            if d.isEmpty { break }
-            first.append(d)
-        }
-        let text = String(decoding: first, as: UTF8.self)
-        guard let port = text.firstMatch(of: /PORT=([0-9]+)/).map({ String($0.1) }) else {
-            throw NSError(domain: "faultproxy", code: 1, userInfo: [NSLocalizedDescriptionKey: "did not start: \(text)"])
-        }
         return ("http://127.0.0.1:\(port)", log)
     }
 
