@@ -38,22 +38,27 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // The engine: lanes, scheduler, dynamic multi-process worker pool, optimizer, download plan.
-        .target(name: "Prefetcher", dependencies: [
-            "SoakCore", "S3", "CSys", "Cache",
+        // The engine: lanes, scheduler, fetch transport, multi-process worker pool and its workers,
+        // optimizer. It knows files and byte ranges, not the cache.
+        .target(name: "Engine", dependencies: [
+            "SoakCore", "S3", "CSys",
             .product(name: "Collections", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        // On-disk block cache with a SQLite index (part 2).
-        .target(name: "Cache", dependencies: ["SoakCore", "S3", "CSQLite", "CSys",
+        // On-disk block cache with a SQLite index, and its fill over the engine (CacheFiller, Prewarmer).
+        .target(name: "Cache", dependencies: ["SoakCore", "S3", "Engine", "CSQLite", "CSys",
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log")]),
-        // Read-only FUSE view over the cache (part 3).
-        .target(name: "Mount", dependencies: ["SoakCore", "S3", "Cache", "Prefetcher", "CFuse",
+        // `soak download`: plain files in DEST over the engine, resumable, published whole.
+        .target(name: "Download", dependencies: ["SoakCore", "S3", "Engine", "CSys",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log")]),
+        // Read-only FUSE view over the cache.
+        .target(name: "Mount", dependencies: ["SoakCore", "S3", "Cache", "Engine", "CFuse",
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "soak", dependencies: [
-            "SoakCore", "S3", "Prefetcher", "Cache", "Mount",
+            "SoakCore", "S3", "Engine", "Cache", "Download", "Mount",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -62,15 +67,15 @@ let package = Package(
         .target(name: "FuzzSupport", dependencies: ["SoakCore"], path: "Tests/FuzzSupport"),
         // Fakes for unit tests (no part of soak): MemoryObjectStore, FaultInjectingStore, and
         // StoreTransport, which runs fetch orders in-process against any ObjectStore.
-        .target(name: "SoakTestSupport", dependencies: ["S3", "SoakCore", "Prefetcher",
+        .target(name: "SoakTestSupport", dependencies: ["S3", "SoakCore", "Engine",
             .product(name: "Crypto", package: "swift-crypto")], path: "Tests/SoakTestSupport"),
         .testTarget(name: "SoakCoreTests", dependencies: ["SoakCore", "FuzzSupport"]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "SoakCore", "FuzzSupport", "SoakTestSupport"]),
-        .testTarget(name: "PrefetcherTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache", "SoakTestSupport",
+        .testTarget(name: "PrefetcherTests", dependencies: ["Engine", "S3", "SoakCore", "Cache", "Download", "SoakTestSupport",
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CacheTests", dependencies: ["Cache", "S3", "SoakCore"]),
-        .testTarget(name: "MountTests", dependencies: ["Mount", "Cache", "FuzzSupport", "SoakTestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Prefetcher", "S3", "SoakCore", "Cache", "Mount"]),
+        .testTarget(name: "MountTests", dependencies: ["Mount", "Cache", "Engine", "FuzzSupport", "SoakTestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Engine", "S3", "SoakCore", "Cache", "Download", "Mount"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,7 +1,7 @@
 /// The committer: one thread that makes what landed durable (one `syncfs`), records it and
 /// answers the waiting requests (see `CacheFiller`).
-import Cache
 import Crypto
+import Engine
 import Foundation
 import Logging
 import S3

@@ -1,7 +1,7 @@
 /// Integrity checks: complete single-part objects hashed against their ETag's MD5 (see
 /// `CacheFiller`), before or after the commit that records them.
-import Cache
 import Crypto
+import Engine
 import Foundation
 import Logging
 import S3

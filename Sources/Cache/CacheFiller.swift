@@ -17,8 +17,8 @@
 /// means the ETag is not an MD5 (SSE-KMS) and is recorded as such. A 412 (the object changed) drops the old
 /// version's blocks; with the engine's `versionCheck` only once HEAD confirmed a new version or a
 /// deletion (`.replaced` names the new version for the caller to record and fill).
-import Cache
 import Crypto
+import Engine
 import Foundation
 import Logging
 import S3

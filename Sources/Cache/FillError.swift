@@ -1,3 +1,4 @@
+import Engine
 import S3
 
 /// Why a fill did not complete.

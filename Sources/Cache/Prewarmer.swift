@@ -7,7 +7,7 @@
 /// complete ones are skipped → the rest go to `CacheFiller` in the bulk lane, which fetches each
 /// missing block once and records it durably. After a complete listing, objects under the
 /// prefix that the listing no longer shows are removed from the index with their data.
-import Cache
+import Engine
 import Foundation
 import Logging
 import S3

@@ -2,6 +2,7 @@
 /// whether an object's file is already there and complete. Every path below DEST goes through
 /// `DestinationRoot` (no symbolic link followed out of DEST, written through or replaced).
 import CSys
+import Engine
 import Foundation
 import S3
 import SoakCore

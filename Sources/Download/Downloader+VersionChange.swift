@@ -3,6 +3,7 @@
 /// The completion of the order that got the 412 records the step (`ObjectTask.settle`) and takes
 /// back the object's orders no worker has yet; the step is applied once the last order still
 /// out is in, so no byte of the old version can land in a file the new version uses.
+import Engine
 import Foundation
 import S3
 

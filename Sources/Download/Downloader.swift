@@ -12,6 +12,7 @@
 /// the workers: a symbolic link already in DEST is never followed out of it, written through or
 /// replaced; a key that would need that fails with one line.
 import CSys
+import Engine
 import Foundation
 import Logging
 import S3
@@ -33,13 +34,6 @@ public struct DownloadOptions: Sendable {
     }
 }
 
-public struct DownloadFailure: Sendable, Codable, CustomStringConvertible {
-    public var key: String
-    public var reason: String
-    /// One line whatever the key holds (newlines, control characters, very long keys).
-    public var description: String { "\(PathError.printable(key)): \(reason)" }
-}
-
 public struct DownloadSummary: Sendable {
     public var listed = 0
     public var selected = 0
@@ -51,15 +45,6 @@ public struct DownloadSummary: Sendable {
     public var failures: [DownloadFailure] = []
     public var conflicts: [String] = []
     public var interrupted = false
-}
-
-/// A snapshot for the progress display.
-public struct DownloadProgress: Sendable, Codable {
-    public var bytesDone: Int64
-    public var bytesTotal: Int64
-    public var objectsDone: Int
-    public var objectsTotal: Int
-    public var engine: EngineStats
 }
 
 public final class Downloader: @unchecked Sendable {

@@ -10,5 +10,3 @@ public protocol FetchSubmitter: AnyObject, Sendable {
 }
 
 extension FetchEngine: FetchSubmitter {}
-
-extension CacheFiller: FetchListener {}

@@ -7,7 +7,7 @@ import SoakCore
 /// lowest CPU priority (nice 19) and holds each job while `busy()` says readers and fetches are
 /// under way, until `maxDeferral` seconds after the job was queued: under constant load the
 /// queue still drains, each job at most that late, so it never grows without bound.
-final class IdleQueue: @unchecked Sendable {
+package final class IdleQueue: @unchecked Sendable {
     // @unchecked: `jobs`, `running` and `stopping` are guarded by `cond`.
     private let cond = NSCondition()
     private var jobs: [(queued: Double, run: @Sendable () -> Void)] = []
@@ -16,13 +16,13 @@ final class IdleQueue: @unchecked Sendable {
     private let busy: (@Sendable () -> Bool)?
     /// Longest a job waits for the process to be idle (30 s: checks stay timely without taking
     /// CPU from a mount's readers in short bursts of load).
-    static let defaultMaxDeferral = 30.0
+    package static let defaultMaxDeferral = 30.0
     let maxDeferral: Double
     /// How often a deferred job checks again.
     static let recheckInterval = 0.1
 
     /// `busy` nil: jobs run at once at normal priority.
-    init(name: String, background busy: (@Sendable () -> Bool)?, maxDeferral: Double = defaultMaxDeferral) {
+    package init(name: String, background busy: (@Sendable () -> Bool)?, maxDeferral: Double = defaultMaxDeferral) {
         self.busy = busy
         self.maxDeferral = maxDeferral
         let t = Thread { [self] in  // strong: the thread lives until `stop`
@@ -33,12 +33,12 @@ final class IdleQueue: @unchecked Sendable {
         t.start()
     }
 
-    func async(_ job: @escaping @Sendable () -> Void) {
+    package func async(_ job: @escaping @Sendable () -> Void) {
         cond.lock(); jobs.append((MonotonicTime.now(), job)); cond.broadcast(); cond.unlock()
     }
 
     /// Runs what is queued (without waiting for idleness), then ends the thread.
-    func stop() {
+    package func stop() {
         cond.lock()
         stopping = true
         cond.broadcast()

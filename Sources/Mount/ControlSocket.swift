@@ -4,8 +4,9 @@
 ///
 /// Protocol: the client sends one JSON `ControlRequest` line; the server answers with JSON lines
 /// (`ControlReply`) and closes. A client that goes away (Ctrl-C) stops what it asked for.
+import Cache
+import Engine
 import Foundation
-import Prefetcher
 import SoakCore
 import Synchronization
 #if canImport(Glibc)

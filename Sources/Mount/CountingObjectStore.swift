@@ -1,7 +1,7 @@
 /// An `ObjectStore` that counts the coordinator's own S3 requests (listings, HEADs, GETs) by
 /// operation and outcome into shared `RequestCounts`, for `soak_s3_requests_total`.
+import Engine
 import Foundation
-import Prefetcher
 import S3
 import Synchronization
 

@@ -3,7 +3,7 @@
 /// from a typed error (`init(_:)`); `errno` is derived from its kind in one place, and only the
 /// bridge turns it into a reply.
 import Cache
-import Prefetcher
+import Engine
 import S3
 import SoakCore
 #if canImport(Glibc)

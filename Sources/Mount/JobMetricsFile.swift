@@ -2,9 +2,9 @@
 /// node_exporter textfile format, rewritten atomically (a temp file in the same directory,
 /// then rename) every `writeInterval` and at the end. Families match the mount's where they
 /// apply (fetched bytes by lane, retries, failures, workers, build and process figures).
+import Engine
 import Foundation
 import Logging
-import Prefetcher
 import Prometheus
 import SoakCore
 import Synchronization

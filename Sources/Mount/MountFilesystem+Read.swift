@@ -2,8 +2,8 @@
 /// fetched urgently through `CacheFiller`, and read-ahead for sequential readers (within a file
 /// and across the files of a directory read in order).
 import Cache
+import Engine
 import Foundation
-import Prefetcher
 import SoakCore
 #if canImport(Glibc)
 import Glibc

@@ -13,9 +13,9 @@
 /// instead of starting another; the completion runs when the blocks land. Opens after
 /// `--metadata-ttl` ask the remote for the file's current version first.
 import Cache
+import Engine
 import Foundation
 import Logging
-import Prefetcher
 import S3
 import SoakCore
 import Synchronization

@@ -4,9 +4,9 @@
 /// histograms of fetch time-to-first-byte and read latency. Names follow Prometheus
 /// conventions (counters end in `_total`, units in the name, HELP on every family). Served as text on
 /// `GET /metrics` by a small HTTP listener on its own thread.
+import Engine
 import Foundation
 import Logging
-import Prefetcher
 import Prometheus
 import SoakCore
 import Synchronization

@@ -1,7 +1,7 @@
 import Cache
+import Engine
 import Foundation
 import Logging
-import Prefetcher
 import S3
 import SoakCore
 

@@ -2,9 +2,9 @@
 /// directory), build the namespace, start the engine and the fill scheduler, mount, serve until
 /// unmounted or signalled, then stop cleanly.
 import Cache
+import Engine
 import Foundation
 import Logging
-import Prefetcher
 import S3
 import SoakCore
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
+import Cache
+import Engine
 import Foundation
-import Prefetcher
 import SoakCore
 
 /// `soak __bench-md5 FILE...`: hashes the files one after another with the one-stream MD5, then

@@ -1,8 +1,9 @@
 import ArgumentParser
+import Download
+import Engine
 import Foundation
 import Logging
 import Mount
-import Prefetcher
 import S3
 import SoakCore
 

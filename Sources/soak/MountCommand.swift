@@ -1,9 +1,9 @@
 import ArgumentParser
 import Cache
+import Engine
 import Foundation
 import Logging
 import Mount
-import Prefetcher
 import S3
 import SoakCore
 #if canImport(Glibc)

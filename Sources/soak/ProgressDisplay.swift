@@ -1,6 +1,6 @@
+import Engine
 import Foundation
 import Logging
-import Prefetcher
 import SoakCore
 #if canImport(Glibc)
 import Glibc

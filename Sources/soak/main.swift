@@ -1,10 +1,10 @@
 /// Entry point. `soak __worker` is the hidden worker-process mode the engine re-executes this
 /// binary in; everything else is the command line (swift-argument-parser).
 import ArgumentParser
+import Engine
 import Foundation
 import Cache
 import Mount
-import Prefetcher
 import S3
 import SoakCore
 

@@ -1,8 +1,9 @@
 import Cache
 import Crypto
+import Download
+import Engine
 import Foundation
 import Logging
-import Prefetcher
 import S3
 import SoakCore
 import XCTest

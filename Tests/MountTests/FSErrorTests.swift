@@ -1,5 +1,6 @@
+import Cache
+import Engine
 import Foundation
-import Prefetcher
 import S3
 import SoakCore
 import XCTest

@@ -1,10 +1,10 @@
-import Cache
+@testable import Cache
 import Foundation
 import Logging
 import S3
 import SoakCore
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// The fill scheduler against a fake engine: each block is fetched once, a second request waits
 /// on the first (and promotes it), runs are cut at the run size, MD5 and 412 handling.

@@ -1,5 +1,6 @@
+@testable import Download
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 final class ConflictGateTests: XCTestCase {
     /// Feeds a sorted listing; returns (started in order, conflicts).

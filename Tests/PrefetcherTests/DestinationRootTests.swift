@@ -1,8 +1,9 @@
 import CSys
+@testable import Download
 import Foundation
 import SoakCore
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// `DestinationRoot`: paths resolved beneath DEST, with openat2 and with the component walk
 /// used on kernels without it.

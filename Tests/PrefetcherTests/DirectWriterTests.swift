@@ -4,7 +4,7 @@ import Logging
 import S3
 import SoakCore
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// The worker's background O_DIRECT writer: writes land in order at their offsets, a buffer
 /// comes back for every one handed over, a failed write stops its tag's run and no other, and

@@ -1,6 +1,6 @@
 /// `EngineSettings.fromEnvironment`: the environment contract kept from the tool soak replaces.
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 import SoakCore
 
 final class EngineSettingsTests: XCTestCase {

@@ -3,7 +3,7 @@ import Logging
 import S3
 import SoakCore
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// The engine against fake worker processes (shell scripts speaking — or breaking — the wire
 /// protocol), so crash and garbage handling is tested without a server.

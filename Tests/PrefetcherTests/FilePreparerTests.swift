@@ -3,7 +3,7 @@ import Logging
 import S3
 import SoakCore
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// The worker's file preparer: targets are prepared in the order asked for, a taker that found
 /// one not ready is woken once one is; a discarded or untaken target is closed whenever it is

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// MD5 checks of a mount wait while fetches are under way, and still run in the end.
 final class IdleQueueTests: XCTestCase {

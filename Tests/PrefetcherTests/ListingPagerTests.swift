@@ -4,7 +4,7 @@ import S3
 import SoakTestSupport
 import SoakCore
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// Listing retries are not failures: they are logged at debug level only, and a page that runs
 /// out of attempts fails with an error naming them.

@@ -1,12 +1,13 @@
 /// `PartialFile`: hashed temporary names under `DEST/.soak-partial/`, and the resume state.
 #if canImport(Glibc)
+@testable import Download
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 import Foundation
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 import SoakCore
 
 final class PartialFileTests: XCTestCase {

@@ -1,7 +1,7 @@
+import Engine
 import Foundation
 import XCTest
 import SoakCore
-import Prefetcher
 
 /// A synthetic pool: throughput is a function of (workers, interval) with seeded multiplicative
 /// noise; the speed cap, when `enforceCap`, is applied the way libcurl's per-transfer limits do.

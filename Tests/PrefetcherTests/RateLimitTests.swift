@@ -1,6 +1,6 @@
+import Engine
 import XCTest
 import SoakCore
-import Prefetcher
 
 final class RateSplitTests: XCTestCase {
     func testNoCapMeansNoLimit() {

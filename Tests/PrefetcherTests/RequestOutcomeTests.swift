@@ -1,4 +1,4 @@
-import Prefetcher
+import Engine
 import S3
 import XCTest
 

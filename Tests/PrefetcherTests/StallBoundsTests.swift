@@ -1,7 +1,7 @@
 /// `StallBounds`: floors before anything is learned, headroom × the 95th percentile of completed
 /// transfers' times, the cap, the window, backoff on stalls, and no learning from stalls.
+import Engine
 import XCTest
-import Prefetcher
 
 final class StallBoundsTests: XCTestCase {
     func testStartsAtTheFloorsWithRoomForAColdStart() {

@@ -1,8 +1,8 @@
 /// `StallWatch`: a transfer's silence counts only while the server is the one keeping it
 /// waiting: not before the request is sent, not while soak pauses it, not during the loop's
 /// own work. Times are passed in; nothing here reads a clock.
+import Engine
 import XCTest
-import Prefetcher
 
 final class StallWatchTests: XCTestCase {
     /// Observes one turn with the defaults of a live, unpaused transfer.

@@ -1,11 +1,12 @@
 import CSys
+@testable import Download
 import Foundation
 import Logging
 import S3
 import SoakCore
 import SoakTestSupport
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// Downloader over a `StoreTransport`: files are written, published and stamped exactly as the
 /// workers do it (shared `FetchTargets`/`FetchRegion`), against an in-memory bucket, without a

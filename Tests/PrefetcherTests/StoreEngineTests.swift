@@ -4,7 +4,7 @@ import S3
 import SoakCore
 import SoakTestSupport
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// The scheduler over a `StoreTransport`: what it does with a transport's events, in one process.
 final class StoreEngineTests: XCTestCase {

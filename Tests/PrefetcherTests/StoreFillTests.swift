@@ -1,11 +1,11 @@
-import Cache
+@testable import Cache
 import Foundation
 import Logging
 import S3
 import SoakCore
 import SoakTestSupport
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// CacheFiller over a real `FetchEngine` and a `StoreTransport`: every byte goes through the
 /// same target opening, block CRCs and completion checks as a worker's, against an in-memory

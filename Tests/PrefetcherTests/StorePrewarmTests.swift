@@ -1,11 +1,11 @@
-import Cache
+@testable import Cache
 import Foundation
 import Logging
 import S3
 import SoakCore
 import SoakTestSupport
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// Prewarmer over a `StoreTransport`: the listing recorded, every object filled, checked and
 /// counted, against an in-memory bucket, without a server or a worker process.

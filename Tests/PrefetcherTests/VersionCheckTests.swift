@@ -1,11 +1,11 @@
-import Cache
+@testable import Cache
 import Foundation
 import Logging
 import S3
 import SoakTestSupport
 import SoakCore
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// A 412 on If-Match is a question: `VersionChecker` HEADs the key (memory and fault-injecting
 /// stores), the engine retries an order whose ETag HEAD confirms (fake workers that answer 412

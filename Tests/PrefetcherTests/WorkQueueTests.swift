@@ -1,6 +1,6 @@
 /// `WorkQueue`: strict-priority lanes, FIFO within a lane, and the delayed-retry heap.
+import Engine
 import XCTest
-import Prefetcher
 
 private extension WorkQueue {
     /// Pops everything ready at `now`, in order.

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// The allowlist a worker's environment is built from: what passes, what is dropped, and that
 /// passed entries are kept byte for byte and in order.

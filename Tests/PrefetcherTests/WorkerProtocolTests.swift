@@ -7,7 +7,7 @@ import Darwin
 #endif
 import Foundation
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 import S3
 import SoakCore
 

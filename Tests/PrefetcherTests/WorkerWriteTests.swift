@@ -3,7 +3,7 @@ import Foundation
 import S3
 import SoakCore
 import XCTest
-@testable import Prefetcher
+@testable import Engine
 
 /// How a worker writes a body: libcurl's 16 KiB pieces are gathered in a staging buffer and
 /// written a full buffer at a time; only bytes in the file count as durable, and a block is

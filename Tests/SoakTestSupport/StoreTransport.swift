@@ -8,8 +8,8 @@
 /// `done` at the end. Store errors are the order's error as they are; local ones (open, write,
 /// publish) get their errno as in the worker. `killNext(afterBytes:)` makes an executor die
 /// mid-order: its order is reported `lost`, as when a worker process is killed.
+import Engine
 import Foundation
-import Prefetcher
 import S3
 import SoakCore
 #if canImport(Glibc)
