@@ -65,15 +65,19 @@ let package = Package(
 
         // Seeds and generators shared by the seeded property tests.
         .target(name: "FuzzSupport", dependencies: ["SoakCore"], path: "Tests/FuzzSupport"),
-        // Fakes for unit tests (no part of soak): MemoryObjectStore, FaultInjectingStore, and
-        // StoreTransport, which runs fetch orders in-process against any ObjectStore.
+        // Fakes for unit tests (no part of soak): MemoryObjectStore, FaultInjectingStore,
+        // StoreTransport, which runs fetch orders in-process against any ObjectStore, and StoreFixture.
         .target(name: "SoakTestSupport", dependencies: ["S3", "SoakCore", "Engine",
             .product(name: "Crypto", package: "swift-crypto")], path: "Tests/SoakTestSupport"),
-        .testTarget(name: "SoakCoreTests", dependencies: ["SoakCore", "FuzzSupport"]),
+        .testTarget(name: "SoakCoreTests", dependencies: ["SoakCore", "FuzzSupport",
+            .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "SoakCore", "FuzzSupport", "SoakTestSupport"]),
-        .testTarget(name: "PrefetcherTests", dependencies: ["Engine", "S3", "SoakCore", "Cache", "Download", "SoakTestSupport",
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "S3", "SoakCore", "SoakTestSupport",
+            .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "CacheTests", dependencies: ["Cache", "Engine", "S3", "SoakCore", "SoakTestSupport",
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "CacheTests", dependencies: ["Cache", "S3", "SoakCore"]),
+        .testTarget(name: "DownloadTests", dependencies: ["Download", "Engine", "S3", "SoakCore", "SoakTestSupport",
+            .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "MountTests", dependencies: ["Mount", "Cache", "Engine", "FuzzSupport", "SoakTestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "IntegrationTests", dependencies: ["Engine", "S3", "SoakCore", "Cache", "Download", "Mount"]),
     ],
