@@ -53,11 +53,16 @@ public final class MetricsServer: Sendable {
 
     /// `address` as `parse` takes it. `:PORT` binds IPv6 with IPV6_V6ONLY off, so IPv4 clients
     /// reach it too.
-    public init(address: String, render: @escaping @Sendable () -> [UInt8]) throws {
+    public convenience init(address: String, render: @escaping @Sendable () -> [UInt8]) throws {
+        try self.init(address: Self.parse(address), label: address, render: render)
+    }
+
+    /// Binds a parsed address (port 0: the kernel picks one, see `port`); `label` names it in errors.
+    init(address: Address, label: String, render: @escaping @Sendable () -> [UInt8]) throws {
         self.render = render
-        var addr = try Self.parse(address)
+        var addr = address
         do {
-            listener = try SocketListener(family: addr.family, label: address) { s in
+            listener = try SocketListener(family: addr.family, label: label) { s in
                 var one: Int32 = 1, zero: Int32 = 0
                 setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
                 if addr.family == AF_INET6 { setsockopt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size)) }
@@ -66,9 +71,12 @@ public final class MetricsServer: Sendable {
                 }
             }
         } catch {
-            throw MountError("cannot serve metrics on \(address): \(String(cString: strerror(error.errno)))")
+            throw MountError("cannot serve metrics on \(label): \(String(cString: strerror(error.errno)))")
         }
     }
+
+    /// The port listened on; nil once stopped.
+    var port: UInt16? { listener.port }
 
     /// Serves one scrape at a time, on the accept thread.
     public func start() {
