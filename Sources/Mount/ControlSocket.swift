@@ -147,7 +147,8 @@ public final class ControlServer: Sendable {
             let n = chunk.withUnsafeMutableBytes { (try? Syscall.read(c, into: $0, path: "control socket")) ?? 0 }
             if n == 0 { return }
             chunk.withUnsafeBytes { buffer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            if let l = buffer.nextLine() {
+            // Only a chunk holding a newline can end the line: what came before is not scanned again.
+            if chunk[0..<n].contains(0x0A), let l = buffer.nextLine() {
                 guard let r = try? JSONDecoder().decode(ControlRequest.self, from: Data(l)) else {
                     _ = Self.send(c, ControlReply(error: "unreadable request"))
                     return
