@@ -18,6 +18,8 @@ public final class JobMetricsFile: Sendable {
     public static let writeInterval = 5.0
     public let path: String
     private let logger: Logger
+    /// Times the rewrites (`writeInterval`); tests step it by hand.
+    private let clock: any SoakClock
     private let registry = PrometheusCollectorRegistry()
     private let fetchedBytes: [Counter]
     private let retries: [String: Counter]
@@ -34,9 +36,10 @@ public final class JobMetricsFile: Sendable {
     private let state = Mutex(State())
 
     /// Writes a first file at once, so that a bad PATH fails the command before any work.
-    public init(path: String, command: String, logger: Logger) throws {
+    public init(path: String, command: String, logger: Logger, clock: any SoakClock = SystemClock()) throws {
         self.path = path
         self.logger = logger
+        self.clock = clock
         let r = registry
         let label = [("command", command)]
         var build = [("version", BuildInfo.version)]
@@ -65,7 +68,7 @@ public final class JobMetricsFile: Sendable {
     /// Takes a progress snapshot; writes the file when `writeInterval` has passed, or now when
     /// `final` (the job's end).
     public func update(_ p: DownloadProgress, final: Bool = false) {
-        let now = MonotonicTime.now()
+        let now = clock.now()
         let e = p.engine
         let due = state.withLock { s in
             let l = s.last?.engine ?? EngineStats()
