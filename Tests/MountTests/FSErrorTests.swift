@@ -39,4 +39,18 @@ final class FSErrorTests: XCTestCase {
         XCTAssertEqual(FSError.readOnly("x").errno, EROFS)
         XCTAssertEqual(FSError.stale("x").errno, ESTALE)
     }
+
+    func testCacheAndUnknownErrorsAreIOWithTheirMessage() {
+        struct Odd: Error, CustomStringConvertible { var description: String { "odd thing" } }
+        let unknown = FSError(Odd())
+        XCTAssertEqual(unknown.kind, .io)
+        XCTAssertEqual(unknown.errno, EIO)
+        XCTAssertEqual(unknown.description, "odd thing")
+        XCTAssertEqual(FSError(.badHandle, "m").description, "m")
+        XCTAssertEqual(FSError(CacheError.invalidSize("1 parsec")).errno, EIO)
+        XCTAssertEqual(FSError(S3Error(kind: .transport(curlCode: 56), operation: "GetObject", bucket: "b", key: "k", status: 0,
+                                       message: "reset")).kind, .io, "a transport failure is I/O")
+        XCTAssertEqual(FSError.badHandle(7).message, "no open handle 7")
+        XCTAssertEqual(FSError.listing(FSError.notFound("d")).kind, .io)
+    }
 }

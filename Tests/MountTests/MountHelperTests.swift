@@ -1,4 +1,4 @@
-import Mount
+@testable import Mount
 import SoakCore
 import XCTest
 
@@ -30,6 +30,40 @@ final class MountHelperTests: XCTestCase {
     func testBadCallsAreUsageErrors() {
         for bad in [["s3://b/p"], ["s3://b/p", "/m", "-o"], ["s3://b/p", "/m", "-o", "nonsense=1"], ["s3://b/p", "/m", "--weird"]] {
             XCTAssertThrowsError(try MountHelper.translate(bad), "\(bad)")
+        }
+    }
+
+    func testEveryOptionMapsToItsFlag() throws {
+        for (option, flag) in MountHelper.valued {
+            let (args, _) = try MountHelper.translate(["s3://b/p", "/m", "-o", "\(option)=v=1"])
+            XCTAssertEqual(args, ["mount", "s3://b/p", "/m", flag, "v=1"], option)
+        }
+        for (option, flag) in MountHelper.flags {
+            let (args, _) = try MountHelper.translate(["s3://b/p", "/m", "-o", option])
+            XCTAssertEqual(args, ["mount", "s3://b/p", "/m", flag], option)
+        }
+        let (ignored, _) = try MountHelper.translate(["s3://b/p", "/m", "-o", MountHelper.ignored.sorted().joined(separator: ",")])
+        XCTAssertEqual(ignored, ["mount", "s3://b/p", "/m"], "mount(8)'s generic options mean nothing to soak")
+    }
+
+    func testOptionsFromSeveralGroupsAndEmptyOnes() throws {
+        let (args, _) = try MountHelper.translate(["-f", "-o", "ro,,region=eu", "s3://b/p", "-v", "/m", "-oprefetch,", "-r", "-w"])
+        XCTAssertEqual(args, ["mount", "s3://b/p", "/m", "--region", "eu", "--prefetch"])
+    }
+
+    func testBadOptionsSayWhatIsWrong() {
+        func message(_ args: [String]) -> String {
+            do { _ = try MountHelper.translate(args); return "no error" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(message(["s3://b/p", "/m", "extra"]), "usage: mount.fuse.soak s3://BUCKET/PREFIX DIR [-o options]")
+        XCTAssertEqual(message([]), "usage: mount.fuse.soak s3://BUCKET/PREFIX DIR [-o options]")
+        XCTAssertEqual(message(["s3://b/p", "/m", "-o"]), "mount.fuse.soak: -o needs options")
+        XCTAssertEqual(message(["s3://b/p", "/m", "-x"]), "mount.fuse.soak: unknown flag -x")
+        // A flag given a value and a valued option given none are not guessed at.
+        for bad in ["allow_other=1", "cache_dir", "nonsense"] {
+            let m = message(["s3://b/p", "/m", "-o", bad])
+            XCTAssertTrue(m.hasPrefix("mount.fuse.soak: unknown option '\(bad)' (cache_dir=, "), m)
+            XCTAssertFalse(m.contains("\n"), "one line")
         }
     }
 }
