@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import S3
 import SoakCore
+import Synchronization
 import XCTest
 @testable import Mount
 
@@ -100,12 +101,17 @@ final class NamespaceTests: XCTestCase {
         var listings: [String] = []
         var heads = 0
         var fail = false
+        /// Listings to fail before `fail` is looked at.
+        var failNext = 0
         var delay = 0.0
         func listDirectory(_ prefix: String) throws -> Namespace.Listing {
             if delay > 0 { Thread.sleep(forTimeInterval: delay) }
             lock.lock(); defer { lock.unlock() }
             listings.append(prefix)
-            if fail { throw S3Error(kind: .transport(curlCode: 7), operation: "ListObjectsV2", bucket: "b", message: "down") }
+            if failNext > 0 || fail {
+                failNext = max(0, failNext - 1)
+                throw S3Error(kind: .transport(curlCode: 7), operation: "ListObjectsV2", bucket: "b", message: "down")
+            }
             return S3MountRemote.directory(prefix, from: objects.values.sorted { $0.key < $1.key })
         }
         func current(_ o: CachedObject) throws -> CachedObject? {
@@ -219,6 +225,22 @@ final class NamespaceTests: XCTestCase {
         }
         XCTAssertEqual(hits, 8)
         XCTAssertEqual(r.listed, ["p/", "p/d/"])
+    }
+
+    func testWaitersOfAFailedFirstListingListAgainThemselves() throws {
+        let r = FakeRemote()
+        for i in 0..<4 { r.put(obj("p/d/f\(i)", id: Int64(i + 1))) }
+        let n = lazy(r, clock: Clock())
+        let d = try XCTUnwrap(n.lookup(parent: Namespace.rootIno, name: "d"))
+        r.delay = 0.2
+        r.failNext = 1
+        let found = Mutex<[Bool]>([])
+        DispatchQueue.concurrentPerform(iterations: 4) { i in
+            let ok = (try? n.lookup(parent: d.ino, name: "f\(i)")) != nil
+            found.withLock { $0.append(ok) }
+        }
+        XCTAssertEqual(found.withLock { $0.filter { !$0 }.count }, 1, "only the caller whose listing failed sees it fail")
+        XCTAssertEqual(r.listed.filter { $0 == "p/d/" }.count, 2, "the failed listing, then one for everyone else")
     }
 
     func testRevalidationAfterTheTTLAndVersionTracking() throws {
