@@ -46,6 +46,8 @@ public struct ResponseHead: Sendable, Equatable {
     public var retryAfter: Double?
     /// `x-amz-bucket-region`: where the bucket lives (AWS sends it on HEAD bucket and redirects).
     public var bucketRegion: String?
+    /// `Date`: the server's clock, as sent (an HTTP date); `soak doctor` reports the skew.
+    public var date: String?
     public init() {}
 
     public static func == (l: ResponseHead, r: ResponseHead) -> Bool {
@@ -120,6 +122,8 @@ public struct ResponseHead: Sendable, Equatable {
         } else if hasPrefix("x-amz-bucket-region:") {
             let v = value(after: 20)
             bucketRegion = v.isEmpty ? nil : v
+        } else if hasPrefix("date:") {
+            date = value(after: 5)
         }
     }
 }

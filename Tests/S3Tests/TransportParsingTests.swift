@@ -149,6 +149,13 @@ final class ResponseHeadTests: XCTestCase {
         XCTAssertNil(head(["HTTP/1.1 503 Slow Down", "Retry-After: soon"]).retryAfter)
     }
 
+    /// `Date` is kept as sent (soak doctor reads the clock skew from it); `x-amz-date` is not it.
+    func testDate() {
+        XCTAssertEqual(head(["HTTP/1.1 200 OK", "date:  Sun, 06 Nov 1994 08:49:37 GMT\r\n"]).date,
+                       "Sun, 06 Nov 1994 08:49:37 GMT")
+        XCTAssertNil(head(["HTTP/1.1 200 OK", "x-amz-date: 20261208T000000Z"]).date)
+    }
+
     func testBadValuesAreDropped() {
         let h = head(["HTTP/1.1 200 OK", "Content-Length: lots", "Content-Range: bytes 9-0/10"])
         XCTAssertNil(h.contentLength)
