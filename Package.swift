@@ -79,6 +79,8 @@ let package = Package(
         .testTarget(name: "DownloadTests", dependencies: ["Download", "Engine", "S3", "SoakCore", "SoakTestSupport",
             .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "MountTests", dependencies: ["Mount", "Cache", "Engine", "FuzzSupport", "SoakTestSupport", .product(name: "Logging", package: "swift-log")]),
+        // The command line's own logic (soak doctor's verdicts), through @testable import of the executable.
+        .testTarget(name: "SoakCLITests", dependencies: ["soak", "Cache", "S3", "SoakCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Engine", "S3", "SoakCore", "Cache", "Download", "Mount"]),
     ],
     swiftLanguageModes: [.v6]

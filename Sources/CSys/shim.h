@@ -65,6 +65,7 @@ static inline int csys_fallocate(int fd, off_t offset, off_t len) { return fallo
 static inline int csys_fsetxattr(int fd, const char *name, const void *value, size_t size) {
     return fsetxattr(fd, name, value, size, 0);
 }
+static inline int csys_fremovexattr(int fd, const char *name) { return fremovexattr(fd, name); }
 
 /* Keep freed heap memory up to `trim` bytes instead of returning it to the kernel, and serve
    allocations below `mmap_min` from the heap (0 on success). glibc only; elsewhere a no-op. */
