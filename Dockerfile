@@ -32,7 +32,7 @@ COPY Sources ./Sources
 # SwiftPM checks every target's directory, the test targets' included.
 COPY Tests ./Tests
 
-# ---- build: the release binary, Swift runtime and Foundation linked in
+# ---- build: the release binary, Swift runtime and Foundation linked in, stripped (install -s)
 FROM deps AS build
 # The commit `soak --version` prints: the context has no .git, so pass it in
 # (--build-arg SOAK_COMMIT=$(git rev-parse --short=12 HEAD)); without it, "commit unknown".
@@ -40,7 +40,7 @@ ARG SOAK_COMMIT=""
 COPY scripts/gen-buildinfo ./scripts/gen-buildinfo
 RUN SOAK_COMMIT="${SOAK_COMMIT}" scripts/gen-buildinfo \
  && swift build -c release --static-swift-stdlib --product soak \
- && install -D -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/soak" /out/soak
+ && install -D -s -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/soak" /out/soak
 
 # ---- test: what docker-compose.yaml's `soak-tests` runs (swift test against its `seaweedfs`)
 FROM deps AS test
