@@ -7,11 +7,11 @@ final class DestinationIntegrationTests: XCTestCase {
     var endpoint = ""
     var bucket = ""
     var work = ""
-    var mounted: String?
-    var fuseProcess: Process?
-    /// The vfat image is served by fusefat, which corrupts files written side by side (its FAT
-    /// bookkeeping is not safe for that): downloads into it take one transfer at a time.
-    var fusefat = false
+    /// The vfat image (`VfatImage`); fusefat, where it serves the image, corrupts files written
+    /// side by side (its FAT bookkeeping is not safe for that): downloads into it take one
+    /// transfer at a time.
+    let vfat = VfatImage()
+    var fusefat: Bool { vfat.fusefat }
 
     override func setUpWithError() throws {
         endpoint = try Harness.requireServer()
@@ -22,12 +22,7 @@ final class DestinationIntegrationTests: XCTestCase {
     }
 
     override func tearDownWithError() throws {
-        if let m = mounted { _ = try? Harness.run("/bin/umount", [m]) }
-        if let p = fuseProcess {
-            let deadline = Date().addingTimeInterval(5)
-            while p.isRunning && Date() < deadline { usleep(20_000) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
-        }
+        vfat.unmount()
         try? FileManager.default.removeItem(atPath: work)
     }
 
@@ -53,52 +48,7 @@ final class DestinationIntegrationTests: XCTestCase {
         return out
     }
 
-    /// Mounts a fresh vfat image of `mib` MiB: loop-mounted with the kernel's vfat, or where the
-    /// kernel has none, with fusefat (FUSE, read-write). Skips (with the reason) where neither works.
-    func mountVfat(mib: Int) throws -> String {
-        fusefat = false
-        let image = work + "/vfat.img", dir = work + "/vfat"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        guard FileManager.default.createFile(atPath: image, contents: nil), truncate(image, off_t(mib) << 20) == 0 else {
-            throw XCTSkip("cannot create a vfat image in \(work)")
-        }
-        let tool = { (names: [String]) in names.first { FileManager.default.isExecutableFile(atPath: $0) } }
-        guard let mkfs = tool(["/usr/sbin/mkfs.vfat", "/sbin/mkfs.vfat"]) else {
-            throw XCTSkip("mkfs.vfat not found (install dosfstools; scripts/install-deps does)")
-        }
-        let mk = try Harness.run(mkfs, [image])
-        guard mk.status == 0 else { throw XCTSkip("mkfs.vfat failed: \(mk.stderr)") }
-        let m = try Harness.run("/bin/mount", ["-o", "loop", "-t", "vfat", image, dir])
-        if m.status == 0 {
-            mounted = dir
-            return dir
-        }
-        guard let fusefatPath = tool(["/usr/bin/fusefat", "/bin/fusefat"]) else {
-            throw XCTSkip("cannot loop-mount a vfat image (\(m.stderr.split(separator: "\n").first ?? "")) and fusefat "
-                          + "is not installed (scripts/install-deps installs it)")
-        }
-        // In the foreground, as a child of this test: a daemon would inherit the descriptor
-        // Foundation's Process watches for its child's exit, and the wait would never end.
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: fusefatPath)
-        p.arguments = ["-f", "-o", "rw+", image, dir]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        fuseProcess = p
-        fusefat = true
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline && p.isRunning {
-            let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-            if mounts.contains(" \(dir) ") {
-                mounted = dir
-                return dir
-            }
-            usleep(50_000)
-        }
-        throw XCTSkip("cannot mount a vfat image: mount: \(m.stderr); fusefat did not mount it")
-    }
+    func mountVfat(mib: Int) throws -> String { try vfat.mount(mib: mib, work: work) }
 
     /// vfat has no O_TMPFILE, no xattrs, no links, and keeps mtimes in 2-second steps: small
     /// objects go through named temporary files, every byte lands, and a rerun skips them all.
