@@ -82,7 +82,7 @@ extension CacheFiller {
             let o = job.object
             for i in job.first..<(job.first + job.count) {
                 let key = BlockKey(object: o.id, gen: o.gen, index: i)
-                pending[key] = nil
+                if pending[key] == jid { pending[key] = nil }  // else a later fetch has it
                 if err == nil && !accepted.contains(key) { err = .evicted(key: o.key) }
             }
             let hash = err == nil && o.etagIsMD5 && verifyMD5

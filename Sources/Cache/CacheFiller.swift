@@ -337,15 +337,19 @@ public final class CacheFiller: @unchecked Sendable {
     }
 
     /// Early requests of a finished job: answered with its error, or once every block they
-    /// wait for has landed.
+    /// wait for has landed. A failed job's blocks stop being pending here, before anyone hears of the failure: a
+    /// request made after it (the bucket may have changed since) fetches them again rather than
+    /// joining this fetch and getting its old answer. A job that succeeded stays pending until
+    /// its commit: joining it is right, its bytes are of the version asked for.
     func answerEarly(job jid: Int, _ job: Job, blocks: [CacheIndex.LandedBlock], error: FillError?) {
         if error == nil { cache.noteLanded(blocks) }
-        answerEarly(jid, landed: Set(job.first..<(job.first + job.count)), error: error)
+        answerEarly(jid, landed: Set(job.first..<(job.first + job.count)), error: error, releasing: error == nil ? nil : job)
     }
 
-    func answerEarly(_ jid: Int, landed: Set<Int>, error: FillError?) {
+    func answerEarly(_ jid: Int, landed: Set<Int>, error: FillError?, releasing job: Job? = nil) {
         var finished: [(Done, CachedObject, FillError?)] = []
         lock.lock()
+        if let job { releasePending(jid, job) }
         // The job's requests as they are now: one may have joined since its caller looked.
         for rid in jobs[jid]?.requests ?? [] {
             guard var r = requests[rid], r.early else { continue }
@@ -366,4 +370,11 @@ public final class CacheFiller: @unchecked Sendable {
         for (done, o, e) in finished { done(o, e) }
     }
 
+    /// Forgets the blocks `jid` is fetching, unless a later job took them (caller holds `lock`).
+    func releasePending(_ jid: Int, _ job: Job) {
+        for i in job.first..<(job.first + job.count) {
+            let key = BlockKey(object: job.object.id, gen: job.object.gen, index: i)
+            if pending[key] == jid { pending[key] = nil }
+        }
+    }
 }

@@ -76,10 +76,7 @@ final class ReferenceModelTests: XCTestCase {
             for step in 0..<steps {
                 if rng.chance(0.25) {
                     // A change strictly after every request so far: a listing never sees half of it.
-                    // Fetches still settling are let finish first: a read joins a fetch of its
-                    // blocks already under way and gets its answer, which (a few milliseconds of
-                    // real time, a jump of the test's clock) may predate the change.
-                    settle()
+                    // Fetches of earlier reads may still be on their way to the committer.
                     f.advance(Double(rng.int(1...4000)) / 1000)
                     let key = rng.pick(ReferenceModelTests.keys)
                     if rng.chance(0.3) {
@@ -111,12 +108,6 @@ final class ReferenceModelTests: XCTestCase {
             }
             while !open.isEmpty { release() }
             print("mount model \(context): \(steps) steps, " + tally.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-        }
-
-        /// Waits until no fetch is pending in the filler.
-        func settle() {
-            let deadline = Date().addingTimeInterval(10)
-            while f.filler.pendingBlocks > 0 && Date() < deadline { usleep(1000) }
         }
 
         // MARK: - The model
