@@ -171,6 +171,9 @@ public final class CacheFiller: @unchecked Sendable {
                      whenLanded: Bool = false, runBlocks: Int? = nil, done: @escaping Done) {
         let bs = cache.blockSize
         let all = wanted ?? Array(0..<object.blockCount(blockSize: bs))
+        // Landed blocks before the index (see `DiskCache.read`): a commit between the two
+        // lookups would otherwise hide a block from both and fetch it again.
+        let landedNow = whenLanded ? cache.landedBlocks(object) : [:]
         var present: [Int: UInt32]
         do {
             // A version whose data was dropped is not fetched again: that would make a new file
@@ -184,7 +187,7 @@ public final class CacheFiller: @unchecked Sendable {
             done(object, .local("\(error)"))
             return
         }
-        if whenLanded { present.merge(cache.landedBlocks(object)) { a, _ in a } }
+        present.merge(landedNow) { a, _ in a }
         lock.lock()
         let rid = nextID; nextID += 1
         var waitOn = Set<Int>()

@@ -38,6 +38,9 @@ public final class DiskCache: @unchecked Sendable {
     /// Blocks a worker of this process wrote that are not yet recorded (the next commit will):
     /// servable at once, so a mount read need not wait for the sync. Object id → gen, index → CRC.
     private var landed: [Int64: (gen: Int64, blocks: [Int: UInt32])] = [:]
+    /// Runs in `read` between its lookup of landed blocks and its index query (tests commit
+    /// there).
+    private var betweenLookups: (@Sendable () -> Void)?
 
     struct BlockRef: Hashable { var object: Int64; var gen: Int64; var index: Int }
 
@@ -286,12 +289,18 @@ public final class DiskCache: @unchecked Sendable {
         let span = o.blocks(blockSize: blockSize).blocks(offset: offset, count: count)
         let first = span.lowerBound, last = span.upperBound
         if !isTrusted(o, first...last) {
+            // Landed blocks first, the index second: a commit records a block in the index before
+            // it forgets that it landed, so a block that landed before this read is found in one
+            // or the other. (The other order missed it in both when a commit ran in between.)
+            let landedNow = landedBlocks(o)
+            lock.lock(); let hook = betweenLookups; lock.unlock()
+            hook?()
             // A dropped generation is never served, not even blocks that landed for it: a late
             // fetch may have made a new file under its name that `fd` does not see.
             guard var present = try index.presentBlocksIfCurrent(objectID: o.id, gen: o.gen, in: first...last) else {
                 return nil
             }
-            for (i, crc) in landedBlocks(o) where present[i] == nil && (first...last).contains(i) {
+            for (i, crc) in landedNow where present[i] == nil && (first...last).contains(i) {
                 present[i] = crc
                 trust(o, i)  // written by this process's worker, CRC computed as it streamed
             }
@@ -309,6 +318,9 @@ public final class DiskCache: @unchecked Sendable {
         let n = try Syscall.preadAll(fd, into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<count]), at: offset, path: dataPath(o))
         return n == count ? n : nil
     }
+
+    /// Sets the hook `read` runs between its two lookups (for tests).
+    func runBetweenReadLookups(_ hook: (@Sendable () -> Void)?) { lock.lock(); betweenLookups = hook; lock.unlock() }
 
     private func isTrusted(_ o: CachedObject, _ r: ClosedRange<Int>) -> Bool {
         lock.lock(); defer { lock.unlock() }

@@ -244,14 +244,7 @@ final class ReferenceModelTests: XCTestCase {
             let data = Self.bytes(h.version)
             let offset = rng.int(0...(data.count - 1))
             let size = rng.int(1...2 * data.count)
-            var result = f.read(h.fh, offset: Int64(offset), size: size)
-            if case .failure(let e) = result, e.kind == .io {
-                // The miss path answers EIO when the blocks it fetched are gone again before its
-                // pread, and the reader may retry: one retry must then answer as the model says.
-                // (Rare, timing-dependent; seen about once in 20 runs of 4 × 1500 steps.)
-                tally["read EIO, retried", default: 0] += 1
-                result = f.read(h.fh, offset: Int64(offset), size: size)
-            }
+            let result = f.read(h.fh, offset: Int64(offset), size: size)
             let current = version(h.key, at: f.now)
             switch result {
             case .success(let got):
