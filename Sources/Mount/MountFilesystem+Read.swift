@@ -44,7 +44,7 @@ extension MountFilesystem {
         lock.unlock()
         for (o, n) in ahead {
             // The index row has the current generation (as in `finishOpen`).
-            let row = ((try? cache.index.object(id: o.id)) ?? nil).flatMap { $0.etag == o.etag ? $0 : nil } ?? o
+            let row = ((try? cache.object(id: o.id)) ?? nil).flatMap { $0.etag == o.etag ? $0 : nil } ?? o
             if row.isComplete {
                 // Already cached: start reading its first blocks from disk now, so the reader's
                 // first requests there do not wait on the disk.
@@ -177,7 +177,7 @@ extension MountFilesystem {
     /// Whether the data of `o`'s version is gone from the index (its row replaced, or moved to a
     /// new generation): what an open file sees when the object changed under another fetch.
     private func versionDropped(_ o: CachedObject) -> Bool {
-        (try? cache.index.object(id: o.id)).map { $0?.gen != o.gen } ?? false
+        (try? cache.object(id: o.id)).map { $0?.gen != o.gen } ?? false
     }
 
     /// A reader continuing where its last read ended (or starting a file with a large read) is

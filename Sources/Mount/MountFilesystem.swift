@@ -43,7 +43,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     static let missDeadline = 120.0
     // @unchecked: the namespace locks itself; counters and open handles are guarded by `lock`.
     let namespace: Namespace
-    let cache: DiskCache
+    let cache: any BlockStore
     let filler: CacheFiller
     let remote: MountRemote?
     let bucket: String
@@ -111,7 +111,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     let replies = DispatchQueue(label: "soak.mount.replies", attributes: .concurrent)
     let buffers = BufferPool(size: Int(FuseSession.maxReadahead))
 
-    public init(namespace: Namespace, cache: DiskCache, filler: CacheFiller, remote: MountRemote?, bucket: String,
+    public init(namespace: Namespace, cache: any BlockStore, filler: CacheFiller, remote: MountRemote?, bucket: String,
                 uid: UInt32, gid: UInt32, ttl: Double, readAheadBlocks: Int, logger: Logger) {
         self.namespace = namespace; self.cache = cache; self.filler = filler; self.remote = remote; self.bucket = bucket
         self.uid = uid; self.gid = gid; self.ttl = ttl; self.readAheadBlocks = readAheadBlocks; self.logger = logger
@@ -203,7 +203,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     private func finishOpen(ino: UInt64, _ shown: CachedObject, _ done: FSCompletion) {
         // The index row has the current generation (data dropped since the listing moves it on).
         var o = shown
-        if let row = try? cache.index.object(id: shown.id), row.etag == shown.etag { o = row }
+        if let row = try? cache.object(id: shown.id), row.etag == shown.etag { o = row }
         lock.lock()
         let fh = nextFH; nextFH += 1
         handles[fh] = OpenFile(object: o, ino: ino)
@@ -249,8 +249,7 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     /// opened since to the LRU order.
     public func flushCounters() {
         lock.lock(); let h = hits, m = misses; hits = 0; misses = 0; lock.unlock()
-        if h > 0 { try? cache.index.count("hits", h) }
-        if m > 0 { try? cache.index.count("misses", m) }
+        try? cache.countReads(hits: h, misses: m)
         try? cache.flushAccess()
     }
 }

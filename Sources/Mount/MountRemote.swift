@@ -7,7 +7,7 @@ import SoakCore
 
 /// What the mount asks of the bucket after it is up: directory listings (lazy and refreshed
 /// after the TTL) and the current version of a file being opened after the TTL. Both record
-/// what they learn in the cache index, so a changed object's old data is dropped there.
+/// what they learn in the cache's catalog, so a changed object's old data is dropped there.
 public protocol MountRemote: Sendable {
     /// The direct files and subdirectory prefixes of one directory prefix.
     func listDirectory(_ prefix: String) throws -> Namespace.Listing
@@ -18,13 +18,13 @@ public protocol MountRemote: Sendable {
 /// `MountRemote` over S3: delimiter listings (retried with backoff) and HEAD.
 final class S3MountRemote: MountRemote, Sendable {
     let stores: ObjectStorePool
-    let cache: DiskCache
+    let cache: any ObjectCatalog
     let bucket: String
     let bucketID: Int64
     let retry: RetryPolicy
     let logger: Logger
 
-    init(stores: ObjectStorePool, cache: DiskCache, bucket: String, bucketID: Int64, retry: RetryPolicy, logger: Logger) {
+    init(stores: ObjectStorePool, cache: any ObjectCatalog, bucket: String, bucketID: Int64, retry: RetryPolicy, logger: Logger) {
         self.stores = stores; self.cache = cache; self.bucket = bucket; self.bucketID = bucketID; self.retry = retry
         self.logger = logger
     }
@@ -38,18 +38,16 @@ final class S3MountRemote: MountRemote, Sendable {
             try stores.with { store in
                 _ = try ListingPager.run(store: store, bucket: bucket, prefix: prefix, delimiter: "/", retry: retry,
                                          logger: logger) { page in
-                    let r = try cache.index.recordListing(bucketID: bucketID, objects: page.objects, stamp: stamp)
-                    cache.discard(r.dropped)
-                    out.objects += r.objects
+                    out.objects += try cache.recordListing(bucketID: bucketID, objects: page.objects, stamp: stamp)
                     out.prefixes += page.commonPrefixes
                 }
             }
-            cache.discard(try cache.index.finishDirectoryListing(bucketID: bucketID, prefix: prefix, stamp: stamp))
+            try cache.finishDirectoryListing(bucketID: bucketID, prefix: prefix, stamp: stamp)
             logger.debug("listed \(prefix.isEmpty ? "/" : prefix): \(out.objects.count) files, \(out.prefixes.count) directories")
             return out
         } catch {
             // The bucket cannot be reached: show what the index knows, if anything.
-            let known = try Self.directory(prefix, from: cache.index.objects(bucketID: bucketID, prefix: prefix))
+            let known = try Self.directory(prefix, from: cache.objects(bucketID: bucketID, prefix: prefix))
             guard !known.objects.isEmpty || !known.prefixes.isEmpty else { throw error }
             logger.warning("listing \(prefix.isEmpty ? "/" : prefix) failed, showing the \(known.objects.count) files and \(known.prefixes.count) directories the cache index knows: \(error)")
             return known
@@ -80,11 +78,9 @@ final class S3MountRemote: MountRemote, Sendable {
             return nil
         }
         if info.etag == object.etag && info.size == object.size {
-            return try cache.index.object(id: object.id) ?? object
+            return try cache.object(id: object.id) ?? object
         }
         logger.info("\(PathError.printable(object.key)) changed (ETag \(object.etag) → \(info.etag)); the next reads fetch the new version")
-        let r = try cache.index.recordListing(bucketID: bucketID, objects: [info], stamp: Self.stamp())
-        cache.discard(r.dropped)
-        return r.objects.first
+        return try cache.recordListing(bucketID: bucketID, objects: [info], stamp: Self.stamp()).first
     }
 }
