@@ -85,8 +85,7 @@ struct MountCommand: ParsableCommand {
         options.eagerListingKeys = eagerListing
         let service = MountService(options: options, makeStore: { try CurlObjectStore(builder: builder, options: transport, credentials: keeper) },
                                    cache: cache, builder: builder, settings: settings,
-                                   workerExecutable: try selfExecutable(), logger: logger)
-        service.credentials = keeper
+                                   workerExecutable: try selfExecutable(), logger: logger, credentials: keeper)
         try service.run(ready: {
             notifier?.mounted(source: "\(uri)", mountpoint: dir)
             if daemon {

@@ -5,9 +5,9 @@ import SoakTestSupport
 import XCTest
 @testable import Mount
 
-/// The parts of `MountService` that run without libfuse: the mountpoint checks, the stop-signal
-/// mask, and the coordinator's request counting. (`run` mounts, so it stays with
-/// MountIntegrationTests.)
+/// `MountService`'s mountpoint checks, the stop-signal mask, and the coordinator's request
+/// counting. (`start` and the session it returns: MountSessionTests; `run`, which mounts with
+/// libfuse: MountIntegrationTests.)
 final class MountServiceTests: XCTestCase {
     private var dir = ""
     private let logger = Logger(label: "test")
