@@ -12,7 +12,14 @@ public struct BlockDigest: Sendable {
     /// Bytes of the block being filled.
     private var fill: Int64 = 0
 
-    public init(blockSize: Int64?) { self.blockSize = blockSize }
+    /// The order's range cut into blocks (nil without `blockSize`).
+    private let ranges: BlockRanges?
+
+    /// CRCs for a range of `length` bytes cut into `blockSize` blocks (none without one).
+    public init(blockSize: Int64?, length: Int64) {
+        self.blockSize = blockSize
+        self.ranges = blockSize.map { BlockRanges(size: length, blockSize: $0) }
+    }
 
     /// Folds received bytes into the per-block CRC32Cs.
     public mutating func add(_ buf: UnsafeRawBufferPointer) {
@@ -33,15 +40,15 @@ public struct BlockDigest: Sendable {
 
     /// Finished blocks wholly in the file, given the bytes on disk from the order's start.
     public func blocks(inFile flushed: Int64) -> Int {
-        guard let bs = blockSize else { return 0 }
-        return min(crcs.count, Int(flushed / bs))
+        guard let ranges else { return 0 }
+        return min(crcs.count, ranges.wholeBlocks(in: flushed))
     }
 
-    /// CRCs of the blocks wholly on disk; the last, short block counts once all `length` bytes
-    /// of the range are.
-    public func durable(flushed: Int64, length: Int64) -> [UInt32] {
-        guard blockSize != nil else { return [] }
-        guard flushed == length else { return Array(crcs.prefix(blocks(inFile: flushed))) }
+    /// CRCs of the blocks wholly on disk; the last, short block counts once every byte of the
+    /// range is.
+    public func durable(flushed: Int64) -> [UInt32] {
+        guard let ranges else { return [] }
+        guard flushed >= ranges.size else { return Array(crcs.prefix(blocks(inFile: flushed))) }
         return fill > 0 ? crcs + [crc.value] : crcs
     }
 }

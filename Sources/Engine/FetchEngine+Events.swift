@@ -12,8 +12,8 @@ extension FetchEngine {
             account(id, bytes: bytes)
         case .landed(let id, let first, let crcs):
             // Block indices from the order's original start (a retry starts later).
-            guard let job = jobs[id], job.dispatched, let bs = job.current.blockSize else { return }
-            let base = Int((job.current.start - job.original.start) / bs)
+            guard let job = jobs[id], job.dispatched, let blocks = job.original.blocks else { return }
+            let base = blocks.block(at: job.current.start - job.original.start)
             landedLater.append((job.tag, base + first, crcs))
         case .done(let r):
             guard jobs[r.id]?.dispatched == true else { return }
@@ -149,8 +149,8 @@ extension FetchEngine {
     /// block order (their CRCs were reported); every contiguous byte otherwise.
     func resumableBytes(_ o: FetchOrder, reported: Int64, crcs: Int) -> Int64 {
         guard o.isResumable else { return 0 }
-        guard let bs = o.blockSize else { return reported }
-        return min(reported, Int64(crcs) * bs)
+        guard let blocks = o.blocks else { return reported }
+        return min(reported, blocks.offset(ofBlock: crcs))
     }
 
     /// Hands ready orders to the transport while it has room, highest lane first.

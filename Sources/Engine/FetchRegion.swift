@@ -79,7 +79,7 @@ public final class RegionWriter {
         self.order = order
         self.target = FetchTargets.open(order)
         self.direct = target.direct
-        self.digest = BlockDigest(blockSize: order.blockSize)
+        self.digest = BlockDigest(blockSize: order.blockSize, length: order.length)
     }
 
     public var openFailure: FetchReport? {
@@ -109,7 +109,7 @@ public final class RegionWriter {
         let err = FetchRegion.complete(order, target: order.publish == nil ? nil : target, fd: target.fd,
                                        error: error, received: written, status: status)
         return FetchReport(id: order.id, bytes: written, error: err, firstByteLatency: firstByteLatency,
-                           crcs: digest.durable(flushed: written, length: order.length))
+                           crcs: digest.durable(flushed: written))
     }
 
     /// Abandons the attempt (cancelled): closes the file and removes a named temporary file.

@@ -86,7 +86,7 @@ extension WorkerLoop {
 
     /// CRCs of the blocks that are wholly on disk (the last, short block counts once the whole
     /// range is).
-    static func durableCRCs(_ a: Active) -> [UInt32] { a.digest.durable(flushed: a.flushed, length: a.order.length) }
+    static func durableCRCs(_ a: Active) -> [UInt32] { a.digest.durable(flushed: a.flushed) }
 
     /// Writes what is staged. Only the last write of a range may be unaligned; O_DIRECT is then
     /// switched off for it.

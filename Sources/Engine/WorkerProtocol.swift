@@ -98,6 +98,8 @@ public struct FetchOrder: Codable, Sendable, Equatable {
     /// Bytes of an unnamed file do not survive the order, so a retry starts over.
     public var isResumable: Bool { publish == nil }
     public var length: Int64 { end - start + 1 }
+    /// Block orders: the range cut into its blocks, counted from `start`.
+    public var blocks: BlockRanges? { blockSize.map { BlockRanges(size: length, blockSize: $0) } }
 }
 
 /// How a fetch ended. `bytes` counts bytes written contiguously from `start`.

@@ -40,7 +40,7 @@ extension WorkerLoop {
         var watch = StallWatch()
         init(order: FetchOrder, transfer: CurlTransfer, fd: Int32, startedAt: Double, staging: UnsafeMutableRawBufferPointer) {
             self.order = order; self.transfer = transfer; self.fd = fd; self.startedAt = startedAt; self.staging = staging
-            self.digest = BlockDigest(blockSize: order.blockSize)
+            self.digest = BlockDigest(blockSize: order.blockSize, length: order.length)
         }
     }
 }

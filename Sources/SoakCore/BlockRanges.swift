@@ -19,6 +19,25 @@ public struct BlockRanges: Sendable, Hashable {
         return start...(min(size, start + blockSize) - 1)
     }
 
+    /// Where block `i` starts, clipped to the object (`size` for `blockCount` and beyond).
+    public func offset(ofBlock i: Int) -> Int64 {
+        precondition(i >= 0, "block \(i)")
+        return min(size, Int64(i) * blockSize)
+    }
+
+    /// The block holding byte `offset`.
+    public func block(at offset: Int64) -> Int {
+        precondition(offset >= 0 && offset < size, "offset \(offset) of \(size)")
+        return Int(offset / blockSize)
+    }
+
+    /// Blocks wholly within the first `bytes` bytes: the last, short block counts once `bytes`
+    /// reaches `size`.
+    public func wholeBlocks(in bytes: Int64) -> Int {
+        precondition(bytes >= 0, "bytes \(bytes)")
+        return bytes >= size ? blockCount : Int(bytes / blockSize)
+    }
+
     /// Bytes of blocks `blocks` (inclusive), clipped to the object.
     public func byteRange(ofBlocks blocks: ClosedRange<Int>) -> ClosedRange<Int64> {
         byteRange(ofBlock: blocks.lowerBound).lowerBound...byteRange(ofBlock: blocks.upperBound).upperBound

@@ -57,6 +57,27 @@ final class BlockRangesTests: XCTestCase {
         }
     }
 
+    /// `offset(ofBlock:)`, `block(at:)` and `wholeBlocks(in:)` agree with the blocks' byte
+    /// ranges: a block starts where its range does, a byte lies in the block that holds it, and
+    /// the first `n` bytes hold exactly the blocks whose last byte is among them.
+    func testOffsetsAndWholeBlocksMatchTheByteRanges() {
+        for i in 0..<Fuzz.iterations(500) {
+            var g = Fuzz.rng("offsets", i)
+            let r = shape(&g)
+            let ctx = Fuzz.context("offsets", i) + " \(r)"
+            for b in 0..<r.blockCount {
+                XCTAssertEqual(r.offset(ofBlock: b), r.byteRange(ofBlock: b).lowerBound, ctx)
+            }
+            XCTAssertEqual(r.offset(ofBlock: r.blockCount), r.size, ctx)
+            let bytes = Int64.random(in: 0...r.size, using: &g)
+            let whole = (0..<r.blockCount).filter { r.byteRange(ofBlock: $0).upperBound < bytes }.count
+            XCTAssertEqual(r.wholeBlocks(in: bytes), whole, ctx + " bytes \(bytes)")
+            if bytes < r.size {
+                XCTAssertTrue(r.byteRange(ofBlock: r.block(at: bytes)).contains(bytes), ctx + " byte \(bytes)")
+            }
+        }
+    }
+
     func testNoSmallTail() {
         for i in 0..<Fuzz.iterations(500) {
             var g = Fuzz.rng("tail", i)
