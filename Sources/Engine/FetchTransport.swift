@@ -35,13 +35,11 @@ public protocol FetchTransport: AnyObject, Sendable {
     /// a saturated transport still starts a mount read at once.
     func freeSlots(for lane: Lane) -> Int
     /// Takes `order` (ids are the scheduler's, unique while the order is out). It reports on it
-    /// exactly once with `done` or `lost`, unless it is cancelled. False: it could not take it
+    /// exactly once with `done` or `lost`, unless the transport stops first. False: it could not take it
     /// (no room, or its executor failed); the scheduler keeps the order.
     func start(_ order: FetchOrder) -> Bool
     /// An order it holds moved to a higher lane (a read now waits for it).
     func promote(_ id: Int, to lane: Lane)
-    /// Abandons an order it holds: no event about it follows; bytes already written stay.
-    func cancel(_ id: Int)
     /// Waits at most `timeout` seconds for events (less if `wake` is called) and returns those
     /// since the last call. `backlog`: orders are ready that found no free slot (a transport
     /// that can grow may grow).

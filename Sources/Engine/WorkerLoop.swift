@@ -164,16 +164,6 @@ final class WorkerLoop {
                 o.lane = lane
                 enqueue(o)
             }
-        case .cancel(let id):
-            waiting.removeAll { $0.id == id }
-            withdrawTarget(id)
-            if let a = active[id] {
-                if a.priority { priorityCount -= 1 }
-                multi.remove(a.transfer); active[id] = nil
-                ownWork { settleWrites(a) }
-                close(a.fd); a.target?.releaseDirectories(published: false); idle.append(a.transfer)
-                retire(a)
-            }
         case .rate(let r):
             if let r, r > 0 {
                 // Burst of a tenth of a second (at least one receive buffer) keeps pacing smooth.

@@ -107,14 +107,6 @@ public final class WorkerPoolTransport: FetchTransport, @unchecked Sendable {
         if let w = holder(of: id) { try? w.queue(.promote(id: id, lane: lane)) }
     }
 
-    public func cancel(_ id: Int) {
-        lock.lock(); defer { lock.unlock() }
-        if let w = holder(of: id) {
-            try? w.queue(.cancel(id: id))
-            w.inflight[id] = nil
-        }
-    }
-
     func holder(of id: Int) -> WorkerProcess? { workers.first { !$0.exited && $0.inflight[id] != nil } }
 
     public func status() -> TransportStatus {
@@ -243,7 +235,7 @@ public final class WorkerPoolTransport: FetchTransport, @unchecked Sendable {
                 guard w.inflight[id] != nil else { break }
                 events.append(.landed(id: id, first: first, crcs: crcs))
             case .done(let r):
-                guard w.inflight[r.id] != nil else { break }  // cancelled
+                guard w.inflight[r.id] != nil else { break }  // not an order this worker holds
                 account(w, id: r.id, bytes: r.bytes)
                 w.inflight[r.id] = nil
                 if let lat = r.firstByteLatency { windowLatencies.append(lat) }

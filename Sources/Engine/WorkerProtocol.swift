@@ -120,7 +120,6 @@ public struct FetchReport: Codable, Sendable, Equatable {
 public enum ToWorker: Codable, Sendable, Equatable {
     case configure(WorkerConfig)
     case fetch(FetchOrder)
-    case cancel(id: Int)
     /// This worker's share of MAX_SPEED in bytes/s, paced over all its transfers (nil = none).
     case rate(bytesPerSecond: Int64?)
     /// An order the worker holds but has not started moved to a higher lane.
@@ -133,7 +132,6 @@ public enum ToWorker: Codable, Sendable, Equatable {
     public static func == (a: ToWorker, b: ToWorker) -> Bool {
         switch (a, b) {
         case (.fetch(let x), .fetch(let y)): return x == y
-        case (.cancel(let x), .cancel(let y)): return x == y
         case (.rate(let x), .rate(let y)): return x == y
         case (.promote(let i, let l), .promote(let j, let m)): return i == j && l == m
         case (.credentials(let x), .credentials(let y)): return x == y

@@ -109,7 +109,7 @@ final class FilePreparerTests: XCTestCase {
     }
 
     /// The loop hands its next bulk orders (up to `slots`) to the preparer, starts those whose
-    /// files are ready, and a cancelled order's prepared file is closed, not leaked.
+    /// files are ready, and prepares the ones after them before their turn.
     func testWorkerStartsBulkOrdersWithFilesPreparedAhead() throws {
         try XCTSkipUnless(WorkerLoop.prepareFilesAhead, "SOAK_PREPARE_FILES=0")
         let builder = S3RequestBuilder(endpoint: try S3Endpoint(url: "http://127.0.0.1:9", region: "us-east-1"),
@@ -133,13 +133,5 @@ final class FilePreparerTests: XCTestCase {
         var st = stat()
         XCTAssertEqual(stat(dir + "/f3", &st), 0, "created before its turn")
         XCTAssertGreaterThanOrEqual(Int64(st.st_blocks) * 512, length, "and preallocated")
-        w.handle(.cancel(id: 3))
-        XCTAssertEqual(w.requested, [4])
-        XCTAssertEqual(w.waiting.map(\.id), [4, 5])
-        w.handle(.cancel(id: 1))
-        w.handle(.cancel(id: 2))
-        while w.active.count < 2 && Date() < deadline { usleep(2000); w.startWaiting() }
-        XCTAssertEqual(Set(w.active.keys), [4, 5])
-        XCTAssertEqual(w.preparer!.outstanding, 0, "nothing left prepared: 3's file was closed")
     }
 }

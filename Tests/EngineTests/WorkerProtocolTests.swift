@@ -234,15 +234,15 @@ final class LineCodecTests: XCTestCase {
         XCTAssertEqual(o.length, 1)
     }
 
-    func testCancelRateShutdown() throws {
-        for m: ToWorker in [.cancel(id: 7), .cancel(id: Int.max), .rate(bytesPerSecond: 12_500_000),
-                            .rate(bytesPerSecond: nil), .shutdown] {
+    func testRatePromoteShutdown() throws {
+        for m: ToWorker in [.promote(id: 7, lane: .urgent), .promote(id: Int.max, lane: .readAhead),
+                            .rate(bytesPerSecond: 12_500_000), .rate(bytesPerSecond: nil), .shutdown] {
             XCTAssertEqual(try roundTrip(m), m)
         }
         // The cases are distinguishable after decoding.
         XCTAssertNotEqual(try roundTrip(ToWorker.rate(bytesPerSecond: nil)), .rate(bytesPerSecond: 1))
-        XCTAssertNotEqual(try roundTrip(ToWorker.cancel(id: 7)), .cancel(id: 8))
-        XCTAssertNotEqual(try roundTrip(ToWorker.shutdown), .cancel(id: 0))
+        XCTAssertNotEqual(try roundTrip(ToWorker.promote(id: 7, lane: .urgent)), .promote(id: 8, lane: .urgent))
+        XCTAssertNotEqual(try roundTrip(ToWorker.shutdown), .promote(id: 0, lane: .urgent))
     }
 
     func testConfigure() throws {
@@ -362,7 +362,7 @@ final class WriteAllTests: XCTestCase {
     func testMessagesWrittenToAPipeReadBack() throws {
         let (r, w) = try makePipe()
         defer { close(r) }
-        let msgs: [ToWorker] = [.fetch(sampleOrder(id: 1)), .rate(bytesPerSecond: 5), .cancel(id: 1), .shutdown]
+        let msgs: [ToWorker] = [.fetch(sampleOrder(id: 1)), .rate(bytesPerSecond: 5), .promote(id: 1, lane: .urgent), .shutdown]
         for m in msgs { try Syscall.writeAll(w, try LineCodec.encode(m), path: "pipe") }
         close(w)
         let bytes = readToEnd(r)

@@ -25,7 +25,7 @@ public final class StoreTransport: FetchTransport, @unchecked Sendable {
     private static let readReserve = 4
     private let cond = NSCondition()
     private var waiting: [FetchOrder] = []
-    /// Running orders: whether each was cancelled.
+    /// Running orders: whether each was abandoned (the transport stopped).
     private var running: [Int: Bool] = [:]
     private var events: [TransportEvent] = []
     private var woken = false
@@ -95,12 +95,6 @@ public final class StoreTransport: FetchTransport, @unchecked Sendable {
             o.lane = lane
             enqueue(o)
         }
-    }
-
-    public func cancel(_ id: Int) {
-        cond.lock(); defer { cond.unlock() }
-        waiting.removeAll { $0.id == id }
-        if running[id] != nil { running[id] = true }
     }
 
     public func poll(timeout: Double, backlog: Bool) -> [TransportEvent] {
