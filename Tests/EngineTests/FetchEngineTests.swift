@@ -5,8 +5,11 @@ import SoakCore
 import XCTest
 @testable import Engine
 
-/// The engine against fake worker processes (shell scripts speaking — or breaking — the wire
-/// protocol), so crash and garbage handling is tested without a server.
+/// The engine over the worker-process pool, against fake worker processes (shell scripts
+/// speaking — or breaking — the wire protocol): what only processes do (garbage on the pipe,
+/// exits, a closed stdin, hangs, credentials sent down the pipe) is tested without a server.
+/// The scheduler's own handling of retries, stalls, lost orders, rate limits and the bulk cap
+/// is tested over a `StoreTransport` (`StoreEngineTests`).
 final class FetchEngineTests: XCTestCase {
     private var dir = ""
 
@@ -95,23 +98,6 @@ final class FetchEngineTests: XCTestCase {
         XCTAssertNotNil(r.completions.first?.error)
     }
 
-    /// A worker that answers every order with a retryable error: the order fails after the
-    /// policy's attempts, and its error names them.
-    func testAnOrderThatRunsOutOfAttemptsNamesThemInItsError() throws {
-        let err = #"{"kind":{"transport":{"curlCode":7}},"operation":"GetObject","bucket":"b","key":"k","status":0,"message":"connection refused"}"#
-        let r = try runOne(worker: """
-            read cfg
-            while read -r line; do
-              case "$line" in F*) printf 'D\t%s\t0\t-\t%s\t-\n' "$(printf '%s' "$line" | cut -f2)" '\(err)';; esac
-            done
-            """, attempts: 4)
-        let e = try XCTUnwrap(r.completions.first?.error)
-        XCTAssertEqual(e.attempts, 4)
-        XCTAssertEqual(r.stats.retries, 3)
-        XCTAssertEqual(r.stats.getObjectRequests, ["transport_error": 4])  // soak_s3_requests_total's figures
-        XCTAssertEqual(e.description, "GetObject s3://b/k failed after 4 attempts: connection refused")
-    }
-
     /// `updateCredentials` reaches a live worker over its pipe (a `credentials` line after its
     /// `configure`), and a worker started later is configured with the new ones.
     func testNewCredentialsGoToLiveWorkersAndNewOnes() throws {
@@ -143,86 +129,6 @@ final class FetchEngineTests: XCTestCase {
         XCTAssertTrue(updates.first?.contains("AKIDROTATED") ?? false)
         let first = try XCTUnwrap(seen.firstIndex { $0.hasPrefix("J{\"credentials\"") })
         XCTAssertTrue(seen[..<first].contains { $0.hasPrefix("J{\"configure\"") }, "credentials follow the configure")
-    }
-
-    /// A retry of an attempt abandoned as stalled says so (its stall bounds double); a retry
-    /// after any other failure does not.
-    func testRetryOfAStalledAttemptCarriesItsStallCount() throws {
-        let stalled = #"{"kind":{"stalled":{}},"operation":"GetObject","bucket":"b","key":"k","status":0,"message":"stalled"}"#
-        let refused = #"{"kind":{"transport":{"curlCode":7}},"operation":"GetObject","bucket":"b","key":"k","status":0,"message":"refused"}"#
-        let r = try runOne(worker: """
-            read cfg
-            n=0
-            while IFS= read -r line; do
-              case "$line" in F*) ;; *) continue ;; esac
-              printf '%s\n' "$line" >> \(dir)/orders
-              id=$(printf '%s' "$line" | cut -f2)
-              n=$((n + 1))
-              case $n in
-                1) printf 'D\t%s\t0\t-\t%s\t-\n' "$id" '\(stalled)' ;;
-                2) printf 'D\t%s\t0\t-\t%s\t-\n' "$id" '\(refused)' ;;
-                *) printf 'D\t%s\t10\t-\t-\t-\n' "$id" ;;
-              esac
-            done
-            """, attempts: 4)
-        XCTAssertEqual(r.completions.count, 1)
-        XCTAssertNil(r.completions.first?.error)
-        let lines = try String(contentsOfFile: dir + "/orders", encoding: .utf8).split(separator: "\n")
-        XCTAssertEqual(lines.count, 3)
-        let stalls = try lines.map { line in
-            guard case .fetch(let o) = try LineCodec.decode(ToWorker.self, ArraySlice(Array(line.utf8))) else {
-                throw XCTSkip("not an order: \(line)")
-            }
-            return o.stalls
-        }
-        XCTAssertEqual(stalls, [0, 1, 1])
-    }
-
-    /// An engine following a `CredentialKeeper` gets its refreshes: a live worker is sent the
-    /// new keys, a worker started later is configured with them.
-    func testFollowingAKeeperPassesRefreshesToWorkers() throws {
-        struct Rotating: CredentialProvider {
-            let name = "test source"
-            func load() throws -> Credentials? {
-                Credentials(accessKeyId: "AKIDREFRESHED", secretAccessKey: "refreshed-secret", sessionToken: "t2",
-                            expiration: Date(timeIntervalSince1970: 3_000_000 + 3600))
-            }
-        }
-        final class Clock: @unchecked Sendable {
-            let lock = NSLock()
-            var t = Date(timeIntervalSince1970: 3_000_000)
-            var now: Date { lock.lock(); defer { lock.unlock() }; return t }
-        }
-        let clock = Clock()
-        let keeper = CredentialKeeper(credentials: Credentials(accessKeyId: "k", secretAccessKey: "s", sessionToken: "t1",
-                                                               expiration: clock.now + 60),
-                                      provider: Rotating(), logger: Logger(label: "test"), now: { clock.now })
-        let log = dir + "/orders"
-        let box = Box()
-        let e = try engine(try script("""
-            while read -r line; do
-              printf '%s\n' "$line" >> '\(log)'
-              case "$line" in F*) exit 0;; esac
-            done
-            """), attempts: 3) { box.add($0) }
-        e.follow(keeper)
-        try e.start()
-        usleep(200_000)
-        clock.lock.lock(); clock.t += 50; clock.lock.unlock()
-        XCTAssertTrue(keeper.tick())
-        usleep(200_000)
-        e.submit(bucket: "b", key: "k", etag: nil, range: 0...9, path: dir + "/out", fileOffset: 0, tag: 1)
-        let deadline = Date().addingTimeInterval(20)
-        func lines() -> [String] { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
-        while lines().filter({ $0.hasPrefix("J{\"configure\"") }).count < 2 && Date() < deadline { usleep(50_000) }
-        e.stop()
-        let seen = lines()
-        let configures = seen.filter { $0.hasPrefix("J{\"configure\"") }
-        XCTAssertGreaterThanOrEqual(configures.count, 2, "a replacement worker started: \(seen)")
-        XCTAssertTrue(configures.dropFirst().allSatisfy { $0.contains("AKIDREFRESHED") },
-                      "later workers are configured with the refreshed credentials: \(configures)")
-        XCTAssertTrue(seen.contains { $0.hasPrefix("J{\"credentials\"") && $0.contains("AKIDREFRESHED") },
-                      "the live worker was sent the refreshed credentials: \(seen)")
     }
 
     func testSilentWorkerIsDeclaredHungAndKilled() throws {
@@ -293,23 +199,6 @@ final class EngineLaneTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.contains("\turgent\t") }, "the urgent order never reached the saturated worker")
         XCTAssertEqual(lines.filter { $0.contains("\tbulk") }.count, capacity, "bulk work stops at the worker's capacity")
         XCTAssertEqual(e.snapshot().queued, 100 - capacity)
-    }
-
-    func testBulkCapLimitsBulkOrdersButNotReads() throws {
-        let (e, _) = try recordingEngine {
-            $0.initialWorkers = 2; $0.minWorkers = 2; $0.maxWorkers = 2
-            $0.maxBulkOrders = 3
-        }
-        defer { e.stop() }
-        for i in 0..<20 { submit(e, "bulk\(i)", .bulk) }
-        for i in 0..<5 { submit(e, "read\(i)", .readAhead) }
-        let deadline = Date().addingTimeInterval(10)
-        while orders().count < 8 && Date() < deadline { usleep(20_000) }
-        usleep(300_000)
-        let lines = orders()
-        XCTAssertEqual(lines.filter { $0.contains("\tread") }.count, 5, "reads are not capped")
-        XCTAssertEqual(lines.filter { $0.contains("\tbulk") }.count, 3, "bulk orders over the pool stop at the cap")
-        XCTAssertEqual(e.snapshot().queuedByLane[Lane.bulk.rawValue], 17)
     }
 
     func testWorkerStartsHigherLanesFirstAndGivesThemSpareSlots() throws {

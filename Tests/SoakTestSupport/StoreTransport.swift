@@ -6,8 +6,12 @@
 /// `RegionWriter` (the same target opening, block CRCs, completion checks and publish step as
 /// the worker process), emitting `progress` and `landed` as the bytes go into the file and
 /// `done` at the end. Store errors are the order's error as they are; local ones (open, write,
-/// publish) get their errno as in the worker. `killNext(afterBytes:)` makes an executor die
-/// mid-order: its order is reported `lost`, as when a worker process is killed.
+/// publish) get their errno as in the worker.
+///
+/// Misbehaviour is scripted (`script(_:key:)`, per key or for the next order taken): an executor
+/// that dies mid-order (`lost`, as a killed worker process), a transfer the stall watch gives up
+/// on (`done` with `.stalled`), an executor gone silent (`lost` as hung after a while, as the
+/// pool's hang check reports it, or silent until `stop`), and a rate limit (503 SlowDown).
 import Engine
 import Foundation
 import S3
@@ -25,19 +29,38 @@ public final class StoreTransport: FetchTransport, @unchecked Sendable {
     private static let readReserve = 4
     private let cond = NSCondition()
     private var waiting: [FetchOrder] = []
-    /// Running orders: whether each was abandoned (the transport stopped).
-    private var running: [Int: Bool] = [:]
+    /// Orders an executor is running.
+    private var running = Set<Int>()
     private var events: [TransportEvent] = []
     private var woken = false
     private var stopped = false
     private var started = false
-    private var kills: [Int64] = []
+    /// Scripted behaviours for the next orders taken, in order.
+    private var nextBehaviours: [Behaviour] = []
+    /// Scripted behaviours by key: each attempt of an order for the key takes the next one.
+    private var keyBehaviours: [String: [Behaviour]] = [:]
     private var restarts = 0
     private var log: [FetchOrder] = []
     private var credentialLog: [Credentials] = []
 
     private struct Killed: Error {}
-    private struct Cancelled: Error {}
+    private struct Hung: Error {}
+    private struct Stopped: Error {}
+
+    /// What an executor does with an order instead of running it through.
+    public enum Behaviour: Sendable, Equatable {
+        /// Dies once it has written `afterBytes` of it (0: before its first byte): the order is
+        /// reported `lost` after its last progress, as when a worker process is killed.
+        case die(afterBytes: Int64)
+        /// Receives nothing more after `afterBytes` and gives up as the worker's stall watch
+        /// does: the order is `done` with a `.stalled` error and the bytes that landed.
+        case stall(afterBytes: Int64)
+        /// Goes silent after `afterBytes`, holding the order: after `seconds` it is reported
+        /// `lost` as hung (the pool's hang check); with nil, silent until the transport stops.
+        case hang(afterBytes: Int64, seconds: Double?)
+        /// Refused before any byte with 503 SlowDown (`Retry-After` when given): a rate limit.
+        case throttle(retryAfter: Double?)
+    }
 
     /// `threads` executors; at most `capacity` bulk orders held at once (default: two each).
     public init(store: ObjectStore, threads: Int = 3, capacity: Int? = nil) {
@@ -51,10 +74,20 @@ public final class StoreTransport: FetchTransport, @unchecked Sendable {
     /// Credentials passed to `updateCredentials`, in order.
     public var credentialUpdates: [Credentials] { cond.lock(); defer { cond.unlock() }; return credentialLog }
 
-    /// The executor that takes the next order dies once it has written `bytes` of it (0: before
-    /// its first byte): the order is reported `lost` after its last progress.
-    public func killNext(afterBytes bytes: Int64) {
-        cond.lock(); kills.append(bytes); cond.unlock()
+    /// The next order taken (`key` nil), or the next attempt of an order for `key`, behaves so;
+    /// calls queue up. A key's behaviours come before those for the next order.
+    public func script(_ behaviour: Behaviour, key: String? = nil) {
+        cond.lock(); defer { cond.unlock() }
+        if let key { keyBehaviours[key, default: []].append(behaviour) } else { nextBehaviours.append(behaviour) }
+    }
+
+    /// The executor that takes the next order dies once it has written `bytes` of it.
+    public func killNext(afterBytes bytes: Int64) { script(.die(afterBytes: bytes)) }
+
+    /// Scripted behaviours not yet used.
+    public var scriptedLeft: Int {
+        cond.lock(); defer { cond.unlock() }
+        return nextBehaviours.count + keyBehaviours.values.reduce(0) { $0 + $1.count }
     }
 
     public func start() throws {
@@ -150,22 +183,43 @@ public final class StoreTransport: FetchTransport, @unchecked Sendable {
             while !stopped && waiting.isEmpty { cond.wait() }
             if stopped { cond.unlock(); return }
             let o = waiting.removeFirst()
-            running[o.id] = false
+            running.insert(o.id)
             log.append(o)
-            let kill = kills.isEmpty ? nil : kills.removeFirst()
+            let behaviour = takeBehaviour(for: o.key)
             cond.unlock()
-            let final = run(o, killAfter: kill)
+            let final = run(o, behaviour)
             cond.lock()
-            let cancelled = running.removeValue(forKey: o.id) ?? true
-            if let final, !cancelled, !stopped { events.append(final) }
+            running.remove(o.id)
+            if let final, !stopped { events.append(final) }
             if case .lost = final { restarts += 1 }
             cond.broadcast()
             cond.unlock()
         }
     }
 
-    /// Runs one order; returns its last event (`done` or `lost`), nil when abandoned.
-    private func run(_ o: FetchOrder, killAfter: Int64?) -> TransportEvent? {
+    /// The behaviour scripted for the next attempt at `key` (under `cond`).
+    private func takeBehaviour(for key: String) -> Behaviour? {
+        if var forKey = keyBehaviours[key], !forKey.isEmpty {
+            let b = forKey.removeFirst()
+            keyBehaviours[key] = forKey.isEmpty ? nil : forKey
+            return b
+        }
+        return nextBehaviours.isEmpty ? nil : nextBehaviours.removeFirst()
+    }
+
+    /// Runs one order; returns its last event (`done` or `lost`), nil when the transport stopped.
+    private func run(_ o: FetchOrder, _ behaviour: Behaviour?) -> TransportEvent? {
+        if case .throttle(let after) = behaviour {
+            return .done(FetchReport(id: o.id, bytes: 0, error: S3Error(
+                kind: .http, operation: "GetObject", bucket: o.bucket, key: o.key, status: 503, code: "SlowDown",
+                message: "Please reduce your request rate.", retryAfter: after), firstByteLatency: nil))
+        }
+        // Where a scripted behaviour cuts the body short.
+        var cut: Int64?
+        switch behaviour {
+        case .die(let n)?, .stall(let n)?, .hang(let n, _)?: cut = n
+        default: break
+        }
         let writer = RegionWriter(order: o)
         if let failed = writer.openFailure { return .done(failed) }
         let t0 = MonotonicTime.now()
@@ -173,24 +227,34 @@ public final class StoreTransport: FetchTransport, @unchecked Sendable {
         var failure: S3Error?
         var status = 0
         do {
-            if killAfter == 0 { throw Killed() }
+            if cut == 0 { throw Killed() }
             let r = try store.get(bucket: o.bucket, key: o.key, range: o.start...o.end, ifMatch: o.etag) { buf in
-                try checkRunning(o.id)
+                try checkRunning()
                 if firstByte == nil { firstByte = MonotonicTime.now() - t0 }
                 var chunk = buf
-                if let k = killAfter, writer.written + Int64(buf.count) >= k {
+                if let k = cut, writer.written + Int64(buf.count) >= k {
                     chunk = UnsafeRawBufferPointer(rebasing: buf[0..<Int(k - writer.written)])
                 }
                 try writer.write(chunk)
                 emit(.progress(id: o.id, bytes: writer.written))
                 if let (first, crcs) = writer.landed() { emit(.landed(id: o.id, first: first, crcs: crcs)) }
-                if let k = killAfter, writer.written >= k { throw Killed() }
+                if let k = cut, writer.written >= k { throw Killed() }
             }
             status = r.status
         } catch is Killed {
-            writer.abandon()
-            return .lost(ids: [o.id], reason: "killed")
-        } catch is Cancelled {
+            switch behaviour {
+            case .stall?:
+                failure = S3Error(kind: .stalled, operation: "GetObject", bucket: o.bucket, key: o.key,
+                                  message: "stalled: nothing more after \(writer.written) bytes (scripted)")
+            case .hang(_, let seconds)?:
+                let ended = silence(seconds)
+                writer.abandon()
+                return ended ? .lost(ids: [o.id], reason: "hung") : nil
+            default:
+                writer.abandon()
+                return .lost(ids: [o.id], reason: "killed")
+            }
+        } catch is Stopped {
             writer.abandon()
             return nil
         } catch let e as S3Error {
@@ -202,8 +266,20 @@ public final class StoreTransport: FetchTransport, @unchecked Sendable {
         return .done(writer.finish(error: failure, status: status, firstByteLatency: firstByte))
     }
 
-    private func checkRunning(_ id: Int) throws {
+    /// Stays silent for `seconds` (nil: until `stop`). False when the transport stopped first.
+    private func silence(_ seconds: Double?) -> Bool {
         cond.lock(); defer { cond.unlock() }
-        if stopped || running[id] != false { throw Cancelled() }
+        guard let seconds else {
+            while !stopped { cond.wait() }
+            return false
+        }
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while !stopped && cond.wait(until: deadline) {}
+        return !stopped
+    }
+
+    private func checkRunning() throws {
+        cond.lock(); defer { cond.unlock() }
+        if stopped { throw Stopped() }
     }
 }
