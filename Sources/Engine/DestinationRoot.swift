@@ -28,7 +28,7 @@ public struct SymlinkRefused: Error, Sendable, CustomStringConvertible {
     }
 }
 
-public final class DestinationRoot: @unchecked Sendable {  // @unchecked: immutable after init
+public final class DestinationRoot: Sendable {
     /// DEST as given, for messages.
     public let path: String
     /// DEST, opened O_PATH.

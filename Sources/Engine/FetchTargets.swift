@@ -12,6 +12,7 @@
 import CSys
 import Foundation
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -177,27 +178,46 @@ public enum FetchTargets {
 /// A worker's open destinations and what it learnt about their filesystems; shared by the
 /// loop's thread and the `FilePreparer`'s.
 enum WorkerDestinations {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var roots: [String: DestinationRoot] = [:]
-    /// Whether O_TMPFILE works, by device (`st_dev`).
-    nonisolated(unsafe) private static var tmpfile: [UInt64: Bool] = [:]
+    /// Destinations held open at once, least recently used closed first. A download has one
+    /// DEST, so this only bounds a process that sees many (the unit tests, one DEST each).
+    static let maxOpenRoots = 8
 
-    /// DEST `path`, opened at its first use and kept for the worker's life.
-    static func root(_ path: String) throws -> DestinationRoot {
-        lock.lock(); defer { lock.unlock() }
-        if let r = roots[path] { return r }
-        let r = try DestinationRoot(path: path)
-        roots[path] = r
-        return r
+    private struct State {
+        /// Open destinations by path, least recently used first in `order`.
+        var roots: [String: DestinationRoot] = [:]
+        var order: [String] = []
+        /// Whether O_TMPFILE works, by device (`st_dev`).
+        var tmpfile: [UInt64: Bool] = [:]
     }
+    private static let state = Mutex(State())
+
+    /// DEST `path`, opened at its first use and kept open while among the `maxOpenRoots` last
+    /// used. Dropping one closes it once no order holds it (`DestinationRoot.deinit`).
+    static func root(_ path: String) throws -> DestinationRoot {
+        if let r = state.withLock({ s -> DestinationRoot? in
+            guard let r = s.roots[path] else { return nil }
+            if s.order.last != path { s.order.removeAll { $0 == path }; s.order.append(path) }
+            return r
+        }) { return r }
+        let opened = try DestinationRoot(path: path)  // outside the lock: it may wait on the filesystem
+        return state.withLock { s in
+            if let r = s.roots[path] { return r }  // another thread opened it meanwhile
+            s.roots[path] = opened
+            s.order.append(path)
+            while s.order.count > maxOpenRoots { s.roots[s.order.removeFirst()] = nil }
+            return opened
+        }
+    }
+
+    /// Destinations held open now (for tests).
+    static var openRoots: Int { state.withLock { $0.roots.count } }
 
     /// True until an open on `dev` showed it has no O_TMPFILE.
     static func hasTmpfile(_ dev: UInt64) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        return tmpfile[dev] ?? true
+        state.withLock { $0.tmpfile[dev] ?? true }
     }
 
     static func setTmpfile(_ dev: UInt64, _ supported: Bool) {
-        lock.lock(); tmpfile[dev] = supported; lock.unlock()
+        state.withLock { $0.tmpfile[dev] = supported }
     }
 }
