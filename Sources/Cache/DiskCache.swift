@@ -14,12 +14,12 @@ import CSys
 import Foundation
 import Logging
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-public final class DiskCache: @unchecked Sendable {
-    // @unchecked: mutable state (pins, verified set) is guarded by `lock`; the index locks itself.
+public final class DiskCache: Sendable {
     public let directory: String
     public let index: CacheIndex
     public let blockSize = CacheFormat.blockSize
@@ -28,19 +28,28 @@ public final class DiskCache: @unchecked Sendable {
     public static let minFreeFraction = 0.05
     private let dirFD: Int32
     private let logger: Logger
-    private let lock = NSLock()
-    private var pins: [Int64: Int] = [:]
-    /// Objects used since the last `flushAccess`.
-    private var accessed = Set<Int64>()
-    /// Blocks this process wrote or checked, by object: served without re-checking their CRC
-    /// or asking the index (the hit path's fast case). Only for the generation named.
-    private var trusted: [Int64: (gen: Int64, blocks: Set<Int>)] = [:]
-    /// Blocks a worker of this process wrote that are not yet recorded (the next commit will):
-    /// servable at once, so a mount read need not wait for the sync. Object id → gen, index → CRC.
-    private var landed: [Int64: (gen: Int64, blocks: [Int: UInt32])] = [:]
-    /// Runs in `read` between its lookup of landed blocks and its index query (tests commit
-    /// there).
-    private var betweenLookups: (@Sendable () -> Void)?
+    /// What this process knows beyond the index (the index locks itself).
+    private struct State {
+        var pins: [Int64: Int] = [:]
+        /// Objects used since the last `flushAccess`.
+        var accessed = Set<Int64>()
+        /// Blocks this process wrote or checked, by object: served without re-checking their CRC
+        /// or asking the index (the hit path's fast case). Only for the generation named.
+        var trusted: [Int64: (gen: Int64, blocks: Set<Int>)] = [:]
+        /// Blocks a worker of this process wrote that are not yet recorded (the next commit
+        /// will): servable at once, so a mount read need not wait for the sync. Object id →
+        /// gen, index → CRC.
+        var landed: [Int64: (gen: Int64, blocks: [Int: UInt32])] = [:]
+        /// Runs in `read` between its lookup of landed blocks and its index query (tests commit
+        /// there).
+        var betweenLookups: (@Sendable () -> Void)?
+
+        mutating func trust(_ id: Int64, gen: Int64, _ i: Int) {
+            if trusted[id]?.gen != gen { trusted[id] = (gen, []) }
+            trusted[id]!.blocks.insert(i)
+        }
+    }
+    private let state = Mutex(State())
 
     struct BlockRef: Hashable { var object: Int64; var gen: Int64; var index: Int }
 
@@ -124,36 +133,37 @@ public final class DiskCache: @unchecked Sendable {
 
     private func unlinkData(_ d: CacheIndex.DroppedData) {
         unlink(dataPath(id: d.id, gen: d.gen))
-        lock.lock()
-        if trusted[d.id]?.gen == d.gen { trusted[d.id] = nil }
-        landed[d.id] = nil
-        lock.unlock()
+        state.withLock { s in
+            if s.trusted[d.id]?.gen == d.gen { s.trusted[d.id] = nil }
+            s.landed[d.id] = nil
+        }
     }
 
     /// Blocks whose bytes a worker of this process just wrote: readable before they are recorded.
     public func noteLanded(_ blocks: [CacheIndex.LandedBlock]) {
-        lock.lock()
-        for b in blocks {
-            if landed[b.objectID]?.gen != b.gen { landed[b.objectID] = (b.gen, [:]) }
-            landed[b.objectID]!.blocks[b.index] = b.crc
+        state.withLock { s in
+            for b in blocks {
+                if s.landed[b.objectID]?.gen != b.gen { s.landed[b.objectID] = (b.gen, [:]) }
+                s.landed[b.objectID]!.blocks[b.index] = b.crc
+            }
         }
-        lock.unlock()
     }
 
     /// Landed, not yet recorded blocks of an object version.
     public func landedBlocks(_ o: CachedObject) -> [Int: UInt32] {
-        lock.lock(); defer { lock.unlock() }
-        guard let l = landed[o.id], l.gen == o.gen else { return [:] }
-        return l.blocks
+        state.withLock { s in
+            guard let l = s.landed[o.id], l.gen == o.gen else { return [:] }
+            return l.blocks
+        }
     }
 
     private func forgetLanded(_ blocks: [CacheIndex.LandedBlock]) {
-        lock.lock()
-        for b in blocks where landed[b.objectID]?.gen == b.gen {
-            landed[b.objectID]!.blocks[b.index] = nil
-            if landed[b.objectID]!.blocks.isEmpty { landed[b.objectID] = nil }
+        state.withLock { s in
+            for b in blocks where s.landed[b.objectID]?.gen == b.gen {
+                s.landed[b.objectID]!.blocks[b.index] = nil
+                if s.landed[b.objectID]!.blocks.isEmpty { s.landed[b.objectID] = nil }
+            }
         }
-        lock.unlock()
     }
 
     /// Unlinks the files of dropped rows (from listings that replaced or removed objects).
@@ -172,9 +182,7 @@ public final class DiskCache: @unchecked Sendable {
         }
         logger.trace("syncfs took \(Int((MonotonicTime.now() - t0) * 1000)) ms")
         let accepted = try index.commit(blocks, now: Self.now())
-        lock.lock()
-        for b in accepted { trustLocked(b.objectID, gen: b.gen, b.index) }
-        lock.unlock()
+        state.withLock { s in for b in accepted { s.trust(b.objectID, gen: b.gen, b.index) } }
         forgetLanded(blocks)
         if accepted.count < blocks.count {
             // Their bytes went to a file of a generation that is gone: remove it if still named.
@@ -197,21 +205,19 @@ public final class DiskCache: @unchecked Sendable {
     }
 
     /// Notes that an object was used (a mount open): `flushAccess` moves it up the LRU order.
-    public func noteAccess(_ id: Int64) { lock.lock(); accessed.insert(id); lock.unlock() }
+    public func noteAccess(_ id: Int64) { state.withLock { _ = $0.accessed.insert(id) } }
 
     /// Records the uses noted since the last call, in one index transaction.
     public func flushAccess() throws {
-        lock.lock(); let ids = accessed; accessed.removeAll(); lock.unlock()
+        let ids = state.withLock { s in defer { s.accessed.removeAll() }; return s.accessed }
         try index.touch(objectIDs: Array(ids), now: Self.now())
     }
 
     // MARK: - Capacity
 
-    public func pin(_ id: Int64) { lock.lock(); pins[id, default: 0] += 1; lock.unlock() }
+    public func pin(_ id: Int64) { state.withLock { $0.pins[id, default: 0] += 1 } }
     public func unpin(_ id: Int64) {
-        lock.lock()
-        if let n = pins[id] { pins[id] = n > 1 ? n - 1 : nil }
-        lock.unlock()
+        state.withLock { s in if let n = s.pins[id] { s.pins[id] = n > 1 ? n - 1 : nil } }
     }
 
     /// The cap in bytes now: the configured cap, lowered so the file system keeps
@@ -236,7 +242,7 @@ public final class DiskCache: @unchecked Sendable {
         var skip = Set<Int64>()
         while total > cap {
             let batch = try index.lruObjects(limit: 64 + skip.count)
-            lock.lock(); let pinned = Set(pins.keys); lock.unlock()
+            let pinned = state.withLock { Set($0.pins.keys) }
             let candidates = batch.filter { !pinned.contains($0.id) && !skip.contains($0.id) }
             if candidates.isEmpty { break }
             for o in candidates where total > cap {
@@ -293,7 +299,7 @@ public final class DiskCache: @unchecked Sendable {
             // it forgets that it landed, so a block that landed before this read is found in one
             // or the other. (The other order missed it in both when a commit ran in between.)
             let landedNow = landedBlocks(o)
-            lock.lock(); let hook = betweenLookups; lock.unlock()
+            let hook = state.withLock { $0.betweenLookups }
             hook?()
             // A dropped generation is never served, not even blocks that landed for it: a late
             // fetch may have made a new file under its name that `fd` does not see.
@@ -320,19 +326,16 @@ public final class DiskCache: @unchecked Sendable {
     }
 
     /// Sets the hook `read` runs between its two lookups (for tests).
-    func runBetweenReadLookups(_ hook: (@Sendable () -> Void)?) { lock.lock(); betweenLookups = hook; lock.unlock() }
+    func runBetweenReadLookups(_ hook: (@Sendable () -> Void)?) { state.withLock { $0.betweenLookups = hook } }
 
     private func isTrusted(_ o: CachedObject, _ r: ClosedRange<Int>) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        guard let t = trusted[o.id], t.gen == o.gen else { return false }
-        return r.allSatisfy { t.blocks.contains($0) }
+        state.withLock { s in
+            guard let t = s.trusted[o.id], t.gen == o.gen else { return false }
+            return r.allSatisfy { t.blocks.contains($0) }
+        }
     }
     private func trust(_ o: CachedObject, _ i: Int) {
-        lock.lock(); trustLocked(o.id, gen: o.gen, i); lock.unlock()
-    }
-    private func trustLocked(_ id: Int64, gen: Int64, _ i: Int) {
-        if trusted[id]?.gen != gen { trusted[id] = (gen, []) }
-        trusted[id]!.blocks.insert(i)
+        state.withLock { $0.trust(o.id, gen: o.gen, i) }
     }
 
     /// Reads block `i` and compares its CRC32C.
@@ -417,7 +420,7 @@ public final class DiskCache: @unchecked Sendable {
     public func clear() throws {
         try index.reset()
         try Self.removeDataFiles(directory + "/data")
-        lock.lock(); trusted.removeAll(); lock.unlock()
+        state.withLock { $0.trusted.removeAll() }
     }
 
     /// Removes every data file (by the names soak makes; anything else in `data/` stays).

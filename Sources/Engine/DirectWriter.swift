@@ -22,7 +22,7 @@ import SoakCore
 import Glibc
 #endif
 
-final class DirectWriter: @unchecked Sendable {  // @unchecked: state is guarded by `cond`
+final class DirectWriter: @unchecked Sendable {  // @unchecked: guarded by `cond`, which waits (no Mutex)
     struct Completion: Equatable {
         var tag: Int
         /// The write's length, written or not.

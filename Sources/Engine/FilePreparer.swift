@@ -16,21 +16,24 @@
 /// `discard` closes it (now, or once its preparation ends), and `stop` closes every file not
 /// taken. The thread is an `IdleQueue` (serial, normal priority).
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-final class FilePreparer: @unchecked Sendable {  // @unchecked: `orders`, `wake` and `stopping` are guarded by `lock`
+final class FilePreparer: Sendable {
     typealias Target = FetchTarget
 
     private enum Stage { case queued, preparing, discarded, ready(Target) }
 
-    private let lock = NSLock()
-    /// Every order asked for and not yet taken (a discarded one until its preparation ends).
-    private var orders: [Int: Stage] = [:]
-    /// The loop waits for a target: announce the next one that is ready.
-    private var wake = false
-    private var stopping = false
+    private struct State {
+        /// Every order asked for and not yet taken (a discarded one until its preparation ends).
+        var orders: [Int: Stage] = [:]
+        /// The loop waits for a target: announce the next one that is ready.
+        var wake = false
+        var stopping = false
+    }
+    private let state = Mutex(State())
     private let queue = IdleQueue(name: "soak-file-preparer", background: nil)
     private let prepare: @Sendable (FetchOrder) -> Target
     private let onReady: @Sendable () -> Void
@@ -43,69 +46,71 @@ final class FilePreparer: @unchecked Sendable {  // @unchecked: `orders`, `wake`
 
     /// Queues `o`'s target to be prepared after those asked for before.
     func request(_ o: FetchOrder) {
-        lock.lock(); orders[o.id] = .queued; lock.unlock()
+        state.withLock { $0.orders[o.id] = .queued }
         queue.async { [self] in run(o) }
     }
 
     /// `id`'s target if it is ready (the caller owns its descriptor from then on). If it is not
     /// and `wake`, `onReady` runs once the next target is ready.
     func take(_ id: Int, wake: Bool = false) -> Target? {
-        lock.lock(); defer { lock.unlock() }
-        if case .ready(let t) = orders[id] {
-            orders[id] = nil
-            return t
+        state.withLock { s in
+            if case .ready(let t) = s.orders[id] {
+                s.orders[id] = nil
+                return t
+            }
+            if wake { s.wake = true }
+            return nil
         }
-        if wake { self.wake = true }
-        return nil
     }
 
     /// The order will not be started: its target is closed now, or when its preparation ends.
     func discard(_ id: Int) {
-        lock.lock()
-        var closing: Target?
-        switch orders[id] {
-        case .preparing: orders[id] = .discarded
-        case .ready(let t): closing = t; orders[id] = nil
-        default: orders[id] = nil  // queued: never opened
+        let closing = state.withLock { s -> Target? in
+            switch s.orders[id] {
+            case .preparing: s.orders[id] = .discarded
+            case .ready(let t): s.orders[id] = nil; return t
+            default: s.orders[id] = nil  // queued: never opened
+            }
+            return nil
         }
-        lock.unlock()
         closing?.release()
     }
 
     /// Orders asked for and not yet taken or discarded (tests).
-    var outstanding: Int {
-        lock.lock(); defer { lock.unlock() }
-        return orders.count
-    }
+    var outstanding: Int { state.withLock { $0.orders.count } }
 
     /// Ends the thread once the preparation under way is done, and closes every target not taken.
     func stop() {
-        lock.lock(); stopping = true; lock.unlock()
+        state.withLock { $0.stopping = true }
         queue.stop()  // the jobs still queued see `stopping` and return
-        lock.lock()
-        let left = orders.values.compactMap { stage -> Target? in if case .ready(let t) = stage { return t } else { return nil } }
-        orders.removeAll()
-        lock.unlock()
+        let left = state.withLock { s -> [Target] in
+            let ready = s.orders.values.compactMap { stage -> Target? in
+                if case .ready(let t) = stage { return t } else { return nil }
+            }
+            s.orders.removeAll()
+            return ready
+        }
         for t in left { t.release() }
     }
 
     private func run(_ o: FetchOrder) {
-        lock.lock()
-        guard !stopping, case .queued = orders[o.id] else { lock.unlock(); return }  // discarded
-        orders[o.id] = .preparing
-        lock.unlock()
-        let t = prepare(o)
-        lock.lock()
-        guard !stopping, case .preparing = orders[o.id] else {
-            orders[o.id] = nil
-            lock.unlock()
-            t.release()
-            return
+        let go = state.withLock { s -> Bool in
+            guard !s.stopping, case .queued = s.orders[o.id] else { return false }  // discarded
+            s.orders[o.id] = .preparing
+            return true
         }
-        orders[o.id] = .ready(t)
-        let announce = wake
-        wake = false
-        lock.unlock()
+        guard go else { return }
+        let t = prepare(o)
+        let (keep, announce) = state.withLock { s -> (Bool, Bool) in
+            guard !s.stopping, case .preparing = s.orders[o.id] else {
+                s.orders[o.id] = nil
+                return (false, false)
+            }
+            s.orders[o.id] = .ready(t)
+            defer { s.wake = false }
+            return (true, s.wake)
+        }
+        if !keep { t.release(); return }
         if announce { onReady() }
     }
 }

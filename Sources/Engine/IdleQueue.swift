@@ -8,7 +8,7 @@ import SoakCore
 /// under way, until `maxDeferral` seconds after the job was queued: under constant load the
 /// queue still drains, each job at most that late, so it never grows without bound.
 package final class IdleQueue: @unchecked Sendable {
-    // @unchecked: `jobs`, `running` and `stopping` are guarded by `cond`.
+    // @unchecked: `jobs`, `running` and `stopping` are guarded by `cond`, which waits (no Mutex).
     private let cond = NSCondition()
     private var jobs: [(queued: Double, run: @Sendable () -> Void)] = []
     private var running = false

@@ -393,7 +393,8 @@ public struct SigV4Signer: Sendable {
 
 /// Derived signing keys by day/region/service/secret (a handful of entries per process).
 final class SigningKeyCache: @unchecked Sendable {
-    // @unchecked: `keys` and `last` are guarded by `lock`.
+    // @unchecked: `keys` and `last` are guarded by `lock`; a Mutex cannot hand out entries, as
+    // swift-crypto's SymmetricKey and HMAC are not Sendable.
     static let shared = SigningKeyCache()
     /// Entries kept at most: a process uses one or two at a time (a day boundary).
     static let capacity = 8
