@@ -15,6 +15,7 @@ import Foundation
 import Logging
 import S3
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,47 +31,32 @@ extension FetchListener {
     public func blocksLanded(tag: Int, first: Int, crcs: [UInt32]) {}
 }
 
-public final class FetchEngine: @unchecked Sendable {
-    // @unchecked: all mutable state is guarded by `lock`; the event thread and callers share it.
-    struct Job: Sendable {
-        var original: FetchOrder
-        var current: FetchOrder
-        var lane: Lane
-        var tag: Int
-        var attempts = 0
-        /// CRCs of the blocks landed by earlier attempts.
-        var crcs: [UInt32] = []
-        /// Held by the transport (for promotion).
-        var dispatched = false
-        /// Bytes the transport reported written from `current.start` in this attempt.
-        var reported: Int64 = 0
-    }
-
+public final class FetchEngine: Sendable {
     let settings: EngineSettings
     let transport: FetchTransport
     let logger: Logger
-    var onComplete: (@Sendable (FetchCompletion) -> Void)?
+    /// Everything the event thread and callers share (`Scheduler`, in FetchEngine+Events).
+    let state: Mutex<Scheduler>
+    /// Broadcast when the event thread has ended (`Scheduler.ended`).
+    let stoppedCond = NSCondition()
+
     /// Asked after a 412 on If-Match (set before `start`): the same ETag retries the order, any
     /// other answer completes it with the 412 and the answer. Without it a 412 fails at once
     /// (the mount, which answers ESTALE and revalidates on the next open).
-    public var versionCheck: VersionChecker?
-
-    let lock = NSLock()
-    var queue = WorkQueue<Int>()
-    var jobs: [Int: Job] = [:]
-    var nextID = 1
-    var stats = EngineStats()
-    var random = SystemRandomNumberGenerator()
-    var thread: Thread?
-    var stopping = false
-    var stopped = false
-    let stoppedCond = NSCondition()
-    /// Unsubscribes from credential keepers (`follow`).
-    var unfollow: [@Sendable () -> Void] = []
-    /// Asks the followed keeper for new keys now (a worker's GET was refused as expired).
-    var credentialsRejected: (@Sendable () -> Void)?
-    /// Bulk orders the transport holds (for `EngineSettings.maxBulkOrders`).
-    var bulkOut = 0
+    public var versionCheck: VersionChecker? {
+        get { state.withLock { $0.versionCheck } }
+        set { state.withLock { $0.versionCheck = newValue } }
+    }
+    /// Called on the engine thread with each fetch's time to first byte (seconds) and lane.
+    public var onFetchLatency: (@Sendable (Double, Lane) -> Void)? {
+        get { state.withLock { $0.onFetchLatency } }
+        set { state.withLock { $0.onFetchLatency = newValue } }
+    }
+    /// Called on the engine thread when blocks of a block order are written, before it is done.
+    public var onLanded: (@Sendable (_ tag: Int, _ firstBlock: Int, _ crcs: [UInt32]) -> Void)? {
+        get { state.withLock { $0.onLanded } }
+        set { state.withLock { $0.onLanded = newValue } }
+    }
 
     /// A scheduler over `transport`. `onComplete` (or the listener given to `start`) hears
     /// about every finished fetch.
@@ -79,7 +65,9 @@ public final class FetchEngine: @unchecked Sendable {
         self.settings = settings
         self.transport = transport
         self.logger = logger
-        self.onComplete = onComplete
+        var s = Scheduler(settings: settings, transport: transport, logger: logger)
+        s.onComplete = onComplete
+        self.state = Mutex(s)
     }
 
     /// A scheduler over a pool of `workerExecutable __worker` processes (production).
@@ -95,13 +83,15 @@ public final class FetchEngine: @unchecked Sendable {
     /// landings, with `landings`) go to it; the engine holds it until `stop`.
     public func start(reportingTo listener: FetchListener? = nil, landings: Bool = true) throws {
         if let listener {
-            onComplete = { listener.completed($0) }
-            if landings { onLanded = { listener.blocksLanded(tag: $0, first: $1, crcs: $2) } }
+            state.withLock { s in
+                s.onComplete = { listener.completed($0) }
+                if landings { s.onLanded = { listener.blocksLanded(tag: $0, first: $1, crcs: $2) } }
+            }
         }
         try transport.start()
         let t = Thread { [self] in self.loop() }
         t.name = "soak-engine"
-        lock.lock(); thread = t; lock.unlock()
+        state.withLock { $0.started = true }
         t.start()
     }
 
@@ -119,16 +109,18 @@ public final class FetchEngine: @unchecked Sendable {
     public func submit(bucket: String, key: String, etag: String?, range: ClosedRange<Int64>, root: String?,
                        path: String, fileOffset: Int64, publish: PublishSpec? = nil, blockSize: Int64? = nil,
                        lane: Lane = .bulk, tag: Int = 0) -> Int {
-        lock.lock()
-        let id = nextID; nextID += 1
-        var o = FetchOrder(id: id, bucket: bucket, key: key, etag: etag, start: range.lowerBound,
-                           end: range.upperBound, path: path, fileOffset: fileOffset, publish: publish,
-                           blockSize: blockSize, lane: lane)
-        o.root = root
-        o.direct = settings.directIO.applies(to: o)
-        jobs[id] = Job(original: o, current: o, lane: lane, tag: tag)
-        queue.push(id, lane: lane)
-        lock.unlock()
+        let direct = settings.directIO
+        let id = state.withLock { s in
+            let id = s.nextID; s.nextID += 1
+            var o = FetchOrder(id: id, bucket: bucket, key: key, etag: etag, start: range.lowerBound,
+                               end: range.upperBound, path: path, fileOffset: fileOffset, publish: publish,
+                               blockSize: blockSize, lane: lane)
+            o.root = root
+            o.direct = direct.applies(to: o)
+            s.jobs[id] = Job(original: o, current: o, lane: lane, tag: tag)
+            s.queue.push(id, lane: lane)
+            return id
+        }
         transport.wake()
         return id
     }
@@ -137,43 +129,35 @@ public final class FetchEngine: @unchecked Sendable {
     /// prefetch already asked for). Returns false if it is unknown or already in that lane or higher.
     @discardableResult
     public func promote(_ id: Int, to lane: Lane) -> Bool {
-        lock.lock()
-        guard var job = jobs[id], lane < job.lane else { lock.unlock(); return false }
-        if job.dispatched && job.lane == .bulk { bulkOut -= 1 }
-        job.lane = lane
-        job.current.lane = lane
-        jobs[id] = job
-        if queue.remove(where: { $0 == id }) != nil {
-            queue.pushFront(id, lane: lane)
-        } else if job.dispatched {
-            transport.promote(id, to: lane)
-        }
-        lock.unlock()
-        transport.wake()
-        return true
+        let moved = state.withLock { s in s.promote(id, to: lane) }
+        if moved { transport.wake() }
+        return moved
     }
 
     /// Takes back a queued fetch no executor has yet (it completes never). False if it was
     /// dispatched, is waiting out a retry, or is unknown.
     public func withdraw(_ id: Int) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        guard jobs[id] != nil, queue.remove(where: { $0 == id }) != nil else { return false }
-        jobs[id] = nil
-        return true
+        state.withLock { s in
+            guard s.jobs[id] != nil, s.queue.remove(where: { $0 == id }) != nil else { return false }
+            s.jobs[id] = nil
+            return true
+        }
     }
 
     public func snapshot() -> EngineStats {
-        lock.lock(); defer { lock.unlock() }
-        var s = stats
         let t = transport.status()
-        s.workers = t.executors
-        s.targetWorkers = t.targetExecutors
-        s.inflight = t.inflight
-        s.workerRestarts = t.restarts
-        s.rate = t.rate
-        s.queued = queue.readyCount + queue.delayedCount
-        s.queuedByLane = Lane.allCases.map { queue.count(in: $0) }
-        return s
+        var stats = state.withLock { s in
+            var stats = s.stats
+            stats.queued = s.queue.readyCount + s.queue.delayedCount
+            stats.queuedByLane = Lane.allCases.map { s.queue.count(in: $0) }
+            return stats
+        }
+        stats.workers = t.executors
+        stats.targetWorkers = t.targetExecutors
+        stats.inflight = t.inflight
+        stats.workerRestarts = t.restarts
+        stats.rate = t.rate
+        return stats
     }
 
     /// New credentials (a refresh): requests started from now on are signed with them.
@@ -184,9 +168,10 @@ public final class FetchEngine: @unchecked Sendable {
     /// Follows `keeper`: the current credentials now and every refresh after, until `stop`.
     public func follow(_ keeper: CredentialKeeper) {
         let id = keeper.subscribe { [weak self] in self?.updateCredentials($0) }
-        lock.lock(); defer { lock.unlock() }
-        unfollow.append { keeper.unsubscribe(id) }
-        credentialsRejected = { keeper.requestRefresh() }
+        state.withLock { s in
+            s.unfollow.append { keeper.unsubscribe(id) }
+            s.credentialsRejected = { keeper.requestRefresh() }
+        }
     }
 
     /// PIDs of live worker processes (for tests and `soak status`).
@@ -195,13 +180,13 @@ public final class FetchEngine: @unchecked Sendable {
     /// Stops now: the transport abandons in-flight work (never reported complete) and the event
     /// thread ends. Safe to call more than once.
     public func stop() {
-        lock.lock()
-        if stopping { lock.unlock(); waitStopped(); return }
-        stopping = true
-        let leave = unfollow
-        unfollow = []
-        let running = thread != nil
-        lock.unlock()
+        let (again, leave, running) = state.withLock { s -> (Bool, [@Sendable () -> Void], Bool) in
+            if s.stopping { return (true, [], s.started) }
+            s.stopping = true
+            defer { s.unfollow = [] }
+            return (false, s.unfollow, s.started)
+        }
+        if again { if running { waitStopped() }; return }
         for f in leave { f() }
         if running {
             transport.wake()
@@ -213,7 +198,7 @@ public final class FetchEngine: @unchecked Sendable {
 
     func waitStopped() {
         stoppedCond.lock()
-        while !stopped && thread != nil { stoppedCond.wait() }
+        while !state.withLock({ $0.ended }) { stoppedCond.wait() }
         stoppedCond.unlock()
     }
 
@@ -224,44 +209,50 @@ public final class FetchEngine: @unchecked Sendable {
 
     func loop() {
         while true {
-            lock.lock()
-            if stopping { break }
-            var timeout = 0.1  // bounds how late a retry's due time is noticed
-            if let due = queue.nextDue { timeout = max(0, min(timeout, due - MonotonicTime.now())) }
-            let backlog = queue.readyCount > 0
-            lock.unlock()
+            let round = state.withLock { s -> (timeout: Double, backlog: Bool)? in
+                if s.stopping { return nil }
+                var timeout = 0.1  // bounds how late a retry's due time is noticed
+                if let due = s.queue.nextDue { timeout = max(0, min(timeout, due - MonotonicTime.now())) }
+                return (timeout, s.queue.readyCount > 0)
+            }
+            guard let round else { break }
 
-            let events = transport.poll(timeout: timeout, backlog: backlog)
+            let events = transport.poll(timeout: round.timeout, backlog: round.backlog)
 
-            lock.lock()
-            for e in events { apply(e) }
-            dispatch()
-            let completions = onCompleteLater
-            onCompleteLater.removeAll()
-            let landings = landedLater
-            landedLater.removeAll()
-            let latencies = latenciesLater
-            latenciesLater.removeAll()
-            let (complete, landed, latency) = (onComplete, onLanded, onFetchLatency)
-            lock.unlock()
-            if let latency { for (l, lane) in latencies { latency(l, lane) } }
-            if let landed { for (tag, first, crcs) in landings { landed(tag, first, crcs) } }
-            if let complete { for c in completions { complete(c) } }
+            let out = state.withLock { s in
+                for e in events { s.apply(e) }
+                s.dispatch()
+                return s.takeOutbox()
+            }
+            deliver(out)
         }
         // Stopping: abandon in-flight work.
-        onComplete = nil
-        onLanded = nil
-        lock.unlock()
+        state.withLock { s in s.onComplete = nil; s.onLanded = nil }
         transport.stop()
-        stoppedCond.lock(); stopped = true; stoppedCond.broadcast(); stoppedCond.unlock()
+        stoppedCond.lock()
+        state.withLock { $0.ended = true }
+        stoppedCond.broadcast()
+        stoppedCond.unlock()
     }
 
-    var onCompleteLater: [FetchCompletion] = []
-    /// Block landings to hand to `onLanded` outside the lock: (tag, first block, CRCs).
-    var landedLater: [(Int, Int, [UInt32])] = []
-    var latenciesLater: [(Double, Lane)] = []
-    /// Called on the engine thread with each fetch's time to first byte (seconds) and lane.
-    public var onFetchLatency: (@Sendable (Double, Lane) -> Void)?
-    /// Called on the engine thread when blocks of a block order are written, before it is done.
-    public var onLanded: (@Sendable (_ tag: Int, _ firstBlock: Int, _ crcs: [UInt32]) -> Void)?
+    /// Hands a round's results to their callbacks, outside the lock: latencies, landings and
+    /// completions; then the version checks and credential refreshes the round asked for.
+    func deliver(_ out: Outbox) {
+        if let latency = out.onFetchLatency { for (l, lane) in out.latencies { latency(l, lane) } }
+        if let landed = out.onLanded { for (tag, first, crcs) in out.landings { landed(tag, first, crcs) } }
+        if let complete = out.onComplete { for c in out.completions { complete(c) } }
+        if out.credentialsRejected { out.refreshCredentials?() }
+        for q in out.versionQuestions {
+            q.checker.ask(bucket: q.bucket, key: q.key, etag: q.etag) { [weak self] answer in
+                self?.versionAnswered(q.id, error: q.error, answer)
+            }
+        }
+    }
+
+    /// The checker's answer about an order parked after a 412 (checker's queue): unchanged, it
+    /// is retried like any retryable failure, resuming where it was; else it completes.
+    func versionAnswered(_ id: Int, error err: S3Error, _ answer: VersionAnswer) {
+        guard state.withLock({ s in s.versionAnswered(id, error: err, answer) }) else { return }
+        wake()
+    }
 }
