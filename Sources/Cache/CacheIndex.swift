@@ -9,7 +9,8 @@ import S3
 import SoakCore
 
 public final class CacheIndex: @unchecked Sendable {
-    // @unchecked: the connection and statements are used only under `lock`.
+    // @unchecked: the connection and statements are used only under `lock`; a Mutex would have
+    // to hand the (non-Sendable) connection to every query, which is not done yet.
     let db: SQLiteDatabase
     private let lock = NSLock()
     private var statements: [String: SQLiteStatement] = [:]
