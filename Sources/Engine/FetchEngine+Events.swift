@@ -240,26 +240,5 @@ extension FetchEngine {
             guard let blocks = o.blocks else { return reported }
             return min(reported, blocks.offset(ofBlock: crcs))
         }
-
-        /// Hands ready orders to the transport while it has room, highest lane first.
-        mutating func dispatch() {
-            let now = MonotonicTime.now()
-            queue.release(now: now)
-            while let lane = queue.topLane() {
-                if lane == .bulk, let cap = settings.maxBulkOrders, bulkOut >= cap { break }
-                guard transport.freeSlots(for: lane) > 0 else { break }
-                guard let (id, _) = queue.pop(now: now) else { break }
-                guard var job = jobs[id] else { continue }
-                job.current.lane = job.lane
-                guard transport.start(job.current) else {
-                    queue.pushFront(id, lane: job.lane)
-                    break
-                }
-                job.dispatched = true
-                job.reported = 0  // bytes written from job.current.start, as the transport reports them
-                jobs[id] = job
-                if job.lane == .bulk { bulkOut += 1 }
-            }
-        }
     }
 }
