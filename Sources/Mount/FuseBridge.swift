@@ -38,6 +38,9 @@ public protocol FuseHandler: AnyObject, Sendable {
     func statfs() -> FSResult
 }
 
+/// The answer to every request that would change the tree or a file.
+private let readOnlyMount = FSError(.readOnly, "the mount is read-only")
+
 /// One request waiting for its reply.
 struct FuseRequest: @unchecked Sendable {
     // @unchecked: a fuse_req_t may be replied to from any thread, once.
@@ -240,20 +243,20 @@ public final class FuseSession: @unchecked Sendable {
             FuseRequest(req: req!).reply(fuseHandler(req).release(ino: UInt64(ino), fh: fi?.pointee.fh ?? 0))
         }
         ops.statfs = { req, _ in FuseRequest(req: req!).reply(fuseHandler(req).statfs()) }
-        // Read-only: everything that would change the tree or a file.
-        ops.setattr = { req, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.mknod = { req, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.mkdir = { req, _, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.unlink = { req, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.rmdir = { req, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.symlink = { req, _, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.rename = { req, _, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.link = { req, _, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.write = { req, _, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.create = { req, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.setxattr = { req, _, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.removexattr = { req, _, _ in _ = fuse_reply_err(req, EROFS) }
-        ops.fallocate = { req, _, _, _, _, _ in _ = fuse_reply_err(req, EROFS) }
+        // Read-only: everything that would change the tree or a file gets `FSError.Kind.readOnly`.
+        ops.setattr = { req, _, _, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.mknod = { req, _, _, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.mkdir = { req, _, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.unlink = { req, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.rmdir = { req, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.symlink = { req, _, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.rename = { req, _, _, _, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.link = { req, _, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.write = { req, _, _, _, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.create = { req, _, _, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.setxattr = { req, _, _, _, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.removexattr = { req, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
+        ops.fallocate = { req, _, _, _, _, _ in FuseRequest(req: req!).reply(.failure(readOnlyMount)) }
         return ops
     }
 }
