@@ -37,9 +37,9 @@ public enum CacheFormat {
     public static let chunkBlocks = 32
     /// SQLite page size of a new index. Rows here are small (an object is about 70 bytes), so
     /// 1 KiB pages waste less than the 4 KiB default: an empty index is 8 pages (one per table
-    /// and index, the schema fitting on page 1), and `d/`'s 100 objects took 696 bytes each in
-    /// format 1 with 4 KiB pages. 512-byte pages were measured too: `d/` 297 bytes per object
-    /// but `small/` 171 instead of 164, and a full 32-block `blockmaps` row would overflow.
+    /// and index, the schema fitting on page 1). 512-byte pages were not kept: a full 32-block
+    /// `blockmaps` row would overflow, and they did not shrink every index (index sizes per
+    /// object: docs/BENCHMARKS.md, cache index and data files).
     static let pageSize = 1024
     /// PRAGMA application_id: tells a soak index from any other SQLite file ("soak").
     public static let applicationID: Int32 = 0x736F_616B

@@ -125,8 +125,8 @@ public final class DiskCache: Sendable {
     }
 
     /// One flat directory: ext4 and XFS index large directories, and spreading files over
-    /// hashed subdirectories put every create in a different inode group (measured: 5000 small
-    /// objects took 1.7–3.2 s of kernel time against 1.1–2.0 s flat).
+    /// hashed subdirectories put every create in a different inode group, which cost kernel
+    /// time (docs/BENCHMARKS.md, cache index and data files).
     public func dataPath(id: Int64, gen: Int64) -> String {
         "\(directory)/data/\(id).\(gen)"
     }

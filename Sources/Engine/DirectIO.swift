@@ -3,9 +3,9 @@
 /// O_DIRECT skips the page cache: no page to fault in per 4 KiB written (costly on a VM that
 /// hands freed memory back to its host), and the data tools' cached pages are not pushed out by
 /// a bulk copy. It needs aligned 1 MiB staging buffers and a writer thread (`DirectWriter`), and
-/// leaves nothing in the page cache for a file's next reader. Measured on the 2 GiB object
-/// (`RUNS=3 BIG=1 scripts/bench-download big soak`): buffered 3.74 s at 0.87 client CPU-s/GB;
-/// O_DIRECT written inline by the one worker 4.16 s at 0.55 (each write stopped its transfers).
+/// leaves nothing in the page cache for a file's next reader. Written inline by the worker's
+/// loop, each O_DIRECT write stopped its transfers: less CPU than buffered, but slower (figures:
+/// docs/BENCHMARKS.md, write path).
 public enum DirectIO: String, Sendable, Equatable {
     /// Everything through the page cache.
     case never

@@ -9,8 +9,8 @@ import SoakCore
 /// an error naming them.
 public enum ListingPager {
     /// Keys asked for in the first page (then 400, then 1000 a page): work starts on the first
-    /// page, and SeaweedFS answered 100 keys in 15 ms against 70–94 ms for 1000 (boto3 timing,
-    /// parse included).
+    /// page, and a small page is answered much sooner than a full one (docs/BENCHMARKS.md,
+    /// listings).
     public static let firstPageSize = 100
 
     /// Returns false when `shouldStop` ended the listing early (it is asked before each page).

@@ -48,7 +48,7 @@ final class WorkerLoop {
     /// (docs/BENCHMARKS.md, write path), and a 1 MiB block ends on a buffer boundary.
     static let bufferedStagingSize = 256 << 10
     static func stagingSize(direct: Bool) -> Int { direct ? directStagingSize : bufferedStagingSize }
-    /// fallocate each range before writing it (measured: see `startWaiting`).
+    /// fallocate each range before writing it (docs/BENCHMARKS.md, write path).
     static let preallocate = ProcessInfo.processInfo.environment["SOAK_PREALLOCATE"] != "0"
     /// Staging buffers of finished transfers by size, reused (no mmap and page faults per transfer).
     var spareStaging: [Int: [UnsafeMutableRawBufferPointer]] = [:]

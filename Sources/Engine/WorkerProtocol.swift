@@ -153,8 +153,9 @@ public enum FromWorker: Codable, Sendable, Equatable {
 }
 
 /// Line framing over a file descriptor. The hot messages (`fetch`, `done`, `progress`, one
-/// or more per object) use a compact tab-separated form with `%`-escaped strings, measured at a
-/// tenth of the CPU of Foundation's JSON coders; the rare ones are JSON prefixed with `J`.
+/// or more per object) use a compact tab-separated form with `%`-escaped strings, far cheaper
+/// than Foundation's JSON coders (docs/BENCHMARKS.md, hash kernels and encodings); the rare
+/// ones are JSON prefixed with `J`.
 public enum LineCodec {
     public static func encode(_ m: ToWorker) throws -> [UInt8] {
         guard case .fetch(let o) = m else { return try json(m) }

@@ -81,10 +81,9 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     public var readObserver: (@Sendable (_ seconds: Double, _ hit: Bool, _ bytes: Int) -> Void)?
     /// Read-ahead goes out as few, large requests: a sequential reader's window is topped up
     /// only once it has drained to half, so each request spans at least half the window. Per
-    /// request costs dominate small ranges (SeaweedFS here: 40 objects of 10 MiB took 0.67 CPU-s
-    /// of server time as whole GETs, 1.15 as 2 MiB ranges, 1.94 as 1 MiB ranges), and one
-    /// connection streams a run faster than a reader consumes it; its blocks are served as each
-    /// lands.
+    /// request costs dominate small ranges (the server's CPU per byte falls with the request
+    /// size: docs/BENCHMARKS.md, mount read-ahead), and one connection streams a run faster
+    /// than a reader consumes it; its blocks are served as each lands.
     static let refillFraction = 2
     /// Blocks one read-ahead request may span: a window plus a tail too small to leave behind.
     var readAheadRun: Int { readAheadBlocks + readAheadBlocks / 2 + 1 }
@@ -98,9 +97,9 @@ public final class MountFilesystem: FuseHandler, @unchecked Sendable {
     /// Opens remembered per directory to spot such readers (8 parallel readers × 2 files).
     static let recentOpensPerDirectory = 16
     /// An open counts as in order when this many files before it were opened recently. One was
-    /// too loose: 200 random 4 KiB reads over `d/`'s 100 files often found the file before
-    /// among the last opens, and the read-ahead this started (up to `--read-ahead` of the next
-    /// files) took the idle TTFB p99 from 28 ms to 99 ms.
+    /// too loose: random reads over a directory often found the file before among the last
+    /// opens, and the read-ahead this started (up to `--read-ahead` of the next files) slowed
+    /// the random reads themselves (docs/BENCHMARKS.md, mount read-ahead).
     static let inOrderRun = 2
     /// Recently opened files per directory (oldest first).
     var recentOpens: [UInt64: [UInt64]] = [:]

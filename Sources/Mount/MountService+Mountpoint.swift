@@ -65,8 +65,7 @@ extension MountService {
 
     /// The kernel reads ahead 128 KiB on a FUSE mount by default, so a sequential reader's
     /// requests arrive as 256 KiB reads; at `kib` (1 MiB) they arrive as one block each
-    /// (measured with `--log-level trace` while cat-ing a 10 MiB file: 40 reads of 256 KiB
-    /// before, 10 of 1 MiB after). Needs root; without it the default stays.
+    /// (docs/BENCHMARKS.md, mount read-ahead). Needs root; without it the default stays.
     static func raiseKernelReadAhead(_ mountpoint: String, kib: Int, logger: Logger) {
         // Not stat(): the mount does not answer until its loop runs. mountinfo field 3 is MAJ:MIN.
         guard let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8),

@@ -47,10 +47,9 @@ public final class MountService: Sendable {
     /// 10 pages of ListObjectsV2: under a second to list and record, so small prefixes mount
     /// with the whole tree known while large ones still mount at once.
     public static let defaultEagerListingKeys = 10_000
-    /// Bulk (prefetch) orders out at once while mounted. Measured with `scripts/bench-mount ttfb
-    /// soak` under a `soak prewarm` of d/: 16 concurrent bulk transfers gave a read-miss p99 of
-    /// 150–250 ms (the server's own 4 KiB TTFB under that load reached 150 ms), 8 gave 73 ms,
-    /// 4 gave 53 ms against 38 ms idle, for 8–10% less prewarm throughput.
+    /// Bulk (prefetch) orders out at once while mounted: few enough that a read that misses is
+    /// not queued by the server behind prefetch streams, at a small cost in prefetch throughput
+    /// (docs/BENCHMARKS.md, mount reads under a prefetch).
     public static let bulkOrdersWhileMounted = 4
     let options: MountOptions
     let stores: ObjectStorePool

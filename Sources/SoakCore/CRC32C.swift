@@ -1,8 +1,8 @@
 import CKernels
 
 /// CRC32C (Castagnoli): the cache's per-block checksum, computed while a block streams in.
-/// Uses the CPU's CRC instruction when it has one (x86-64: three streams side by side, about
-/// 21 GB/s on one core, against 9.7 for one).
+/// Uses the CPU's CRC instruction when it has one (x86-64: three streams side by side, which
+/// hides the instruction's latency; see docs/BENCHMARKS.md, hash kernels and encodings).
 public struct CRC32C: Sendable {
     private static let hardware = ck_crc32c_has_hw() != 0
     public private(set) var value: UInt32 = 0

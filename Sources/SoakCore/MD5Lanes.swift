@@ -2,10 +2,10 @@ import CKernels
 
 /// MD5 of up to sixteen byte streams at once, one stream per SIMD lane of `ck_md5x16`.
 ///
-/// One MD5 is a chain of dependent steps, so a core hashes one stream at about 750 MB/s
-/// whatever its vector width; streams in lockstep share each vector instruction (on the
-/// development VM, from memory: eight lanes in AVX2 4.6 GB/s in all, sixteen in AVX-512
-/// 7.3 GB/s; eight or fewer busy lanes take the eight-lane kernel). Every
+/// One MD5 is a chain of dependent steps, so a core hashes one stream no faster whatever its
+/// vector width; streams in lockstep share each vector instruction, so many lanes multiply the
+/// throughput (eight or fewer busy lanes take the eight-lane kernel; figures: see
+/// docs/BENCHMARKS.md, hash kernels and encodings). Every
 /// lane is an independent RFC 1321 MD5: `update` gives each lane its own bytes (a lane given
 /// more runs on while the others idle), `digest(lane:)` pads and finishes one lane. Partial
 /// 64-byte blocks wait in a per-lane tail until the next `update` or the digest.

@@ -18,8 +18,8 @@ extension StringProtocol {
 
 /// Lowercase hex of `bytes` (digests, ETags): two digits a byte, appended to `out`.
 /// Inlinable, so callers in other modules get it specialized for their sequence type (as a
-/// generic call, hexing a digest's 20-byte prefix was 2.7 µs, 1% of the coordinator's CPU for
-/// 5000 small objects).
+/// generic call it cost the coordinator measurable CPU per object; see docs/BENCHMARKS.md,
+/// hash kernels and encodings).
 @inlinable
 public func appendLowercaseHex<S: Sequence>(_ out: inout [UInt8], _ bytes: S) where S.Element == UInt8 {
     for b in bytes {
