@@ -12,6 +12,7 @@ import Foundation
 import Logging
 import S3
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -74,8 +75,7 @@ public struct PrewarmSummary: Sendable, Codable {
     public var didNotFit = 0
 }
 
-public final class Prewarmer: @unchecked Sendable {
-    // @unchecked: mutable state is guarded by `lock` (fill callbacks arrive on the committer thread).
+public final class Prewarmer: Sendable {
     private let options: PrewarmOptions
     private let store: ObjectStore
     private let cache: DiskCache
@@ -83,27 +83,35 @@ public final class Prewarmer: @unchecked Sendable {
     private let workerExecutable: String
     private let builder: S3RequestBuilder
     private let logger: Logger
-    private let lock = NSLock()
     private let cond = NSCondition()
-    private var open = 0
-    private var summary = PrewarmSummary()
-    private var bytesAlreadyDone: Int64 = 0
-    private var objectsDone = 0
-    private var engine: FetchEngine?
+    /// The run's counts and handles (fill callbacks arrive on the committer thread).
+    private struct State {
+        var open = 0
+        var summary = PrewarmSummary()
+        var bytesAlreadyDone: Int64 = 0
+        var objectsDone = 0
+        var engine: FetchEngine?
+        var credentials: CredentialKeeper?
+        var engineBytesAtStart: Int64 = 0
+        /// This run's bucket row, listing stamp and filler, for recording and filling a version
+        /// that replaced a listed one (set in `run`).
+        var bucketID: Int64 = 0
+        var stamp: Int64 = 0
+        var filler: CacheFiller?
+        /// Times each key's version changed during this run.
+        var versionChanges: [String: Int] = [:]
+    }
+    private let state = Mutex(State())
+
     /// Refreshed credentials for the workers of its own engine (set before `run`).
-    public var credentials: CredentialKeeper?
+    public var credentials: CredentialKeeper? {
+        get { state.withLock { $0.credentials } }
+        set { state.withLock { $0.credentials = newValue } }
+    }
 
     /// An engine and filler already running (a mount's): used instead of starting new ones, so
     /// one cache directory has one scheduler and one worker pool.
     private let shared: (engine: FetchEngine, filler: CacheFiller)?
-    private var engineBytesAtStart: Int64 = 0
-    /// This run's bucket row, listing stamp and filler, for recording and filling a version
-    /// that replaced a listed one (set in `run`).
-    private var bucketID: Int64 = 0
-    private var stamp: Int64 = 0
-    private var filler: CacheFiller?
-    /// Times each key's version changed during this run (guarded by `lock`).
-    private var versionChanges: [String: Int] = [:]
 
     public init(options: PrewarmOptions, store: ObjectStore, cache: DiskCache, builder: S3RequestBuilder,
                 settings: EngineSettings, workerExecutable: String, logger: Logger,
@@ -129,9 +137,8 @@ public final class Prewarmer: @unchecked Sendable {
         let t0 = MonotonicTime.now()
         let bucketID = try cache.index.bucketID(endpoint: options.endpoint, name: options.bucket)
         let stamp = Int64(Date().timeIntervalSince1970 * 1000)
-        self.bucketID = bucketID
-        self.stamp = stamp
         let engine: FetchEngine, filler: CacheFiller
+        var engineBytesAtStart: Int64 = 0
         if let shared {
             (engine, filler) = shared
             engineBytesAtStart = engine.snapshot().bytes
@@ -143,8 +150,10 @@ public final class Prewarmer: @unchecked Sendable {
             // No reader waits on a prewarm's blocks: noting them before their job is done buys nothing.
             try engine.start(reportingTo: filler, landings: false)
         }
-        self.engine = engine
-        self.filler = filler
+        state.withLock { s in
+            s.bucketID = bucketID; s.stamp = stamp; s.engineBytesAtStart = engineBytesAtStart
+            s.engine = engine; s.filler = filler
+        }
         let owned = shared == nil
         defer { if owned { engine.stop(); filler.stop() } }
 
@@ -154,7 +163,7 @@ public final class Prewarmer: @unchecked Sendable {
                                                 retry: settings.retry, logger: logger, shouldStop: shouldStop) { page in
                 let (rows, dropped) = try cache.index.recordListing(bucketID: bucketID, objects: page.objects, stamp: stamp)
                 cache.discard(dropped)
-                lock.lock(); summary.listed += rows.count; lock.unlock()
+                state.withLock { $0.summary.listed += rows.count }
                 for o in rows where selects(o) { start(o, filler: filler) }
                 tick(progress())
             }
@@ -162,7 +171,7 @@ public final class Prewarmer: @unchecked Sendable {
             if !interrupted {
                 let gone = try cache.index.finishListing(bucketID: bucketID, prefix: options.prefix, stamp: stamp)
                 cache.discard(gone)
-                lock.lock(); summary.removed = gone.count; lock.unlock()
+                state.withLock { $0.summary.removed = gone.count }
             }
         }
 
@@ -171,7 +180,7 @@ public final class Prewarmer: @unchecked Sendable {
             // that announcement cannot fall between the read and the wait (it did: the run then
             // ended up to a tick late).
             cond.lock()
-            lock.lock(); let remaining = open; lock.unlock()
+            let remaining = state.withLock { $0.open }
             if remaining == 0 { cond.unlock(); break }
             if shouldStop() { cond.unlock(); interrupted = true; break }
             _ = cond.wait(until: Date(timeIntervalSinceNow: tickInterval))
@@ -184,16 +193,16 @@ public final class Prewarmer: @unchecked Sendable {
             try? cache.index.checkpoint()  // fold the WAL back: the index is smallest at rest
         }
         tick(progress())
-        lock.lock()
-        summary.interrupted = interrupted
-        summary.bytesFetched = engine.snapshot().bytes - engineBytesAtStart
-        summary.seconds = MonotonicTime.now() - t0
-        if interrupted && open > 0 {
-            summary.failures.append(DownloadFailure(key: "(\(open) objects)", reason: "interrupted; rerun to finish (landed blocks are kept)"))
+        let bytes = engine.snapshot().bytes
+        return state.withLock { s in
+            s.summary.interrupted = interrupted
+            s.summary.bytesFetched = bytes - engineBytesAtStart
+            s.summary.seconds = MonotonicTime.now() - t0
+            if interrupted && s.open > 0 {
+                s.summary.failures.append(DownloadFailure(key: "(\(s.open) objects)", reason: "interrupted; rerun to finish (landed blocks are kept)"))
+            }
+            return s.summary
         }
-        let result = summary
-        lock.unlock()
-        return result
     }
 
     private func selects(_ o: CachedObject) -> Bool {
@@ -203,19 +212,20 @@ public final class Prewarmer: @unchecked Sendable {
     }
 
     private func start(_ o: CachedObject, filler: CacheFiller) {
-        lock.lock()
-        summary.selected += 1
-        summary.bytesTotal += o.size
-        if o.isComplete {
-            summary.alreadyCached += 1
-            bytesAlreadyDone += o.size
-            objectsDone += 1
-            lock.unlock()
-            return
+        let done = state.withLock { s in
+            s.summary.selected += 1
+            s.summary.bytesTotal += o.size
+            if o.isComplete {
+                s.summary.alreadyCached += 1
+                s.bytesAlreadyDone += o.size
+                s.objectsDone += 1
+                return true
+            }
+            s.bytesAlreadyDone += o.cachedBytes
+            s.open += 1
+            return false
         }
-        bytesAlreadyDone += o.cachedBytes
-        open += 1
-        lock.unlock()
+        if done { return }
         filler.fill(o, bucket: options.bucket, lane: .bulk) { [weak self] o, err in self?.finished(o, err) }
     }
 
@@ -230,19 +240,19 @@ public final class Prewarmer: @unchecked Sendable {
             break
         }
         if case .replaced(_, let now) = err, refill(o, now) { return }
-        lock.lock()
-        if case .evicted = err, (try? cache.index.object(id: o.id)) != nil {
-            summary.didNotFit += 1  // still listed, but its data was evicted: the cap is too small
-        } else if case .fetch(let e) = err, e.kind == .http, e.status == 404 {
-            let how = "GET answered 404" + (e.code.map { " " + $0 } ?? "")
-            summary.failures.append(DownloadFailure(key: o.key, reason: VersionAnswer.deleted(how)))
-        } else if let err {
-            summary.failures.append(DownloadFailure(key: o.key, reason: err.description))
-        } else {
-            summary.filled += 1
-            objectsDone += 1
+        state.withLock { s in
+            if case .evicted = err, (try? cache.index.object(id: o.id)) != nil {
+                s.summary.didNotFit += 1  // still listed, but its data was evicted: the cap is too small
+            } else if case .fetch(let e) = err, e.kind == .http, e.status == 404 {
+                let how = "GET answered 404" + (e.code.map { " " + $0 } ?? "")
+                s.summary.failures.append(DownloadFailure(key: o.key, reason: VersionAnswer.deleted(how)))
+            } else if let err {
+                s.summary.failures.append(DownloadFailure(key: o.key, reason: err.description))
+            } else {
+                s.summary.filled += 1
+                s.objectsDone += 1
+            }
         }
-        lock.unlock()
         finishedOne()
     }
 
@@ -250,14 +260,13 @@ public final class Prewarmer: @unchecked Sendable {
     /// listing would (a new row, a new data file) and fills it in place of `o`. False when the
     /// key changed too often, or the new version could not be recorded (`o` then fails).
     private func refill(_ o: CachedObject, _ now: ObjectInfo) -> Bool {
-        lock.lock()
-        let n = versionChanges[o.key, default: 0] + 1
-        versionChanges[o.key] = n
-        lock.unlock()
+        let (n, filler, bucketID, stamp) = state.withLock { s in
+            let n = s.versionChanges[o.key, default: 0] + 1
+            s.versionChanges[o.key] = n
+            return (n, s.filler, s.bucketID, s.stamp)
+        }
         guard case .refetch? = VersionAnswer.changed(now).step(changesSoFar: n - 1, listedETag: o.etag), let filler else {
-            lock.lock()
-            summary.failures.append(DownloadFailure(key: o.key, reason: VersionAnswer.tooManyChanges(n)))
-            lock.unlock()
+            state.withLock { $0.summary.failures.append(DownloadFailure(key: o.key, reason: VersionAnswer.tooManyChanges(n))) }
             finishedOne()
             return true
         }
@@ -271,29 +280,30 @@ public final class Prewarmer: @unchecked Sendable {
             logger.warning("could not record the new version of \(PathError.printable(o.key)): \(error)")
             return false
         }
-        lock.lock()
-        summary.bytesTotal += row.size - o.size
-        bytesAlreadyDone -= o.cachedBytes
-        lock.unlock()
+        state.withLock { s in
+            s.summary.bytesTotal += row.size - o.size
+            s.bytesAlreadyDone -= o.cachedBytes
+        }
         filler.fill(row, bucket: options.bucket, lane: .bulk) { [weak self] o, err in self?.finished(o, err) }
         return true
     }
 
-    /// One selected object is done with (`lock` not held).
+    /// One selected object is done with (`state` not held).
     private func finishedOne() {
-        lock.lock()
-        open -= 1
-        let last = open == 0
-        lock.unlock()
+        let last = state.withLock { s in
+            s.open -= 1
+            return s.open == 0
+        }
         if last { cond.lock(); cond.broadcast(); cond.unlock() }
     }
 
     public func progress() -> DownloadProgress {
-        let e = engine?.snapshot() ?? EngineStats()
-        lock.lock(); defer { lock.unlock() }
-        return DownloadProgress(bytesDone: bytesAlreadyDone + e.bytes - engineBytesAtStart, bytesTotal: summary.bytesTotal,
-                                objectsDone: objectsDone, objectsTotal: summary.selected, engine: e)
+        let e = state.withLock { $0.engine }?.snapshot() ?? EngineStats()
+        return state.withLock { s in
+            DownloadProgress(bytesDone: s.bytesAlreadyDone + e.bytes - s.engineBytesAtStart, bytesTotal: s.summary.bytesTotal,
+                             objectsDone: s.objectsDone, objectsTotal: s.summary.selected, engine: e)
+        }
     }
 
-    public func workerPIDs() -> [pid_t] { engine?.workerPIDs() ?? [] }
+    public func workerPIDs() -> [pid_t] { state.withLock { $0.engine }?.workerPIDs() ?? [] }
 }

@@ -13,6 +13,7 @@ import Foundation
 import Logging
 import S3
 import SoakCore
+import Synchronization
 
 /// What S3 says about an object whose GET with `If-Match` answered 412.
 public enum VersionAnswer: Sendable, Equatable {
@@ -52,24 +53,25 @@ public enum VersionAnswer: Sendable, Equatable {
     }
 }
 
-public final class VersionChecker: @unchecked Sendable {
-    // @unchecked: mutable state is guarded by `lock`; `store` is thread-safe (`ObjectStore`).
+public final class VersionChecker: Sendable {
     private let store: ObjectStore
     private let retry: RetryPolicy
     private let logger: Logger
-    private let lock = NSLock()
     /// One HEAD at a time: the answers are rare, and the store serves one request at a time.
     private let queue = DispatchQueue(label: "soak.version-check")
-    /// Answers for versions known to be gone or replaced, by bucket, key and old ETag.
-    private var superseded: [String: VersionAnswer] = [:]
-    private var headCount = 0
+    private struct State {
+        /// Answers for versions known to be gone or replaced, by bucket, key and old ETag.
+        var superseded: [String: VersionAnswer] = [:]
+        var headCount = 0
+    }
+    private let state = Mutex(State())
 
     public init(store: ObjectStore, retry: RetryPolicy, logger: Logger) {
         self.store = store; self.retry = retry; self.logger = logger
     }
 
     /// HEADs sent so far (for tests).
-    public var heads: Int { lock.lock(); defer { lock.unlock() }; return headCount }
+    public var heads: Int { state.withLock { $0.headCount } }
 
     /// Answers on the checker's queue, in order of asking. Safe to call with other locks held.
     public func ask(bucket: String, key: String, etag: String, answer: @escaping @Sendable (VersionAnswer) -> Void) {
@@ -79,10 +81,12 @@ public final class VersionChecker: @unchecked Sendable {
     /// HEADs the key (unless its version is known superseded) and compares its ETag with `etag`.
     public func check(bucket: String, key: String, etag: String) -> VersionAnswer {
         let memo = bucket + "\0" + key + "\0" + etag
-        lock.lock()
-        if let known = superseded[memo] { lock.unlock(); return known }
-        headCount += 1
-        lock.unlock()
+        let known: VersionAnswer? = state.withLock { s in
+            if let known = s.superseded[memo] { return known }
+            s.headCount += 1
+            return nil
+        }
+        if let known { return known }
         var random = SystemRandomNumberGenerator()
         let answer: VersionAnswer
         do {
@@ -118,7 +122,7 @@ public final class VersionChecker: @unchecked Sendable {
             break
         }
         if case .unknown = answer {} else if answer != .unchanged {
-            lock.lock(); superseded[memo] = answer; lock.unlock()
+            state.withLock { $0.superseded[memo] = answer }
         }
         return answer
     }
