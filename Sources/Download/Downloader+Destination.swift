@@ -6,6 +6,7 @@ import Engine
 import Foundation
 import S3
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,16 +54,17 @@ extension Downloader {
     }
 
     func prepareDestination(_ dest: String) throws {
-        startedEmpty = Self.isEmptyOrMissing(dest)
+        let empty = Self.isEmptyOrMissing(dest)
+        place.withLock { $0.startedEmpty = empty }
         try createDirectories(dest)
         guard access(dest, W_OK) == 0 else {
             throw LocalIOError(errno: errno, operation: "destination is not writable:", path: dest)
         }
         let root = try DestinationRoot(path: dest)
-        self.root = root
+        place.withLock { $0.root = root }
         let name = PartialFile.directoryName
         if mkdirat(root.fd, name, 0o755) == 0 {
-            ownsPartialDirectory = true
+            place.withLock { $0.ownsPartialDirectory = true }
         } else if errno != EEXIST {
             throw LocalIOError(errno: errno, operation: "mkdir", path: root.display(name))
         }
@@ -71,8 +73,8 @@ extension Downloader {
             if DestinationRoot.kind(in: root.fd, name) == S_IFLNK { throw SymlinkRefused(path: root.display(name)) }
             throw LocalIOError(errno: errno, operation: "open", path: root.display(name))
         }
-        partialFD = fd
-        if !ownsPartialDirectory { ownsPartialDirectory = Self.holdsSoakFiles(fd) }
+        let owns = place.withLock { $0.ownsPartialDirectory } || Self.holdsSoakFiles(fd)
+        place.withLock { $0.partialFD = fd; $0.ownsPartialDirectory = owns }
     }
 
     /// Whether directory `fd` holds a file soak names in its partial directory.
@@ -112,14 +114,9 @@ extension Downloader {
     /// `mkdir -p` of `rel` beneath DEST.
     func makeDirectories(_ rel: String) throws {
         guard let root else { throw LocalIOError(errno: EBADF, operation: "mkdir", path: rel) }
-        directoriesLock.lock()
-        let known = knownDirectories.contains(rel)
-        directoriesLock.unlock()
-        if known { return }
+        if knownDirectories.withLock({ $0.contains(rel) }) { return }
         try root.makeDirectories(rel)
-        directoriesLock.lock()
-        knownDirectories.insert(rel)
-        directoriesLock.unlock()
+        knownDirectories.withLock { _ = $0.insert(rel) }
     }
 
     /// `mkdir -p` of DEST itself (reached as the user gave it).
@@ -143,6 +140,11 @@ extension Downloader {
     /// made by this run, or found holding soak's files. Runs on every exit of `run`, failed ones
     /// included.
     func closePartialDirectory() {
+        let (root, partialFD, owns) = place.withLock { p in
+            let was = (p.root, p.partialFD, p.ownsPartialDirectory)
+            if p.root != nil { p.partialFD = -1 }
+            return was
+        }
         guard let root, partialFD >= 0 else { return }
         var names: [String] = []
         let dup = openat(partialFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -160,7 +162,6 @@ extension Downloader {
             unlinkat(partialFD, n, 0)
         }
         close(partialFD)
-        partialFD = -1
-        if ownsPartialDirectory { unlinkat(root.fd, PartialFile.directoryName, AT_REMOVEDIR) }
+        if owns { unlinkat(root.fd, PartialFile.directoryName, AT_REMOVEDIR) }
     }
 }

@@ -6,30 +6,29 @@
 import Engine
 import Foundation
 import S3
+import Synchronization
 
 extension Downloader {
     /// Applies an object's step once none of its orders is out: the new version starts from
     /// scratch (its old partial discarded), or the key fails with one line (its partial, of a
     /// version that is no more, discarded).
     func settle(_ tag: Int) {
-        lock.lock()
-        guard let t = tasks[tag], let step = t.settle else { lock.unlock(); return }
-        lock.unlock()
+        guard let t = work.withLock({ $0.tasks[tag] }), let step = t.settle else { return }
         switch step {
         case .refetch(let now):
             if let engine {
-                lock.lock(); bytesAlreadyDone -= t.countedBytes; lock.unlock()
+                work.withLock { $0.bytesAlreadyDone -= t.countedBytes }
                 startObject(now, t.path, engine: engine, replacing: (t.info, t.versionChanges + 1))
             }
         case .fail(let reason):
             t.partial.discard()
-            lock.lock(); summary.failures.append(DownloadFailure(key: t.info.key, reason: reason)); lock.unlock()
+            work.withLock { $0.summary.failures.append(DownloadFailure(key: t.info.key, reason: reason)) }
         }
         // Only now: the new version (if any) is open, so `open` never passes through zero.
-        lock.lock()
-        tasks[tag] = nil
-        open -= 1
-        lock.unlock()
+        work.withLock { w in
+            w.tasks[tag] = nil
+            w.open -= 1
+        }
         signal()
     }
 }

@@ -17,6 +17,7 @@ import Foundation
 import Logging
 import S3
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,8 +48,7 @@ public struct DownloadSummary: Sendable {
     public var interrupted = false
 }
 
-public final class Downloader: @unchecked Sendable {
-    // @unchecked: mutable state is guarded by `lock` (engine callbacks arrive on its thread).
+public final class Downloader: Sendable {
     /// 8 MiB parts: large enough that per-request overhead is negligible, small enough that a
     /// big object spreads over every worker.
     public static let defaultPartSize: Int64 = 8 << 20
@@ -82,16 +82,25 @@ public final class Downloader: @unchecked Sendable {
     private let workerExecutable: String
     private let builder: S3RequestBuilder
     private let logger: Logger
-    let lock = NSLock()
     private let cond = NSCondition()
-    var tasks: [Int: ObjectTask] = [:]
-    var open = 0
-    var summary = DownloadSummary()
-    var bytesAlreadyDone: Int64 = 0
-    private var objectsDone = 0
-    var engine: FetchEngine?
+    /// The run's objects and counts (engine callbacks arrive on its thread).
+    struct Work {
+        var tasks: [Int: ObjectTask] = [:]
+        var open = 0
+        var summary = DownloadSummary()
+        var bytesAlreadyDone: Int64 = 0
+        var objectsDone = 0
+        var nextTag = 0
+        var engine: FetchEngine?
+        var credentials: CredentialKeeper?
+    }
+    let work = Mutex(Work())
+    var engine: FetchEngine? { work.withLock { $0.engine } }
     /// Refreshed credentials for the workers (set before `run`); nil keeps the builder's.
-    public var credentials: CredentialKeeper?
+    public var credentials: CredentialKeeper? {
+        get { work.withLock { $0.credentials } }
+        set { work.withLock { $0.credentials = newValue } }
+    }
 
     /// Builds the engine's transport; nil: the worker pool (`workerExecutable`).
     private let transportFactory: (@Sendable () -> FetchTransport)?
@@ -125,7 +134,7 @@ public final class Downloader: @unchecked Sendable {
         }
         engine.versionCheck = VersionChecker(store: store, retry: settings.retry, logger: logger)
         if let credentials { engine.follow(credentials) }
-        self.engine = engine
+        work.withLock { $0.engine = engine }
         try engine.start()
 
         // 1. List page by page; select, hold back possible file/directory conflicts, start the rest.
@@ -136,7 +145,7 @@ public final class Downloader: @unchecked Sendable {
             let complete = try ListingPager.run(store: store, bucket: options.bucket, prefix: options.prefix,
                                                 retry: settings.retry, logger: logger, shouldStop: shouldStop) { page in
                 for o in page.objects {
-                    lock.lock(); summary.listed += 1; lock.unlock()
+                    work.withLock { $0.summary.listed += 1 }
                     guard let (rel, p) = select(o) else { continue }
                     let released = gate.offer(path: rel, item: p.map { (o, $0) })
                     for (c, _) in released.conflicts { reportConflict(c) }
@@ -165,7 +174,7 @@ public final class Downloader: @unchecked Sendable {
             // the announcement cannot fall between the read and the wait (it did: a download
             // then ended up to a tick, 0.2 s, late).
             cond.lock()
-            lock.lock(); let remaining = open; lock.unlock()
+            let remaining = work.withLock { $0.open }
             if remaining == 0 { cond.unlock(); break }
             if shouldStop() { cond.unlock(); interrupted = true; break }
             _ = cond.wait(until: Date(timeIntervalSinceNow: tickInterval))
@@ -174,18 +183,18 @@ public final class Downloader: @unchecked Sendable {
         }
         engine.stop()
         tick(progress())
-        lock.lock()
-        summary.interrupted = interrupted
-        summary.bytesFetched = engine.snapshot().bytes
-        summary.seconds = MonotonicTime.now() - t0
-        if interrupted {
-            for t in tasks.values where !t.failed {
-                summary.failures.append(DownloadFailure(key: t.info.key, reason: "interrupted (partial kept for resume)"))
+        let bytes = engine.snapshot().bytes
+        return work.withLock { w in
+            w.summary.interrupted = interrupted
+            w.summary.bytesFetched = bytes
+            w.summary.seconds = MonotonicTime.now() - t0
+            if interrupted {
+                for t in w.tasks.values where !t.failed {
+                    w.summary.failures.append(DownloadFailure(key: t.info.key, reason: "interrupted (partial kept for resume)"))
+                }
             }
+            return w.summary
         }
-        let result = summary
-        lock.unlock()
-        return result
     }
 
     /// Filter and path safety for one listed object: nil when it is skipped or refused (the
@@ -215,18 +224,16 @@ public final class Downloader: @unchecked Sendable {
     }
 
     private func fail(_ key: String, _ reason: String) {
-        lock.lock()
-        summary.failures.append(DownloadFailure(key: key, reason: reason))
-        lock.unlock()
+        work.withLock { $0.summary.failures.append(DownloadFailure(key: key, reason: reason)) }
     }
 
     private func reportConflict(_ o: ObjectInfo) {
-        lock.lock()
-        summary.selected += 1
-        summary.conflicts.append(o.key)
-        summary.failures.append(DownloadFailure(
-            key: o.key, reason: "is both a file and a directory prefix; the directory's contents were downloaded instead"))
-        lock.unlock()
+        work.withLock { w in
+            w.summary.selected += 1
+            w.summary.conflicts.append(o.key)
+            w.summary.failures.append(DownloadFailure(
+                key: o.key, reason: "is both a file and a directory prefix; the directory's contents were downloaded instead"))
+        }
     }
 
     /// Plans one selected object and submits what it still needs: nothing when the file is
@@ -237,14 +244,14 @@ public final class Downloader: @unchecked Sendable {
     func startObject(_ o: ObjectInfo, _ p: SafePath, engine: FetchEngine,
                              replacing: (info: ObjectInfo, changes: Int)? = nil) {
         let dest = options.destination
-        lock.lock()
-        if let old = replacing?.info {
-            summary.bytesTotal += o.size - old.size
-        } else {
-            summary.selected += 1
-            summary.bytesTotal += o.size
+        work.withLock { w in
+            if let old = replacing?.info {
+                w.summary.bytesTotal += o.size - old.size
+            } else {
+                w.summary.selected += 1
+                w.summary.bytesTotal += o.size
+            }
         }
-        lock.unlock()
         var existing = Existing.absent
         if !startedEmpty { existing = self.existing(p.relativePath, o) }
         if case .refused(let e) = existing {
@@ -253,11 +260,11 @@ public final class Downloader: @unchecked Sendable {
             return
         }
         if case .upToDate = existing {
-            lock.lock()
-            summary.skippedUpToDate += 1
-            bytesAlreadyDone += o.size
-            objectsDone += 1
-            lock.unlock()
+            work.withLock { w in
+                w.summary.skippedUpToDate += 1
+                w.bytesAlreadyDone += o.size
+                w.objectsDone += 1
+            }
             return
         }
         let partial = PartialFile(destination: dest, relativePath: p.relativePath, directory: partialFD)
@@ -277,15 +284,15 @@ public final class Downloader: @unchecked Sendable {
             missing = (0..<nParts).filter { !state.done.contains($0) }
         }
         let resumed = multi ? Int64(state.done.count) * options.partSize : 0
-        lock.lock()
-        bytesAlreadyDone += resumed
-        nextTag += 1
-        let tag = nextTag
-        tasks[tag] = ObjectTask(info: o, path: p, partial: partial, state: state, partsLeft: missing.count,
-                                multiPart: multi, outstanding: missing.count, countedBytes: resumed,
-                                versionChanges: replacing?.changes ?? 0)
-        open += 1
-        lock.unlock()
+        let tag = work.withLock { w in
+            w.bytesAlreadyDone += resumed
+            w.nextTag += 1
+            w.tasks[w.nextTag] = ObjectTask(info: o, path: p, partial: partial, state: state, partsLeft: missing.count,
+                                            multiPart: multi, outstanding: missing.count, countedBytes: resumed,
+                                            versionChanges: replacing?.changes ?? 0)
+            w.open += 1
+            return w.nextTag
+        }
         if missing.isEmpty {
             finalize(tag)
             return
@@ -295,10 +302,10 @@ public final class Downloader: @unchecked Sendable {
             do {
                 try makeDirectories(parentOf(p.relativePath))
             } catch {
-                lock.lock()
-                summary.failures.append(DownloadFailure(key: o.key, reason: "\(error)"))
-                tasks[tag] = nil; open -= 1
-                lock.unlock()
+                work.withLock { w in
+                    w.summary.failures.append(DownloadFailure(key: o.key, reason: "\(error)"))
+                    w.tasks[tag] = nil; w.open -= 1
+                }
                 return
             }
             publish = PublishSpec(finalPath: p.relativePath, etag: o.etag, mtime: o.lastModified)
@@ -314,16 +321,15 @@ public final class Downloader: @unchecked Sendable {
                                      range: start...end, root: dest, path: path, fileOffset: start,
                                      publish: publish, lane: .bulk, tag: tag << 20 | part))
         }
-        lock.lock(); tasks[tag]?.orders = ids; lock.unlock()
+        work.withLock { $0.tasks[tag]?.orders = ids }
     }
-
-    private var nextTag = 0
 
     public func progress() -> DownloadProgress {
         let e = engine?.snapshot() ?? EngineStats()
-        lock.lock(); defer { lock.unlock() }
-        return DownloadProgress(bytesDone: bytesAlreadyDone + e.bytes, bytesTotal: summary.bytesTotal,
-                                objectsDone: objectsDone, objectsTotal: summary.selected, engine: e)
+        return work.withLock { w in
+            DownloadProgress(bytesDone: w.bytesAlreadyDone + e.bytes, bytesTotal: w.summary.bytesTotal,
+                             objectsDone: w.objectsDone, objectsTotal: w.summary.selected, engine: e)
+        }
     }
 
     /// Worker PIDs of the running engine (tests kill one to prove recovery).
@@ -334,54 +340,55 @@ public final class Downloader: @unchecked Sendable {
 
     private func completed(_ c: FetchCompletion) {
         let tag = c.tag >> 20, part = c.tag & 0xFFFFF
-        lock.lock()
-        guard var t = tasks[tag], !t.failed else { lock.unlock(); return }
-        t.outstanding -= 1
-        if t.settle == nil, let err = c.error, err.isPreconditionFailed, let answer = c.version {
-            t.settle = answer.step(changesSoFar: t.versionChanges, listedETag: t.info.etag)
-            // Orders of this version no worker has yet will never be needed.
-            if t.settle != nil { for id in t.orders where engine?.withdraw(id) == true { t.outstanding -= 1 } }
-        }
-        if t.settle != nil {
-            tasks[tag] = t
-            lock.unlock()
-            if t.outstanding <= 0 { settle(tag) }
-            return
-        }
-        if let err = c.error {
-            t.failed = true
-            tasks[tag] = t
-            var reason = err.description
-            if err.kind == .http && err.status == 404 {
-                reason = VersionAnswer.deleted("GET answered 404" + (err.code.map { " " + $0 } ?? ""))
-            } else if err.isPreconditionFailed, let answer = c.version {
-                // HEAD showed the same ETag (attempts ran out) or could not tell: the partial is
-                // of the version it names and is kept for a rerun to resume or discard.
-                reason = answer.failureReason(listedETag: t.info.etag)
-            } else if err.isPreconditionFailed {
-                // The object changed since it was listed: what we have is of the old version.
-                t.partial.discard()
-                reason = "the object changed during the download (ETag no longer \(t.info.etag)); rerun to fetch the new version"
+        /// What the completion leaves to do once `work` is released.
+        enum Next { case nothing, settle, signal, parts(ObjectTask) }
+        let next: Next = work.withLock { w in
+            guard var t = w.tasks[tag], !t.failed else { return .nothing }
+            t.outstanding -= 1
+            if t.settle == nil, let err = c.error, err.isPreconditionFailed, let answer = c.version {
+                t.settle = answer.step(changesSoFar: t.versionChanges, listedETag: t.info.etag)
+                // Orders of this version no worker has yet will never be needed.
+                if t.settle != nil { for id in t.orders where w.engine?.withdraw(id) == true { t.outstanding -= 1 } }
             }
-            summary.failures.append(DownloadFailure(key: t.info.key, reason: reason))
-            tasks[tag] = nil
-            open -= 1
-            lock.unlock()
-            signal()
+            if t.settle != nil {
+                w.tasks[tag] = t
+                return t.outstanding <= 0 ? .settle : .nothing
+            }
+            if let err = c.error {
+                var reason = err.description
+                if err.kind == .http && err.status == 404 {
+                    reason = VersionAnswer.deleted("GET answered 404" + (err.code.map { " " + $0 } ?? ""))
+                } else if err.isPreconditionFailed, let answer = c.version {
+                    // HEAD showed the same ETag (attempts ran out) or could not tell: the partial is
+                    // of the version it names and is kept for a rerun to resume or discard.
+                    reason = answer.failureReason(listedETag: t.info.etag)
+                } else if err.isPreconditionFailed {
+                    // The object changed since it was listed: what we have is of the old version.
+                    t.partial.discard()
+                    reason = "the object changed during the download (ETag no longer \(t.info.etag)); rerun to fetch the new version"
+                }
+                w.summary.failures.append(DownloadFailure(key: t.info.key, reason: reason))
+                w.tasks[tag] = nil
+                w.open -= 1
+                return .signal
+            }
+            t.state.done.insert(part)
+            t.partsLeft -= 1
+            t.countedBytes += c.order.end - c.order.start + 1
+            w.tasks[tag] = t
+            return .parts(t)
+        }
+        guard case .parts(let t) = next else {
+            if case .settle = next { settle(tag) } else if case .signal = next { signal() }
             return
         }
-        t.state.done.insert(part)
-        t.partsLeft -= 1
-        t.countedBytes += c.order.end - c.order.start + 1
-        tasks[tag] = t
         let last = t.partsLeft == 0
-        lock.unlock()
         if last && !t.multiPart && t.info.size > 0 {
             // The worker already linked the file in place.
-            lock.lock()
-            summary.downloaded += 1; objectsDone += 1
-            tasks[tag] = nil; open -= 1
-            lock.unlock()
+            work.withLock { w in
+                w.summary.downloaded += 1; w.objectsDone += 1
+                w.tasks[tag] = nil; w.open -= 1
+            }
             signal()
         } else if last {
             finalize(tag)
@@ -392,10 +399,9 @@ public final class Downloader: @unchecked Sendable {
 
     /// Stamps ETag and mtime on the complete data file and renames it into place.
     private func finalize(_ tag: Int) {
-        lock.lock()
-        guard let t = tasks[tag] else { lock.unlock(); return }
-        lock.unlock()
+        guard let t = work.withLock({ $0.tasks[tag] }) else { return }
         let rel = t.path.relativePath
+        let partialFD = self.partialFD
         var failure: String?
         do {
             guard let root else { throw LocalIOError(errno: EBADF, operation: "finalize", path: rel) }
@@ -426,41 +432,46 @@ public final class Downloader: @unchecked Sendable {
             if error is SymlinkRefused { t.partial.discard() }
             failure = "\(error)"
         }
-        lock.lock()
-        if let failure {
-            summary.failures.append(DownloadFailure(key: t.info.key, reason: failure))
-        } else {
-            summary.downloaded += 1
-            objectsDone += 1
+        work.withLock { w in
+            if let failure {
+                w.summary.failures.append(DownloadFailure(key: t.info.key, reason: failure))
+            } else {
+                w.summary.downloaded += 1
+                w.objectsDone += 1
+            }
+            w.tasks[tag] = nil
+            w.open -= 1
         }
-        tasks[tag] = nil
-        open -= 1
-        lock.unlock()
         signal()
     }
 
     /// Wakes the waiting main thread, but only when the last object is done: it wakes on its
     /// own every tick for progress, and a wake-up per object was thousands of futex round trips.
     func signal() {
-        lock.lock(); let done = open == 0; lock.unlock()
+        let done = work.withLock { $0.open == 0 }
         if done { cond.lock(); cond.broadcast(); cond.unlock() }
     }
 
     // MARK: - Files (methods in Downloader+Destination.swift)
 
-    /// DEST, held open for the run; every path below it is resolved from it.
-    var root: DestinationRoot?
-    /// DEST/.soak-partial, opened after checking it is a directory (not a link); -1 before.
-    var partialFD: Int32 = -1
-    /// The partial directory is soak's: this run made it, or it held soak's files.
-    var ownsPartialDirectory = false
-
-    /// The destination held nothing when this run began: no file in it can be from an earlier
-    /// run, so objects are not looked up there first (5000 failed stats were 2% of a
-    /// small-object download's CPU).
-    var startedEmpty = false
+    /// Where the run writes, set up in `prepareDestination` before the engine starts.
+    struct Place {
+        /// DEST, held open for the run; every path below it is resolved from it.
+        var root: DestinationRoot?
+        /// DEST/.soak-partial, opened after checking it is a directory (not a link); -1 before.
+        var partialFD: Int32 = -1
+        /// The partial directory is soak's: this run made it, or it held soak's files.
+        var ownsPartialDirectory = false
+        /// The destination held nothing when this run began: no file in it can be from an
+        /// earlier run, so objects are not looked up there first (5000 failed stats were 2% of
+        /// a small-object download's CPU).
+        var startedEmpty = false
+    }
+    let place = Mutex(Place())
+    var root: DestinationRoot? { place.withLock { $0.root } }
+    var partialFD: Int32 { place.withLock { $0.partialFD } }
+    var startedEmpty: Bool { place.withLock { $0.startedEmpty } }
 
     /// Directories (relative to DEST) this run created or found, so each is checked once.
-    var knownDirectories = Set<String>()
-    let directoriesLock = NSLock()
+    let knownDirectories = Mutex(Set<String>())
 }
