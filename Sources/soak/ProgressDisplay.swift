@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import Logging
 import SoakCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -86,26 +87,23 @@ final class ProgressDisplay {
 }
 
 /// Catches SIGINT and SIGTERM so the run can stop cleanly (workers reaped, partials kept).
-final class SignalWatcher: @unchecked Sendable {
-    // @unchecked: `value` is guarded by `lock`.
-    private let lock = NSLock()
-    private var value: Int32?
-    private var sources: [DispatchSourceSignal] = []
+final class SignalWatcher: Sendable {
+    private let value = Mutex<Int32?>(nil)
+    /// Held to keep the sources alive; unchecked (Dispatch's sources are not Sendable): only
+    /// `init` touches it.
+    nonisolated(unsafe) private var sources: [any DispatchSourceSignal] = []
 
     init() {
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
             let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             src.setEventHandler { [weak self] in
-                guard let self else { return }
-                self.lock.lock()
-                if self.value == nil { self.value = sig }
-                self.lock.unlock()
+                self?.value.withLock { v in if v == nil { v = sig } }
             }
             src.resume()
             sources.append(src)
         }
     }
 
-    var received: Int32? { lock.lock(); defer { lock.unlock() }; return value }
+    var received: Int32? { value.withLock { $0 } }
 }
