@@ -200,7 +200,9 @@ final class WorkerLoop {
             n += 1
             if requested.contains(o.id) || !preparesAhead(o) { continue }
             if preparer == nil {
-                final class Wake: @unchecked Sendable { let multi: CurlMulti; init(_ m: CurlMulti) { multi = m } }
+                final class Wake: @unchecked Sendable {  // @unchecked: the CURLM pointer; curl_multi_wakeup is thread-safe
+                    let multi: CurlMulti; init(_ m: CurlMulti) { multi = m }
+                }
                 let wake = Wake(multi)  // curl_multi_wakeup may be called from any thread
                 preparer = FilePreparer(prepare: { FetchTargets.open($0) }, onReady: { wake.multi.wakeup() })
             }

@@ -17,8 +17,7 @@ import SoakCore
 import Glibc
 #endif
 
-public final class WorkerPoolTransport: FetchTransport, @unchecked Sendable {
-    // @unchecked: all mutable state is guarded by `lock`.
+public final class WorkerPoolTransport: FetchTransport, @unchecked Sendable {  // @unchecked: `WorkerProcess`es are used outside `lock` too
     let settings: EngineSettings
     let executable: String
     /// What a new worker is configured with (credentials included: `updateCredentials`).

@@ -42,8 +42,7 @@ public protocol FuseHandler: AnyObject, Sendable {
 private let readOnlyMount = FSError(.readOnly, "the mount is read-only")
 
 /// One request waiting for its reply.
-struct FuseRequest: @unchecked Sendable {
-    // @unchecked: a fuse_req_t may be replied to from any thread, once.
+struct FuseRequest: @unchecked Sendable {  // @unchecked: a C fuse_req_t (libfuse owns it), replied to from any thread, once
     let req: fuse_req_t
 
     /// Replies with a handler's result; `size` is the kernel's buffer for directory entries.
@@ -149,8 +148,7 @@ public struct MountError: Error, CustomStringConvertible, Sendable {
 }
 
 /// A libfuse low-level session on one mountpoint.
-public final class FuseSession: @unchecked Sendable {
-    // @unchecked: the session pointer is used by `run` and, to stop it, by `exit`.
+public final class FuseSession: @unchecked Sendable {  // @unchecked: libfuse's session pointer, used by `run` and `exit`
     private var session: OpaquePointer?
     private let handlerBox: Unmanaged<HandlerBox>
     private var argv: [UnsafeMutablePointer<CChar>?]

@@ -36,8 +36,7 @@ public struct DirectoryEntry: Sendable {
 /// Bytes read for a reply: `bytes` points into a `BufferPool` buffer (or nothing, for an empty
 /// read), handed back to the pool when the last reference goes. The hit path preads straight
 /// into it and the bridge replies from it: read data is never copied.
-public final class ReadBuffer: @unchecked Sendable {
-    // @unchecked: written by one reader before it is handed on, read-only after.
+public final class ReadBuffer: @unchecked Sendable {  // @unchecked: raw memory, written once before hand-off, then read-only
     public private(set) var bytes: UnsafeRawBufferPointer
     private let storage: UnsafeMutableRawBufferPointer?
     private let pool: BufferPool?

@@ -37,11 +37,10 @@ final class OnceCompletion: Sendable {
     }
 }
 
-public final class MountFilesystem: FuseHandler, @unchecked Sendable {
+public final class MountFilesystem: FuseHandler, @unchecked Sendable {  // @unchecked: `OpenFile`s leave `lock` and are changed under it again
     /// A read that missed is answered EIO if its data has not come after this long (retries
     /// with backoff take up to ~15 s, a hung worker is replaced after 30 s).
     static let missDeadline = 120.0
-    // @unchecked: the namespace locks itself; counters and open handles are guarded by `lock`.
     let namespace: Namespace
     let cache: any BlockStore
     let filler: CacheFiller

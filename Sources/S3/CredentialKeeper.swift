@@ -18,8 +18,7 @@
 import Foundation
 import Logging
 
-public final class CredentialKeeper: @unchecked Sendable {
-    // @unchecked: `refresher`, `subscribers` and the thread state are guarded by `lock`.
+public final class CredentialKeeper: @unchecked Sendable {  // @unchecked: the timer waits on `lock` (Mutex has no wait)
     private let provider: (any CredentialProvider)?
     private let now: @Sendable () -> Date
     private let logger: Logger

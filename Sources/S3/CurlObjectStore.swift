@@ -6,8 +6,9 @@
 import Foundation
 import SoakCore
 
-public final class CurlObjectStore: ObjectStore, @unchecked Sendable {
-    // @unchecked: the transfer and `builder` are guarded by `lock`; one request at a time per instance.
+public final class CurlObjectStore: ObjectStore, @unchecked Sendable {  // @unchecked: lends callers' sinks to the handle under `lock`
+    // The transfer and `builder` are guarded by `lock`: one request at a time per instance. A
+    // Mutex refuses it (tried): a caller's non-Sendable sink cannot go into the guarded handle.
     private var builder: S3RequestBuilder
     private let options: TransportOptions
     private let transfer: CurlTransfer
