@@ -8,8 +8,8 @@ import time
 
 from . import state as C
 from .state import sha_file
-from .procs import alive, env_for, kill9, reap_workers, workers_of
-from .reqlog import cache_present, refetch_check, reqlog_mark, wk_note
+from .procs import alive, env_for, kill9, reap_workers, stat_of, workers_of
+from .reqlog import cache_present, refetch_check, reqlog_mark, settled_mark, wk_note
 from .snapshots import cache_dir_extras, cache_monotonic, cache_verify_cmd, snap_cache
 from .trials import new_res
 
@@ -97,10 +97,10 @@ def trial_mount(i, plan, trng, prefetch):
             t0 = time.monotonic()
             time.sleep(max(0.0, t0 + delay - time.monotonic()))
             if target == "coordinator":
-                ws = workers_of(pid)
+                ws, start = workers_of(pid), (stat_of(pid) or (0, 0, 0))[2]
                 kill9(pid)
                 res["coord"] += 1; res["kills"].append("coord@%.2fs" % (time.monotonic() - t0))
-                res["problems"] += reap_workers(ws)
+                res["problems"] += reap_workers(ws, pid=pid, start=start)
                 res["problems"] += finish_readers(rs, 15, False)
                 if not wait_gone(pid, 5): res["problems"].append("the killed mount daemon is still there")
             else:
@@ -131,7 +131,8 @@ def trial_mount(i, plan, trng, prefetch):
             prev = snap
         # remount (on a possibly stale mountpoint), read everything, count fetches
         rlog = os.path.join(run, "remount.log")
-        mark = reqlog_mark()
+        mark, pr = settled_mark()
+        res["problems"] += pr
         pid, err = do_mount(cdir, mnt, env_for(False), rlog)
         if err:
             res["problems"].append("remount after the kill: " + err)

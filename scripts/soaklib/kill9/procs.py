@@ -41,17 +41,49 @@ def kill9(pid):
     except ProcessLookupError: pass
 
 
-def reap_workers(ws, grace=5.0):
-    """After the coordinator died: its workers must follow within `grace` s. Returns problems."""
+def exe_of(pid):
+    """The executable's path (a binary rebuilt since the process started reads as the new one)."""
+    e = os.readlink("/proc/%d/exe" % pid)
+    return e[:-len(" (deleted)")] if e.endswith(" (deleted)") else e
+
+
+def strays(pid, start):
+    """`soak __worker` processes of C.SOAK started since start (the coordinator pid's starttime)
+    whose parent is pid or no longer a soak process: the workers of a killed coordinator, including
+    one it started after workers_of() looked and orphans already handed to init or a subreaper."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit(): continue
+        s = stat_of(int(d))
+        if not s or s[0] in "ZX" or s[2] < start: continue
+        try:
+            exe = exe_of(int(d))
+            with open("/proc/%s/cmdline" % d, "rb") as f: cmd = f.read()
+        except OSError:
+            continue
+        if exe != C.SOAK or b"__worker" not in cmd: continue
+        try: parent_soak = s[1] != pid and exe_of(s[1]) == C.SOAK
+        except OSError: parent_soak = False
+        if not parent_soak: out.append((int(d), s[2]))
+    return sorted(out)
+
+
+def reap_workers(ws, grace=5.0, pid=None, start=None):
+    """After the coordinator died: its workers must follow within `grace` s. Returns problems.
+    With pid and start (the coordinator's), also waits for workers that ws missed (strays())."""
     t0 = time.monotonic()
+    def left():
+        ls = {p for p, s in ws if alive(p, s)}
+        if pid is not None: ls |= {p for p, s in strays(pid, start)}
+        return sorted(ls)
     while time.monotonic() - t0 < grace:
-        if not any(alive(p, s) for p, s in ws):
+        if not left():
             C.WORKER_LINGER = max(C.WORKER_LINGER, time.monotonic() - t0)
             return []
         time.sleep(0.02)
-    left = [p for p, s in ws if alive(p, s)]
-    for p in left: kill9(p)
-    return ["%d worker(s) still alive %.0f s after the coordinator was killed (pids %s)" % (len(left), grace, left)] if left else []
+    ls = left()
+    for p in ls: kill9(p)
+    return ["%d worker(s) still alive %.0f s after the coordinator was killed (pids %s)" % (len(ls), grace, ls)] if ls else []
 
 
 def env_for(throttled):

@@ -18,12 +18,13 @@ def proxy(args):
     ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0)); ls.listen(256)
     logf, lock, parent = open(C.REQLOG, "a", buffering=1), threading.Lock(), os.getppid()
-    def close(*ss):
+    def close(st, *ss):
+        with lock: st["closed"] = True  # no line is logged for this connection after this
         for x in ss:
             try: x.shutdown(socket.SHUT_RDWR)
             except OSError: pass
             x.close()
-    def c2u(c, u):
+    def c2u(c, u, st):
         buf = b""
         while True:
             try: d = c.recv(1 << 16)
@@ -35,12 +36,14 @@ def proxy(args):
                 lines = head.decode("latin-1").split("\r\n")
                 rng = next((l.split(":", 1)[1].strip() for l in lines[1:] if l.lower().startswith("range:")), "")
                 parts = lines[0].split(" ")
-                with lock: logf.write("%s\t%s\t%s\n" % (parts[0], parts[1] if len(parts) > 1 else "", rng))
+                with lock:
+                    if st["closed"]: return
+                    logf.write("%s\t%s\t%s\n" % (parts[0], parts[1] if len(parts) > 1 else "", rng))
             buf = buf[-1 << 16:]
             try: u.sendall(d)
             except OSError: break
-        close(c, u)
-    def u2c(u, c):
+        close(st, c, u)
+    def u2c(u, c, st):
         b = bytearray(1 << 20); mv = memoryview(b)
         while True:
             try:
@@ -48,7 +51,7 @@ def proxy(args):
                 if not n: break
                 c.sendall(mv[:n])
             except OSError: break
-        close(c, u)
+        close(st, c, u)
     def watchdog():
         while os.getppid() == parent: time.sleep(0.5)
         os._exit(0)
@@ -60,12 +63,43 @@ def proxy(args):
         except OSError:
             c.close(); continue
         for x in (c, u): x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=c2u, args=(c, u), daemon=True).start()
-        threading.Thread(target=u2c, args=(u, c), daemon=True).start()
+        st = {"closed": False}
+        threading.Thread(target=c2u, args=(c, u, st), daemon=True).start()
+        threading.Thread(target=u2c, args=(u, c, st), daemon=True).start()
 
 
 def reqlog_mark():
     return os.path.getsize(C.REQLOG) if os.path.exists(C.REQLOG) else 0
+
+
+# TCP states (include/net/tcp_states.h) in which the proxy has not closed a client connection yet:
+# ESTABLISHED, SYN_RECV, CLOSE_WAIT (the client is gone, the proxy still reads what it sent).
+OPEN_STATES = {"01", "03", "08"}
+
+
+def open_conns(port, tables=("/proc/net/tcp", "/proc/net/tcp6")):
+    """How many client connections to the proxy's port it has not closed yet (accepted or not)."""
+    n = 0
+    for t in tables:
+        try: lines = open(t).read().splitlines()[1:]
+        except OSError: continue
+        for l in lines:
+            f = l.split()
+            if len(f) > 3 and int(f[1].rsplit(":", 1)[1], 16) == port and f[3] in OPEN_STATES: n += 1
+    return n
+
+
+def settled_mark(timeout=10.0):
+    """The mark for the next run, once every request of the runs before it is in the log: the
+    processes of those runs are gone (reap_workers) but what they sent may still wait in the
+    proxy's sockets; the proxy logs nothing for a connection after closing it, and it closes every
+    connection whose client died, so no open connection means no late line. Returns (mark, problems)."""
+    port, t0 = int(urllib.parse.urlsplit(C.ENDPOINT).port), time.monotonic()
+    while open_conns(port):
+        if time.monotonic() - t0 > timeout:
+            return reqlog_mark(), ["the request-logging proxy still had %d open connection(s) %.0f s after the run ended" % (open_conns(port), timeout)]
+        time.sleep(0.02)
+    return reqlog_mark(), []
 
 
 def object_gets(mark):

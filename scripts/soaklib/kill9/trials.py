@@ -6,8 +6,8 @@ import time
 
 from . import state as C
 from .state import sha_file
-from .procs import env_for, kill9, last_line, reap_workers, run_bounded, workers_of
-from .reqlog import cache_present, download_present, refetch_check, reqlog_mark, wk_note
+from .procs import env_for, kill9, last_line, reap_workers, run_bounded, stat_of, workers_of
+from .reqlog import cache_present, download_present, refetch_check, reqlog_mark, settled_mark, wk_note
 from .snapshots import cache_dir_extras, cache_monotonic, cache_verify_cmd, download_monotonic, snap_cache, snap_download, verify_cache
 
 
@@ -28,10 +28,10 @@ def killed_run(cmd, env, logpath, target, delay, trng, res, live_present):
         time.sleep(max(0.0, t0 + delay - time.monotonic()))
         if target == "coordinator":
             if p.poll() is None:
-                ws = workers_of(p.pid)
+                ws, start = workers_of(p.pid), (stat_of(p.pid) or (0, 0, 0))[2]
                 kill9(p.pid); p.wait()
                 res["coord"] += 1; res["kills"].append("coord@%.2fs" % (time.monotonic() - t0))
-                probs += reap_workers(ws)
+                probs += reap_workers(ws, pid=p.pid, start=start)
             else:
                 res["missed"] += 1; res["kills"].append("missed")
         else:
@@ -79,7 +79,8 @@ def trial_download(i, plan, trng):
         if prev: res["problems"] += download_monotonic(prev, snap)
         prev = snap
     rlog = os.path.join(run, "rerun.log")
-    mark = reqlog_mark()
+    mark, pr = settled_mark()
+    res["problems"] += pr
     rc, secs = run_bounded(cmd, env_for(False), rlog)
     if rc is None:
         res["problems"].append("HANG: the rerun did not finish within %.0f s" % C.TIMEOUT); return res
@@ -132,7 +133,8 @@ def trial_prewarm(i, plan, trng):
         if prev: res["problems"] += cache_monotonic(prev, snap, "next run")
         prev = snap
     rlog = os.path.join(run, "rerun.log")
-    mark = reqlog_mark()
+    mark, pr = settled_mark()
+    res["problems"] += pr
     rc, secs = run_bounded(cmd, env_for(False), rlog)
     if rc is None:
         res["problems"].append("HANG: the rerun did not finish within %.0f s" % C.TIMEOUT); return res

@@ -1,6 +1,11 @@
 import os
 import random
+import shutil
+import socket
+import subprocess
 import tempfile
+import threading
+import time
 import unittest
 
 from soaklib.kill9 import main as k9main
@@ -112,6 +117,55 @@ class Kill9Tests(unittest.TestCase):
         r = random.Random(1)
         with open(rows[0][3], "rb") as f:
             self.assertEqual(f.read(), r.randbytes(3))
+
+    def test_the_rerun_mark_waits_for_requests_a_dead_client_left_in_the_proxy(self):
+        """A killed run's request still unread in the proxy's socket is logged before the mark."""
+        open(state.REQLOG, "w").close()
+        ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(8)
+        port = ls.getsockname()[1]
+        saved, state.ENDPOINT = state.ENDPOINT, "http://127.0.0.1:%d" % port
+        def slow_proxy():  # a loaded proxy: it gets to the connection late, logs, then closes it
+            c, _ = ls.accept(); time.sleep(0.5)
+            d = c.recv(1 << 16)
+            with open(state.REQLOG, "a") as f: f.write("GET\t/kill9/data/big\t%s\n" % d.decode().split(": ")[1].strip())
+            c.close()
+        t = threading.Thread(target=slow_proxy); t.start()
+        try:
+            cl = socket.create_connection(("127.0.0.1", port))
+            cl.sendall(b"Range: bytes=0-99\r\n\r\n"); cl.close()  # the killed run's worker, gone
+            mark, probs = reqlog.settled_mark(timeout=10)
+            self.assertEqual(probs, [])
+            self.assertEqual(reqlog.object_gets(0), [("big", 0, 100)])
+            self.assertEqual(reqlog.object_gets(mark), [], "the dead client's GET counted for the next run")
+            self.assertEqual(reqlog.open_conns(port), 0)
+        finally:
+            t.join(); ls.close(); state.ENDPOINT = saved
+
+    def test_workers_of_a_killed_coordinator_are_found_when_orphaned(self):
+        """A worker the first look missed (here: every one, orphaned by then) still counts as the
+        killed run's, so reap_workers waits for it (and kills it after the grace)."""
+        soak = os.path.join(self.tmp.name, "soak"); shutil.copy("/bin/sh", soak)
+        saved, state.SOAK = state.SOAK, soak
+        coord = subprocess.Popen([soak, "-c", '"$0" -c "while :; do sleep 0.05; done" __worker & wait', soak])
+        try:
+            for _ in range(200):
+                ws = procs.workers_of(coord.pid)
+                if ws: break
+                time.sleep(0.02)
+            self.assertEqual(len(ws), 1)
+            start = procs.stat_of(coord.pid)[2]
+            procs.kill9(coord.pid); coord.wait()
+            self.assertEqual(procs.workers_of(coord.pid), [], "orphaned: no longer the coordinator's child")
+            self.assertEqual(procs.strays(coord.pid, start), ws)
+            probs = procs.reap_workers([], grace=0.3, pid=coord.pid, start=start)
+            self.assertIn("1 worker(s) still alive", probs[0])
+            for _ in range(100):
+                if not procs.alive(*ws[0]): break
+                time.sleep(0.02)
+            self.assertEqual(procs.strays(coord.pid, start), [])
+        finally:
+            for w, _ in procs.strays(coord.pid, 0): procs.kill9(w)
+            state.SOAK = saved
 
 
 if __name__ == "__main__":
