@@ -29,7 +29,8 @@ import SoakCore
 public final class CacheFiller: Sendable {
     public typealias Done = @Sendable (CachedObject, FillError?) -> Void
 
-    /// 8 blocks (8 MiB) per order: the download's measured part size.
+    /// A run is as long as the download's part (`Downloader.defaultPartSize`), so prewarm and
+    /// download send the server the same request sizes.
     public static let defaultMaxRunBlocks = 8
     /// Landed blocks are committed at most this often: each commit is a `syncfs` plus a
     /// transaction, and back-to-back syncs cost kernel time without making anything safer.
@@ -41,9 +42,9 @@ public final class CacheFiller: Sendable {
     let verifier: FillVerifier
     let committer: FillCommitter
 
-    /// `backgroundVerify`: MD5 checks wait while blocks are being fetched (up to 30 s) and run at
-    /// the lowest CPU priority, so a mount's readers never compete with them; off (prewarm),
-    /// they run alongside the fetches.
+    /// `backgroundVerify`: MD5 checks wait while blocks are being fetched (at most
+    /// `IdleQueue.defaultMaxDeferral`) and run at the lowest CPU priority, so a mount's readers
+    /// never compete with them; off (prewarm), they run alongside the fetches.
     public init(cache: DiskCache, submitter: FetchSubmitter, logger: Logger, maxRunBlocks: Int = defaultMaxRunBlocks,
                 verifyMD5: Bool = true, backgroundVerify: Bool = false, commitInterval: Double = CacheFiller.commitInterval) {
         self.cache = cache

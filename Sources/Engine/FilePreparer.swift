@@ -3,9 +3,9 @@
 /// How it works. Starting a transfer opens its target (creating a cache data file, or an
 /// unnamed file for a download) and `fallocate`s its range. Both allocate on-disk structures,
 /// and ext4 makes an allocation wait while a journal commit writes the bitmaps it changes: with
-/// a prewarm's `syncfs` every 0.2 s, a worker's loop stood still, every transfer with it, while
-/// it started the next wave of transfers (the `fallocate`s of a wave began as a commit did;
-/// docs/BENCHMARKS.md, write path). So the loop `request`s the files of the next
+/// a prewarm's `syncfs` once per commit interval, a worker's loop stood still, every transfer
+/// with it, while it started the next wave of transfers (the `fallocate`s of a wave began as a
+/// commit did; docs/BENCHMARKS.md, write path). So the loop `request`s the files of the next
 /// bulk orders ahead of time; this thread prepares them in that order; the loop `take`s a
 /// prepared file when a slot frees up. When the loop found the next one not ready yet
 /// (`take(_:wake:)`), the thread calls `onReady` (which wakes the loop's poll) as soon as it
