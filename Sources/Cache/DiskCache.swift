@@ -44,6 +44,12 @@ public final class DiskCache: Sendable {
         /// there).
         var betweenLookups: (@Sendable () -> Void)?
 
+        /// The landed blocks of `o`'s generation.
+        func landed(_ o: CachedObject) -> [Int: UInt32] {
+            guard let l = landed[o.id], l.gen == o.gen else { return [:] }
+            return l.blocks
+        }
+
         mutating func trust(_ id: Int64, gen: Int64, _ i: Int) {
             if trusted[id]?.gen != gen { trusted[id] = (gen, []) }
             trusted[id]!.blocks.insert(i)
@@ -151,10 +157,7 @@ public final class DiskCache: Sendable {
 
     /// Landed, not yet recorded blocks of an object version.
     public func landedBlocks(_ o: CachedObject) -> [Int: UInt32] {
-        state.withLock { s in
-            guard let l = s.landed[o.id], l.gen == o.gen else { return [:] }
-            return l.blocks
-        }
+        state.withLock { $0.landed(o) }
     }
 
     private func forgetLanded(_ blocks: [CacheIndex.LandedBlock]) {
@@ -298,8 +301,7 @@ public final class DiskCache: Sendable {
             // Landed blocks first, the index second: a commit records a block in the index before
             // it forgets that it landed, so a block that landed before this read is found in one
             // or the other. (The other order missed it in both when a commit ran in between.)
-            let landedNow = landedBlocks(o)
-            let hook = state.withLock { $0.betweenLookups }
+            let (landedNow, hook) = state.withLock { ($0.landed(o), $0.betweenLookups) }
             hook?()
             // A dropped generation is never served, not even blocks that landed for it: a late
             // fetch may have made a new file under its name that `fd` does not see.
