@@ -6,9 +6,9 @@
 /// `submit`, which queues it and at once returns an empty buffer to fill next, and the writer
 /// thread does the writes in order. The loop picks up `completions()` (tag, bytes, errno) to
 /// advance what counts as on disk, so a transfer's bytes count only once they are written, in
-/// order. It does so on each turn, woken by its sockets or its 100 ms poll timeout, not by the
-/// writer: nothing waits on a completion except a finishing transfer, which waits for its
-/// writes.
+/// order. It does so on each turn, woken by its sockets or its poll timeout
+/// (`WorkerLoop.pollTimeout`), not by the writer: nothing waits on a completion except a
+/// finishing transfer, which waits for its writes.
 /// (Waking the loop after every write cost two context switches per MiB.)
 ///
 /// Bounded: at most `maxQueued` buffers wait; `submit` blocks the loop while that many do (the
